@@ -1,0 +1,187 @@
+"""The one exception tree of `runner`.
+
+Every error a user can meet is a `RunnerError`; its `str()` is the sentence the
+user reads, and it carries its context (file and line, job id, provider, task
+id) as attributes. Foreign exceptions (yaml, jsonschema, httpx, ffmpeg) are
+translated into this tree at one boundary each, with `raise ... from exc`.
+
+    RunnerError
+    ├── UsageError                  bad command line or environment (exit 2)
+    ├── ManifestError               the manifest cannot be used (exit 2)
+    │   └── ManifestInvalid         validation found problems: carries every `Problem`
+    ├── SchemaError                 an OpenAPI document cannot be turned into JSON Schemas
+    ├── ProviderError               a provider answered with an error, or could not be reached
+    │   ├── TransportError          no usable answer (connect error, timeout, connection lost)
+    │   ├── RateLimited             429 and kin: nothing was created, try later
+    │   ├── ProviderUnavailable     455, 503, 5xx before work was done: try later
+    │   ├── AccountRefused          401, 402, out-of-credits 403: stop this account
+    │   ├── RequestRejected         400, 404, 422, 505: this request will never work
+    │   └── GenerationFailed        the task ran and failed (501, state `fail`)
+    ├── ExecutionError              a job could not be completed
+    │   ├── UncertainSubmission     a createTask may or may not have reached the provider
+    │   ├── DeadlineExceeded        a task did not finish within its deadline
+    │   ├── BudgetExceeded          submitting would exceed --max-credits
+    │   └── DownloadError           a result could not be fetched or failed verification
+    ├── StoreError                  the journal, cache or lockfile cannot be used
+    │   └── LockedBuildError        --locked, and something would be generated
+    └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
+        └── FfmpegNotFound
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RunnerError(Exception):
+    """Root of every error `runner` raises on purpose."""
+
+
+class UsageError(RunnerError):
+    """The command line or the environment is wrong (a missing key, a bad option)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a manifest, located in its source file.
+
+    `path` is a JSONPath-like location in the document (`$.jobs[3].input.voice`),
+    `job_id` the id of the job it belongs to when there is one.
+    """
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    job_id: str | None = None
+
+    def __str__(self) -> str:
+        job = f" (job {self.job_id})" if self.job_id else ""
+        return f"{self.file}:{self.line}:{self.column}: {self.path}{job}: {self.message}"
+
+    @property
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file, self.line, self.column, self.message)
+
+
+class ManifestError(RunnerError):
+    """A manifest cannot be read at all (missing file, not a pipeline)."""
+
+
+class ManifestInvalid(ManifestError):
+    """Validation found problems; every one of them is in `problems`."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: p.sort_key)
+        count = len(self.problems)
+        head = "\n".join(str(p) for p in self.problems)
+        super().__init__(f"{head}\n{count} problem{'s' if count != 1 else ''} found")
+
+
+class SchemaError(RunnerError):
+    """An OpenAPI document could not be turned into model JSON Schemas."""
+
+
+class ProviderError(RunnerError):
+    """A provider refused a request or could not be reached.
+
+    `status` is the HTTP status, `code` the status the body carried (the market API
+    says 200 over HTTP and puts the real status in the body), `retry_after_s` the
+    provider's own hint when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        job_id: str | None = None,
+        task_id: str | None = None,
+        status: int | None = None,
+        code: int | str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.message = message
+        self.provider = provider
+        self.job_id = job_id
+        self.task_id = task_id
+        self.status = status
+        self.code = code
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = [part for part in (self.provider, self.job_id) if part]
+        prefix = f"{'/'.join(where)}: " if where else ""
+        code = f" [{self.code}]" if self.code not in (None, "") else ""
+        task = f" (task {self.task_id})" if self.task_id else ""
+        return f"{prefix}{self.message}{code}{task}"
+
+
+class TransportError(ProviderError):
+    """No usable answer. `request_sent` tells whether the provider may have seen it."""
+
+    def __init__(self, message: str, *, request_sent: bool, **context: object) -> None:
+        self.request_sent = request_sent
+        super().__init__(message, **context)  # type: ignore[arg-type]
+
+
+class RateLimited(ProviderError):
+    """The provider rejected the request for rate or concurrency; nothing was created."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is down or in maintenance and did no work; the request can be repeated."""
+
+
+class AccountRefused(ProviderError):
+    """The key was refused or the account is out of credits: stop submitting to it."""
+
+
+class RequestRejected(ProviderError):
+    """The provider says this request is invalid; repeating it cannot help."""
+
+
+class GenerationFailed(ProviderError):
+    """The task was accepted and ran, but the generation failed."""
+
+
+class ExecutionError(RunnerError):
+    """A job could not be completed; carries the job id."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class UncertainSubmission(ExecutionError):
+    """A createTask was sent but its answer was lost: the task may exist and be billed."""
+
+
+class DeadlineExceeded(ExecutionError):
+    """A task did not reach a final state within its deadline."""
+
+
+class BudgetExceeded(ExecutionError):
+    """Submitting the job would exceed the run's credit budget."""
+
+
+class DownloadError(ExecutionError):
+    """A result could not be downloaded, or the file is not the audio that was asked for."""
+
+
+class StoreError(RunnerError):
+    """The journal, cache or lockfile is unreadable or inconsistent."""
+
+
+class LockedBuildError(StoreError):
+    """`--locked` was given and the plan would generate something."""
+
+
+class AudioError(RunnerError):
+    """Audio could not be decoded, verified or encoded."""
+
+
+class FfmpegNotFound(AudioError):
+    """No ffmpeg binary: neither on PATH, nor $RUNNER_FFMPEG, nor from imageio-ffmpeg."""
