@@ -69,7 +69,9 @@ _KNOWN = _COPIED | {
 _FORMATS = {"binary": ("contentMediaType", "application/octet-stream"),
             "byte": ("contentEncoding", "base64")}
 # Kept outside when a composed schema is wrapped to admit null.
-_ANNOTATIONS = ("title", "description", "default", "examples", "deprecated", "readOnly")
+_ANNOTATIONS = (
+    "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+)
 
 
 class _Document:
@@ -254,9 +256,9 @@ def _input_root(doc: _Document, item: Json, how: Json, at: str) -> tuple[Json, l
     props = {k: v for k, v in root["properties"].items() if k not in omit}
     required = [k for k in root.get("required", []) if k not in omit]
     root = {k: v for k, v in root.items() if k != "required"} | {"properties": props}
-    return root | ({"required": required} if required else {}), [
-        p for p in params if p.get("name") not in omit
-    ]
+    if required:
+        root["required"] = required
+    return root, [p for p in params if p.get("name") not in omit]
 
 
 def _derive(doc: _Document, path: str, item: Json, method: str) -> tuple[str, Json]:
