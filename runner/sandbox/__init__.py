@@ -1,0 +1,64 @@
+"""runner.sandbox: a local emulator of every provider API `runner` talks to.
+
+Importing this package is cheap (standard library only): `create_app`,
+`SandboxServer` and `SandboxProcess` load Starlette and uvicorn on first use.
+
+    from runner.sandbox import SandboxConfig, SandboxServer, provider_urls
+    with SandboxServer(SandboxConfig(latency=parse_latency("2"))) as url:
+        urls = provider_urls(url)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runner.sandbox.config import (
+    FAULT_KINDS,
+    KnobError,
+    Latency,
+    RateLimit,
+    SandboxConfig,
+    parse_faults,
+    parse_latency,
+    parse_rate_limit,
+)
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from runner.sandbox.server import SandboxProcess, SandboxServer
+
+__all__ = [
+    "FAULT_KINDS", "KnobError", "Latency", "RateLimit", "SandboxConfig", "SandboxProcess",
+    "SandboxServer", "create_app", "parse_faults", "parse_latency", "parse_rate_limit",
+    "provider_urls",
+]
+
+
+def create_app(config: SandboxConfig | None = None) -> Starlette:
+    from runner.sandbox.app import create_app as _create_app
+
+    return _create_app(config)
+
+
+def provider_urls(base_url: str) -> dict[str, dict[str, str]]:
+    """The base URLs a client uses for each provider when talking to the sandbox at `base_url`.
+
+    kie and apikley are distinct accounts in one sandbox: apikley lives under `/apikley`,
+    its uploads under `/apikley/file-upload` (the real upload base ends in `/file-upload`).
+    """
+    root = base_url.rstrip("/")
+    return {
+        "kie": {"base_url": root, "upload_base_url": root},
+        "apikley": {"base_url": f"{root}/apikley", "upload_base_url": f"{root}/apikley/file-upload"},
+        "aimlapi": {"base_url": root},
+        "elevenlabs": {"base_url": root},
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SandboxServer", "SandboxProcess"):
+        from runner.sandbox import server
+
+        return getattr(server, name)
+    raise AttributeError(name)

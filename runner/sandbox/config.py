@@ -1,0 +1,212 @@
+"""Every behaviour knob of the sandbox, and the one syntax they are written in.
+
+The same strings work on the command line (`--latency stable-audio=20-40`) and in
+`POST /_sandbox/config` JSON, so a test can drive a sandbox in another process
+exactly as a person drives one from a shell. Standard library only: the CLI
+imports this module at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# Fault kinds and where they strike (see docs/sandbox.md).
+FAULT_KINDS: dict[str, str] = {
+    "429": "a generation request is refused as rate limited; nothing is created",
+    "455": "a generation request is refused: service unavailable (maintenance)",
+    "500": "a generation request fails with a server error; nothing is created",
+    "501": "the task is created but its generation fails (state fail / error)",
+    "slow": "the response is held for slow_response_s before it is sent",
+    "drop": "the connection is closed without an answer (a create has already happened)",
+    "truncate": "a file download stops halfway through",
+    "callback_lost": "a callback is never sent",
+    "callback_dup": "a callback is sent twice",
+    "expire": "a result URL has already expired when it is fetched",
+}
+
+
+class KnobError(ValueError):
+    """A knob value that cannot be parsed; its text is the message a user reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Seconds from creation to a final state: fixed (`low_s == high_s`) or uniform."""
+
+    low_s: float
+    high_s: float
+
+    def draw(self, rng: random.Random) -> float:
+        return self.low_s if self.low_s == self.high_s else rng.uniform(self.low_s, self.high_s)
+
+    def __str__(self) -> str:
+        return f"{self.low_s:g}" if self.low_s == self.high_s else f"{self.low_s:g}-{self.high_s:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `requests` generation requests per sliding window of `window_s` per key."""
+
+    requests: int
+    window_s: float
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.window_s:g}"
+
+
+def parse_latency(spec: str) -> dict[str, Latency]:
+    """`2`, `1-5`, `stable-audio=20-40,elevenlabs/sound-effect-v2=3,*=0.5` (seconds)."""
+    out: dict[str, Latency] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        model, sep, value = item.rpartition("=")
+        model = model.strip() if sep else "*"
+        low, dash, high = value.strip().removesuffix("s").partition("-")
+        try:
+            lo = float(low)
+            hi = float(high.removesuffix("s")) if dash else lo
+        except ValueError:
+            raise KnobError(f"latency {item!r}: expected SECONDS or MIN-MAX, e.g. 2 or 1-5") from None
+        if not (0 <= lo <= hi) or not math.isfinite(hi):
+            raise KnobError(f"latency {item!r}: need 0 <= MIN <= MAX")
+        out[model or "*"] = Latency(lo, hi)
+    return out
+
+
+def parse_rate_limit(spec: str) -> RateLimit | None:
+    """`20/10` = 20 requests per 10 s; `none` or `off` = no limit."""
+    if spec.strip().lower() in ("", "none", "off"):
+        return None
+    count, slash, window = spec.partition("/")
+    try:
+        requests = int(count)
+        window_s = float(window.strip().removesuffix("s")) if slash else 1.0
+    except ValueError:
+        raise KnobError(f"rate limit {spec!r}: expected N/SECONDS, e.g. 20/10") from None
+    if requests < 1 or window_s <= 0:
+        raise KnobError(f"rate limit {spec!r}: need N >= 1 and SECONDS > 0")
+    return RateLimit(requests, window_s)
+
+
+def parse_faults(spec: str) -> dict[str, float]:
+    """`429=0.1,500=0.05,drop=0.01`: probabilities in [0, 1] per fault kind."""
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, sep, value = item.partition("=")
+        kind = kind.strip()
+        if kind not in FAULT_KINDS:
+            raise KnobError(f"fault {kind!r}: expected one of {', '.join(FAULT_KINDS)}")
+        try:
+            probability = float(value) if sep else 1.0
+        except ValueError:
+            raise KnobError(f"fault {item!r}: expected KIND=PROBABILITY") from None
+        if not 0 <= probability <= 1:
+            raise KnobError(f"fault {item!r}: probability must be within [0, 1]")
+        out[kind] = probability
+    return out
+
+
+@dataclass
+class SandboxConfig:
+    """All knobs. Mutable: `POST /_sandbox/config` updates a running sandbox in place."""
+
+    # Seconds from createTask to a final state, per model id ("*" = every other model).
+    latency: dict[str, Latency] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+    # Tasks (market, AI/ML) or requests in flight (ElevenLabs) per key; None = unlimited.
+    max_concurrent: int | None = None
+    # Starting balance of every key; None = unlimited.
+    credits: float | None = None
+    # Keys that are accepted; None = any non-empty key.
+    api_keys: frozenset[str] | None = None
+    webhook_hmac_key: str | None = None
+    # Result URLs stop working this long after the task finished (docs: 24 h); None = never.
+    result_ttl_s: float | None = 24 * 3600.0
+    upload_ttl_s: float = 24 * 3600.0
+    faults: dict[str, float] = field(default_factory=dict)
+    slow_response_s: float = 30.0
+    seed: int = 0
+    callback_timeout_s: float = 15.0
+    callback_attempts: int = 3
+    # Time as the sandbox sees it (seconds since the epoch); tests inject a fake one.
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def latency_for(self, model: str) -> Latency:
+        return self.latency.get(model) or self.latency.get("*") or Latency(0.0, 0.0)
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply a partial update given as JSON-like values or knob strings; all or nothing."""
+        parsed: dict[str, Any] = {}
+        for name, value in changes.items():
+            parsed[name] = _parse_knob(name, value)
+        for name, value in parsed.items():
+            setattr(self, name, value)
+
+    def describe(self) -> dict[str, Any]:
+        """The knobs as JSON (keys and the webhook secret are never shown)."""
+        return {
+            "latency": {model: str(lat) for model, lat in self.latency.items()},
+            "rate_limit": str(self.rate_limit) if self.rate_limit else None,
+            "max_concurrent": self.max_concurrent,
+            "credits": self.credits,
+            "api_keys": None if self.api_keys is None else f"{len(self.api_keys)} key(s)",
+            "webhook_signing": self.webhook_hmac_key is not None,
+            "result_ttl_s": self.result_ttl_s,
+            "upload_ttl_s": self.upload_ttl_s,
+            "faults": dict(self.faults),
+            "slow_response_s": self.slow_response_s,
+            "seed": self.seed,
+            "callback_timeout_s": self.callback_timeout_s,
+            "callback_attempts": self.callback_attempts,
+        }
+
+
+_UPDATABLE = {f.name for f in fields(SandboxConfig)} - {"clock", "sleep"}
+
+
+def _parse_knob(name: str, value: Any) -> Any:
+    if name not in _UPDATABLE:
+        raise KnobError(f"unknown knob {name!r}; known: {', '.join(sorted(_UPDATABLE))}")
+    if name == "latency":
+        if isinstance(value, (int, float)):
+            return {"*": Latency(float(value), float(value))}
+        if isinstance(value, dict):
+            return {m: next(iter(parse_latency(str(v)).values())) for m, v in value.items()}
+        return parse_latency(str(value))
+    if name == "rate_limit":
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return parse_rate_limit(f"{value.get('requests')}/{value.get('window_s')}")
+        return parse_rate_limit(str(value))
+    if name == "faults":
+        if isinstance(value, dict):
+            return parse_faults(",".join(f"{k}={v}" for k, v in value.items()))
+        return parse_faults(str(value))
+    if name == "api_keys":
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(k, str) and k for k in value):
+            raise KnobError("api_keys: expected a list of non-empty strings, or null")
+        return frozenset(value)
+    if name == "webhook_hmac_key":
+        if value is not None and not isinstance(value, str):
+            raise KnobError("webhook_hmac_key: expected a string or null")
+        return value
+    optional = name in ("max_concurrent", "credits", "result_ttl_s")
+    if value is None and optional:
+        return None
+    kind = int if name in ("max_concurrent", "seed", "callback_attempts") else float
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise KnobError(f"{name}: expected a number{' or null' if optional else ''}") from None
+    if number < 0:
+        raise KnobError(f"{name}: must not be negative")
+    return number

@@ -1,0 +1,164 @@
+"""Running the sandbox: in a thread (tests), in a child process (benchmarks, `run --sandbox`).
+
+Both bind 127.0.0.1 on a free port. The uvicorn protocol used here hands the
+connection's transport to the app (see web.TRANSPORT_KEY) so that the `drop`
+and `truncate` faults can cut a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from runner.sandbox.app import create_app
+from runner.sandbox.config import SandboxConfig
+from runner.sandbox.web import TRANSPORT_KEY
+
+
+def _http_protocol() -> type[asyncio.Protocol]:
+    """httptools when installed (about twice as fast), h11 otherwise; both expose the transport."""
+    base: type[Any] = H11Protocol
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    except ImportError:
+        pass
+
+    class TransportExposing(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            inner: Any = getattr(self, "app")  # noqa: B009 (set by the base class)
+
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                scope.setdefault("extensions", {})[TRANSPORT_KEY] = self.transport
+                await inner(scope, receive, send)
+
+            self.app = app
+
+    return TransportExposing
+
+
+def uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
+    return uvicorn.Config(
+        app, http=_http_protocol(), lifespan="on", log_level=log_level, access_log=False,
+        # Many idle keep-alive connections are normal for a runner; keep them a while.
+        timeout_keep_alive=30, backlog=2048,
+    )
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+class SandboxServer:
+    """The sandbox on 127.0.0.1 in a background thread; `with SandboxServer(cfg) as url: ...`."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.app = create_app(self.config)
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def sandbox(self) -> Any:
+        """The live `web.Sandbox` (state, media, stats) for assertions in tests."""
+        return self.app.state.sandbox
+
+    def start(self) -> str:
+        sock = bind()
+        self.url = url_of(sock)
+        self._server = uvicorn.Server(uvicorn_config(self.app))
+        self._server.config.install_signal_handlers = False  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="runner-sandbox", daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the sandbox server failed to start")
+            threading.Event().wait(0.005)
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class SandboxProcess:
+    """`python -m runner sandbox serve --port 0 ARGS...` in a child process, with its own core."""
+
+    def __init__(self, args: Sequence[str] = (), *, python: str = sys.executable) -> None:
+        self.args = list(args)
+        self.python = python
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> str:
+        self._proc = subprocess.Popen(
+            [self.python, "-m", "runner", "sandbox", "serve", "--port", "0", *self.args],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            self.stop()
+            raise RuntimeError(f"the sandbox process did not print its URL (got {line!r})")
+        self.url = line
+        return line
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+            self._proc = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def serve(config: SandboxConfig, host: str, port: int) -> None:
+    """Bind, print the base URL as the first line of stdout, serve until interrupted."""
+    sock = bind(host, port)
+    print(url_of(sock), flush=True)
+    server = uvicorn.Server(uvicorn_config(create_app(config)))
+    server.run(sockets=[sock])
