@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from runner import __version__
-from runner.errors import RunnerError
+from runner.errors import ManifestInvalid, RunnerError
 from runner.exitcodes import ExitCode, exit_code_for
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runner",
         description="Declarative batch runner for AI audio generation and transcription APIs.",
@@ -27,24 +28,133 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
+    validate = commands.add_parser(
+        "validate", help="check manifests; report every problem with file:line",
+        description="Check manifests against the pipeline and model schemas without any "
+                    "network access. Exit 0 when all are valid, 2 otherwise.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    validate.set_defaults(handler=cmd_validate)
+
+    plan = commands.add_parser(
+        "plan", help="show what a run would do: jobs, states, cache keys, cost",
+        description="List the expanded jobs with their state against the lockfile "
+                    "(new / changed / up to date / frozen) and the estimated cost.",
+    )
+    plan.add_argument("file", metavar="FILE", type=Path)
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument("--sandbox", action="store_true",
+                      help="plan the sandbox build (<output_dir>.sandbox) instead of the live one")
+    plan.add_argument("--force", nargs="+", default=[], metavar="ID",
+                      help="show these jobs as forced")
+    plan.set_defaults(handler=cmd_plan)
+
+    schemas = commands.add_parser("schemas", help="derive and export JSON Schemas")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="SUBCOMMAND")
+    schema_commands.required = True
+    build = schema_commands.add_parser(
+        "build", help="derive schemas/models/*.json and schemas/pipeline.schema.json",
+        description="Derive one JSON Schema per model input from schemas/openapi/ and the "
+                    "manifest schema, into the checked-in schemas/ folder.",
+    )
+    build.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if the checked-in files are stale")
+    build.set_defaults(handler=cmd_schemas_build)
+    export = schema_commands.add_parser(
+        "export", help="write the manifest schema for editor integration",
+        description="Write pipeline.schema.json (self-contained, with every model's input "
+                    "schema) into DIR.",
+    )
+    export.add_argument("dir", metavar="DIR", type=Path)
+    export.set_defaults(handler=cmd_schemas_export)
+
     sandbox = commands.add_parser(
         "sandbox", help="a local emulator of every provider API", description=(
             "A faithful local emulator of the kie.ai/apikley market API, AI/ML API "
             "and ElevenLabs, for offline runs and tests."
         )
     )
-    from runner.sandbox import cli as sandbox_cli  # argparse only: cheap to import
+    if argv[:1] == ["sandbox"]:
+        # Only `runner sandbox ...` pays for importing the sandbox package.
+        from runner.sandbox import cli as sandbox_cli
 
-    sandbox_cli.configure(sandbox)
+        sandbox_cli.configure(sandbox)
     return parser
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.errors import ManifestInvalid
+    from runner.manifest import load_pipeline
+
+    problems = 0
+    for path in args.files:
+        try:
+            pipeline = load_pipeline(path)
+        except ManifestInvalid as exc:
+            for problem in exc.problems:
+                print(problem)
+            problems += len(exc.problems)
+            continue
+        print(f"{path}: ok ({len(pipeline.jobs)} jobs)")
+    if problems:
+        print(f"{problems} problem{'s' if problems != 1 else ''} found")
+        return int(ExitCode.INVALID)
+    return int(ExitCode.OK)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from runner.layout import Target, layout_for
+    from runner.manifest import load_pipeline
+    from runner.plan import make_plan
+    from runner.views import plan_json, render_plan
+
+    pipeline = load_pipeline(args.file)
+    target = Target.SANDBOX if args.sandbox else Target.LIVE
+    plan = make_plan(pipeline, layout_for(pipeline, target), force=args.force)
+    if args.json:
+        print(json.dumps(plan_json(plan), indent=2))
+    else:
+        print(render_plan(plan))
+    return int(ExitCode.OK)
+
+
+def cmd_schemas_build(args: argparse.Namespace) -> int:
+    from runner.schema_build import build_all, stale_files
+
+    if args.check:
+        stale = stale_files()
+        for name in stale:
+            print(f"stale: {name}")
+        if stale:
+            print("run `runner schemas build` and commit the result")
+            return int(ExitCode.JOBS_FAILED)
+        print("schemas are up to date")
+        return int(ExitCode.OK)
+    for path in build_all():
+        print(f"wrote {path}")
+    return int(ExitCode.OK)
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from runner.schema_build import export_pipeline_schema
+
+    print(f"wrote {export_pipeline_schema(args.dir)}")
+    return int(ExitCode.OK)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
+    except ManifestInvalid as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return int(exit_code_for(exc))
     except RunnerError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return int(exit_code_for(exc))

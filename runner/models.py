@@ -41,6 +41,10 @@ class ModelInfo:
     # The format the provider returns when none is asked for.
     default_format: str
     summary: str
+    # Transcription models: the input fields the runner fills with the audio to
+    # transcribe, for a public URL and for local bytes (None: upload, then URL).
+    audio_url_field: str | None = None
+    audio_file_field: str | None = None
 
     @property
     def schema_name(self) -> str:
@@ -69,6 +73,7 @@ MODELS: dict[str, ModelInfo] = {
             "elevenlabs/speech-to-text", Family.MARKET, Kind.TRANSCRIPT,
             format_field=None, default_format="json",
             summary="ElevenLabs speech to text on the market jobs API",
+            audio_url_field="audio_url",
         ),
         ModelInfo(
             "stable-audio", Family.AIMLAPI, Kind.MUSIC,
@@ -94,6 +99,7 @@ MODELS: dict[str, ModelInfo] = {
             "speech-to-text", Family.ELEVENLABS, Kind.TRANSCRIPT,
             format_field=None, default_format="json",
             summary="ElevenLabs direct: POST /v1/speech-to-text",
+            audio_url_field="source_url", audio_file_field="file",
         ),
     )
 }

@@ -1,0 +1,300 @@
+"""Templates to jobs: defaults, matrix values, variants, narration segments, audio sources.
+
+Expansion never validates model inputs (checks.py does, per expanded job); it
+reports only what makes a template impossible to expand: unknown matrix
+variables, a narration text file that cannot be read, a malformed audio source.
+"""
+
+from __future__ import annotations
+
+import itertools
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.accounts import DEFAULT_FOR_FAMILY
+from runner.errors import Problem
+from runner.manifest import (
+    AudioKind, AudioSource, Job, JobKind, NarrationSpec, Pipeline, Segment,
+)
+from runner.models import MODELS, Kind, ModelInfo
+from runner.schemas import suggest
+
+DocPath = tuple[str | int, ...]
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_WHOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
+# Fields of a TTS request that carry the neighbours' text: sent, but (by default)
+# not part of the cache key, so editing one paragraph regenerates that paragraph only.
+CONTEXT_FIELDS = ("previous_text", "next_text")
+OUTPUT_VARS = ("id", "variant", "ext")
+
+
+def extension_for(fmt: str) -> str:
+    """File extension the runner writes for a provider format (raw PCM/G.711 become WAV)."""
+    codec = fmt.split("_", 1)[0]
+    return {"mp3": "mp3", "opus": "opus", "json": "json"}.get(codec, "wav")
+
+
+@dataclass
+class _Context:
+    pipeline: Pipeline
+    data: dict[str, Any]
+    problems: list[Problem]
+
+    def problem(self, path: DocPath, message: str, job_id: str | None = None,
+                key: bool = False) -> None:
+        self.problems.append(self.pipeline.document.problem(path, message, key=key,
+                                                            job_id=job_id))
+
+
+def expand_jobs(pipeline: Pipeline, data: dict[str, Any]) -> tuple[list[Job], list[Problem]]:
+    ctx = _Context(pipeline, data, [])
+    jobs: list[Job] = []
+    for index, template in enumerate(data["jobs"]):
+        if not isinstance(template, dict) or template.get("model") not in MODELS \
+                or not isinstance(template.get("id"), str):
+            continue  # the structure check has reported it
+        jobs.extend(_expand_template(ctx, index, template))
+    return jobs, ctx.problems
+
+
+def _default_provider(ctx: _Context, model: ModelInfo) -> str:
+    defaults = ctx.data.get("defaults") or {}
+    preferred = defaults.get("provider")
+    account = ctx.pipeline.accounts.get(str(preferred)) if preferred else None
+    if account is not None and account.family is model.family:
+        return account.name
+    return DEFAULT_FOR_FAMILY[model.family]
+
+
+def matrix_rows(matrix: Any) -> list[dict[str, Any]]:
+    """Every combination of a mapping of lists (in order), or the rows of a list."""
+    if isinstance(matrix, list):
+        return [dict(row) for row in matrix if isinstance(row, dict)]
+    if isinstance(matrix, dict) and matrix:
+        names = list(matrix)
+        lists = [v if isinstance(v, list) else [v] for v in matrix.values()]
+        return [dict(zip(names, combo)) for combo in itertools.product(*lists)]
+    return [{}]
+
+
+def substitute(value: Any, row: dict[str, Any], unknown: set[str]) -> Any:
+    """Matrix values into strings; a string that is exactly `{name}` takes the value's type."""
+    if isinstance(value, str):
+        whole = _WHOLE.match(value)
+        if whole and whole.group(1) in row:
+            return row[whole.group(1)]
+
+        def repl(m: re.Match[str]) -> str:
+            token = m.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            name = m.group(1)
+            if name not in row:
+                unknown.add(name)
+                return token
+            return str(row[name])
+
+        return _PLACEHOLDER.sub(repl, value) if "{" in value or "}" in value else value
+    if isinstance(value, dict):
+        return {k: substitute(v, row, unknown) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, row, unknown) for v in value]
+    return value
+
+
+def plain_copy(value: Any) -> Any:
+    """A deep copy of plain YAML data (dicts, lists, scalars): much cheaper than `copy.deepcopy`."""
+    if isinstance(value, dict):
+        return {k: plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(v) for v in value]
+    return value
+
+
+def merged(defaults: Any, own: Any) -> Any:
+    """`own` over `defaults`, recursively for mappings; lists and scalars replace."""
+    if isinstance(defaults, dict) and isinstance(own, dict):
+        out = dict(defaults)
+        for key, value in own.items():
+            out[key] = merged(defaults.get(key), value) if key in defaults else value
+        return out
+    return plain_copy(own)
+
+
+def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[Job]:
+    model = MODELS[t["model"]]
+    base: DocPath = ("jobs", index)
+    provider = str(t.get("provider") or _default_provider(ctx, model))
+    defaults = ctx.data.get("defaults") or {}
+    model_defaults = defaults.get(model.id) if isinstance(defaults.get(model.id), dict) else {}
+    variants = t.get("variants", defaults.get("variants", 1))
+    variants = variants if isinstance(variants, int) and variants >= 1 else 1
+    has_matrix = "matrix" in t
+    rows = matrix_rows(t.get("matrix")) if has_matrix else [{}]
+    if has_matrix and "{" not in str(t["id"]) and len(rows) > 1:
+        ctx.problem((*base, "id"), "a matrix job's id must use a matrix variable, e.g. "
+                    f"'{t['id']}_{{{next(iter(rows[0]), 'name')}}}', or every job gets the same id")
+        return
+    for row in rows:
+        unknown: set[str] = set()
+        sub = (lambda v: substitute(v, row, unknown)) if has_matrix else (lambda v: v)
+        job_id = str(sub(t["id"]))
+        own_input = sub(t.get("input") or {})
+        if not isinstance(own_input, dict):
+            continue
+        request = merged(model_defaults, own_input)
+        for name in sorted(unknown):
+            hint = suggest(name, list(row))
+            ctx.problem(base, f"unknown matrix variable {{{name}}}{hint}; matrix variables: "
+                        f"{', '.join(row) or 'none'} (write {{{{ and }}}} for literal braces)",
+                        job_id)
+        audio = _audio_source(ctx, model, t, sub, request, base, job_id)
+        common = dict(template=index, model=model, provider=provider, freeze=bool(t.get("freeze")),
+                      matrix=row, notes=str(t.get("notes", "")))
+        if "narration" in t:
+            yield from _narration_jobs(ctx, t, sub, request, job_id, base, common, variants)
+            continue
+        fmt = _format(model, request)
+        for variant in range(1, variants + 1):
+            vid = job_id if variants == 1 else f"{job_id}#{variant}"
+            output = _output(ctx, t, sub, base, job_id, variant, variants, fmt)
+            if output is None:
+                continue
+            yield Job(id=vid, kind=JobKind.GENERATE, input=plain_copy(request),
+                      output=output, format=fmt, variant=variant, variants=variants,
+                      audio=audio,
+                      depends_on=(audio.value,) if audio and audio.kind is AudioKind.FROM else (),
+                      **common)  # type: ignore[arg-type]
+
+
+def _format(model: ModelInfo, request: dict[str, Any]) -> str:
+    if model.format_field and isinstance(request.get(model.format_field), str):
+        return str(request[model.format_field])
+    return model.default_format
+
+
+def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: str,
+            variant: int, variants: int, fmt: str) -> str | None:
+    default = "{id}.{ext}" if variants == 1 else "{id}_v{variant}.{ext}"
+    template = str(sub(t.get("output", default)))
+    if variants > 1 and "output" in t and "{variant}" not in template:
+        if variant == 1:
+            ctx.problem((*base, "output"), f"the job has {variants} variants but its output has "
+                        "no {variant} placeholder: every take would overwrite the others", job_id)
+        return None
+    values = {"id": job_id, "variant": str(variant), "ext": extension_for(fmt)}
+    unknown: set[str] = set()
+    path = substitute(template, values, unknown)
+    if unknown and variant == 1:
+        names = ", ".join(f"{{{n}}}" for n in sorted(unknown))
+        ctx.problem((*base, "output"), f"unknown placeholder {names} in output; available: "
+                    "{id}, {variant}, {ext} and the matrix variables", job_id)
+    return str(path)
+
+
+def _audio_source(ctx: _Context, model: ModelInfo, t: dict[str, Any], sub: Any,
+                  request: dict[str, Any], base: DocPath, job_id: str) -> AudioSource | None:
+    if model.kind is not Kind.TRANSCRIPT:
+        if "audio" in t:
+            ctx.problem((*base, "audio"), f"'audio' is only for transcription models; "
+                        f"{model.id} makes {model.kind.value.replace('_', ' ')}", job_id, key=True)
+        return None
+    field = model.audio_url_field
+    given = sub(t.get("audio")) if "audio" in t else None
+    if field and field in request:
+        if given is not None:
+            ctx.problem((*base, "input", field), f"the audio is given twice: by 'audio' and by "
+                        f"input.{field}; keep one", job_id)
+            return None
+        given = {"url": request.pop(field)}
+    if given is None:
+        ctx.problem(base, "missing audio to transcribe: add `audio:` with a URL, a file, or "
+                    "{from: <job id>}", job_id)
+        return None
+    if isinstance(given, str):
+        given = {"url": given} if re.match(r"https?://", given) else {"file": given}
+    if not isinstance(given, dict) or len(given) != 1:
+        return None  # the structure check has reported it
+    kind, value = next(iter(given.items()))
+    if kind == "url":
+        return AudioSource(AudioKind.URL, str(value))
+    if kind == "from":
+        return AudioSource(AudioKind.FROM, str(value))
+    path = (ctx.pipeline.path.parent / str(value)).resolve()
+    if not path.is_file():
+        ctx.problem((*base, "audio"), f"no such audio file: {value} (looked for {path})", job_id)
+        return None
+    return AudioSource(AudioKind.FILE, str(path))
+
+
+def _narration_spec(ctx: _Context, raw: dict[str, Any], base: DocPath,
+                    job_id: str) -> NarrationSpec | None:
+    text = raw.get("text")
+    text_file = raw.get("text_file")
+    if text_file is not None:
+        path = ctx.pipeline.path.parent / str(text_file)
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except FileNotFoundError:
+            ctx.problem((*base, "narration", "text_file"), f"no such text file: {text_file}",
+                        job_id)
+            return None
+        except UnicodeDecodeError as exc:
+            ctx.problem((*base, "narration", "text_file"), f"{text_file} is not UTF-8 "
+                        f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})", job_id)
+            return None
+    if not isinstance(text, str) or not text.strip():
+        ctx.problem((*base, "narration"), "the narration text is empty", job_id)
+        return None
+    fields = {k: v for k, v in raw.items() if k not in ("text", "text_file")}
+    return NarrationSpec(text=text, text_file=str(text_file) if text_file else None, **fields)
+
+
+def _narration_jobs(ctx: _Context, t: dict[str, Any], sub: Any, request: dict[str, Any],
+                    job_id: str, base: DocPath, common: dict[str, Any],
+                    variants: int) -> Iterator[Job]:
+    from runner.narration import neighbour_context, split_text
+
+    model: ModelInfo = common["model"]
+    if model.kind is not Kind.SPEECH:
+        ctx.problem((*base, "model"), f"a narration needs a text-to-speech model; {model.id} "
+                    "is not one", job_id)
+        return
+    if variants != 1:
+        ctx.problem((*base, "variants"), "variants are not supported for narration jobs; "
+                    "use a matrix (e.g. over voices) instead", job_id)
+        return
+    raw = sub(t["narration"])
+    max_chars = raw.get("max_chars", 1500) if isinstance(raw, dict) else None
+    if not isinstance(max_chars, int) or not 50 <= max_chars <= 5000:
+        return  # the structure check has reported it
+    spec = _narration_spec(ctx, raw, base, job_id)
+    if spec is None:
+        return
+    segments = split_text(spec.text, spec.max_chars)
+    seg_format = _format(model, request)
+    fmt = spec.output_format or seg_format
+    output = _output(ctx, t, sub, base, job_id, 1, 1, fmt)
+    if output is None:
+        return
+    stem = posixpath.splitext(output)[0]
+    seg_ids = []
+    for i, segment in enumerate(segments):
+        previous_text, next_text = neighbour_context(segments, i)
+        seg_input = {**plain_copy(request), "text": segment.text}
+        if previous_text:
+            seg_input["previous_text"] = previous_text
+        if next_text:
+            seg_input["next_text"] = next_text
+        seg_id = f"{job_id}/{i + 1:03d}"
+        seg_ids.append(seg_id)
+        yield Job(id=seg_id, kind=JobKind.GENERATE, input=seg_input,
+                  output=f"{stem}.segments/{i + 1:03d}.{extension_for(seg_format)}",
+                  format=seg_format, segment=Segment(job_id, i, segment.paragraph_index),
+                  **common)
+    yield Job(id=job_id, kind=JobKind.STITCH, input={}, output=output, format=fmt,
+              narration=spec, depends_on=tuple(seg_ids), **common)

@@ -1,0 +1,49 @@
+"""Where a build's files live, for a live run and for a sandbox run.
+
+A sandbox run never touches the live build: its outputs, lockfile, journal and
+cache sit in `<output_dir>.sandbox/`. Cache keys carry the target too, so a
+sandbox result can never satisfy a live job even if files were copied across.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from runner.manifest import Pipeline
+
+
+class Target(StrEnum):
+    LIVE = "live"
+    SANDBOX = "sandbox"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildLayout:
+    target: Target
+    output_dir: Path
+    lockfile: Path
+    state_dir: Path  # runner's own files: journal and content-addressed cache
+
+    @property
+    def journal(self) -> Path:
+        return self.state_dir / "journal.sqlite"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "cache"
+
+    def output_path(self, relative: str) -> Path:
+        return self.output_dir / relative
+
+
+def layout_for(pipeline: Pipeline, target: Target) -> BuildLayout:
+    stem = pipeline.path.name.removesuffix(".yaml").removesuffix(".yml")
+    if target is Target.LIVE:
+        output_dir = pipeline.output_dir
+        lockfile = pipeline.path.with_name(f"{stem}.lock.json")
+    else:
+        output_dir = pipeline.output_dir.with_name(pipeline.output_dir.name + ".sandbox")
+        lockfile = output_dir / f"{stem}.lock.json"
+    return BuildLayout(target, output_dir, lockfile, output_dir / ".runner")

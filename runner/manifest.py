@@ -1,0 +1,191 @@
+"""A manifest, read and expanded: the `Pipeline` of concrete `Job`s.
+
+    load_pipeline(path)
+      read (UTF-8, safe YAML, line numbers on demand)   yamlsource.py
+      → check the shape against pipeline.schema.json     pipeline_schema.py
+      → resolve provider accounts                        accounts.py
+      → expand templates into jobs                       expand.py
+        (defaults, matrix, variants, narration segments, audio sources)
+      → check jobs: inputs against model schemas, ids,   checks.py
+        outputs inside output_dir, dependencies
+Every problem found anywhere is collected and raised at once as `ManifestInvalid`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from runner.accounts import ProviderAccount, resolve_accounts
+from runner.errors import ManifestInvalid, Problem
+from runner.models import ModelInfo
+from runner.yamlsource import YamlDocument, load_yaml
+
+
+class JobKind(StrEnum):
+    GENERATE = "generate"  # one request to a provider
+    STITCH = "stitch"  # local: joins a narration's segments into one programme
+
+
+class AudioKind(StrEnum):
+    URL = "url"
+    FILE = "file"
+    FROM = "from"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSource:
+    """What a transcription job listens to. `value`: a URL, an absolute file path, or a job id."""
+
+    kind: AudioKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationSpec:
+    text: str
+    text_file: str | None
+    max_chars: int = 1500
+    gap_ms: int = 250
+    paragraph_gap_ms: int = 750
+    crossfade_ms: int = 0
+    fade_ms: int = 10
+    trim_silence: bool = True
+    loudness_lufs: float = -16.0
+    output_format: str | None = None
+    subtitles: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A narration job's piece: which stitch it belongs to, and where in the text."""
+
+    parent: str
+    index: int  # 0-based position in the programme
+    paragraph: int
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work after expansion."""
+
+    id: str
+    template: int  # index of the manifest entry it came from (for error locations)
+    kind: JobKind
+    model: ModelInfo
+    provider: str
+    input: dict[str, Any]  # what is sent, before schema defaults are filled
+    output: str  # POSIX path relative to the pipeline's output_dir
+    format: str  # provider format name (mp3_44100_128, wav, json)
+    variant: int = 1
+    variants: int = 1
+    freeze: bool = False
+    audio: AudioSource | None = None
+    depends_on: tuple[str, ...] = ()
+    narration: NarrationSpec | None = None
+    segment: Segment | None = None
+    matrix: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def base_id(self) -> str:
+        return self.id.split("#", 1)[0]
+
+
+@dataclass(slots=True)
+class Pipeline:
+    path: Path
+    name: str
+    output_dir: Path
+    accounts: dict[str, ProviderAccount]
+    jobs: dict[str, Job]  # in manifest order; dependencies come first
+    prices: dict[str, dict[str, float]]
+    document: YamlDocument
+    description: str = ""
+
+    def job_at(self, job_id: str) -> Job:
+        return self.jobs[job_id]
+
+
+@functools.cache
+def _structure_validator() -> Any:
+    from runner.pipeline_schema import structure_schema
+    from runner.schemas import Checker
+
+    return Checker(structure_schema())
+
+
+def display_path(path: Path) -> str:
+    """How a file is named in messages: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
+    """Read, expand and check a manifest; raises `ManifestInvalid` listing every problem."""
+    from runner import checks, expand
+    from runner.schemas import check
+
+    env = os.environ if env is None else env
+    document = load_yaml(path, display_path(path))
+    data = document.data
+    if data is None:
+        raise ManifestInvalid([Problem(
+            document.display, 1, 1, "$",
+            "the file is empty: expected a pipeline with version, name and jobs",
+        )])
+    problems: list[Problem] = []
+    for issue in check(_structure_validator(), data):
+        problems.append(document.problem(issue.path, issue.message, key=issue.at_key))
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        raise ManifestInvalid(problems)
+
+    manifest_dir = path.resolve().parent
+    output_dir = (manifest_dir / str(data.get("output_dir") or f"build/{data.get('name')}"))
+    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    accounts = resolve_accounts(
+        {k: v for k, v in providers.items() if isinstance(v, dict)}, env
+    )
+    pipeline = Pipeline(
+        path=path.resolve(),
+        name=str(data.get("name", path.stem)),
+        output_dir=Path(os.path.normpath(output_dir)),
+        accounts=accounts,
+        jobs={},
+        prices={k: v for k, v in (data.get("prices") or {}).items() if isinstance(v, dict)},
+        document=document,
+        description=str(data.get("description", "")),
+    )
+    problems += checks.check_accounts(pipeline, providers)
+    jobs, expand_problems = expand.expand_jobs(pipeline, data)
+    problems += expand_problems
+    problems += checks.check_jobs(pipeline, jobs)
+    if problems:
+        raise ManifestInvalid(_dedupe(problems))
+    pipeline.jobs = checks.in_dependency_order(jobs)
+    return pipeline
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """One line per problem: a template's error repeated by every matrix expansion
+    and variant is reported once, naming the first job and how many more."""
+    grouped: dict[tuple[str, int, int, str, str], list[Problem]] = {}
+    for p in problems:
+        grouped.setdefault((p.file, p.line, p.column, p.path, p.message), []).append(p)
+    out = []
+    for group in grouped.values():
+        first = group[0]
+        ids = list(dict.fromkeys(p.job_id for p in group if p.job_id))
+        job_id = ids[0] if ids else None
+        if len(ids) > 1:
+            job_id = f"{ids[0]} and {len(ids) - 1} more"
+        out.append(Problem(first.file, first.line, first.column, first.path, first.message,
+                           job_id))
+    return out

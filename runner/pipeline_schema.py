@@ -1,0 +1,247 @@
+"""The JSON Schema of the manifest language, built here and written to
+`schemas/pipeline.schema.json` by `runner schemas build`.
+
+`structure_schema()` describes the manifest's shape; job `input`s are only
+required to be mappings there, because they are checked per expanded job
+(after defaults and matrix values are applied) against the model schemas.
+`editor_schema()` adds, for editors, one `if model == X then input: <X's schema>`
+rule per model, so completion and checking work inside `input:` too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.models import MODELS, Kind
+
+SCHEMA_ID = "https://runner.invalid/schemas/pipeline.schema.json"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Job ids may carry matrix placeholders before expansion: `footsteps_{surface}`.
+JOB_ID_PATTERN = r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$"
+ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PROVIDER_TYPES = ["kie", "apikley", "aimlapi", "elevenlabs"]
+
+
+def _limits() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Limits of one provider account, shared by all its jobs.",
+        "additionalProperties": False,
+        "properties": {
+            "requests_per_window": {
+                "type": "integer", "minimum": 1,
+                "description": "Generation requests (createTask) allowed in any window.",
+            },
+            "window_s": {"type": "number", "exclusiveMinimum": 0,
+                         "description": "Length of the rate window in seconds."},
+            "max_in_flight": {"type": "integer", "minimum": 1,
+                              "description": "Tasks submitted and not yet finished."},
+            "polls_per_s": {"type": "number", "exclusiveMinimum": 0,
+                            "description": "Status polls per second (a separate budget)."},
+        },
+    }
+
+
+def _poll() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "How to wait for asynchronous tasks.",
+        "properties": {
+            "initial_interval_s": {"type": "number", "exclusiveMinimum": 0},
+            "max_interval_s": {"type": "number", "exclusiveMinimum": 0},
+            "deadline_s": {"type": "number", "exclusiveMinimum": 0,
+                           "description": "Give up on a task after this long."},
+        },
+    }
+
+
+def _provider() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "A provider account. Built-in names (kie, apikley, aimlapi, elevenlabs) "
+                       "need no `type`; other names are extra accounts of a built-in type.",
+        "properties": {
+            "type": {"enum": PROVIDER_TYPES},
+            "base_url": {"type": "string", "pattern": r"^https?://"},
+            "upload_base_url": {"type": "string", "pattern": r"^https?://"},
+            "api_key_env": {"type": "string", "pattern": ENV_PATTERN,
+                            "description": "Name of the environment variable holding the key."},
+            "limits": _limits(),
+            "poll": _poll(),
+        },
+    }
+
+
+def _audio_source() -> dict[str, Any]:
+    one = {"type": "string", "minLength": 1}
+    return {
+        "description": "Audio to transcribe: a URL, a local file (relative to the manifest), "
+                       "or the output of another job.",
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "additionalProperties": False, "required": ["url"],
+             "properties": {"url": {"type": "string", "pattern": r"^https?://"}}},
+            {"type": "object", "additionalProperties": False, "required": ["file"],
+             "properties": {"file": one}},
+            {"type": "object", "additionalProperties": False, "required": ["from"],
+             "properties": {"from": one}},
+        ],
+    }
+
+
+def _narration() -> dict[str, Any]:
+    ms = {"type": "integer", "minimum": 0, "maximum": 60_000}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "A long text split into TTS segments and stitched into one programme.",
+        "oneOf": [{"required": ["text"]}, {"required": ["text_file"]}],
+        "properties": {
+            "text": {"type": "string", "minLength": 1},
+            "text_file": {"type": "string", "minLength": 1,
+                          "description": "A UTF-8 text file, relative to the manifest."},
+            "max_chars": {"type": "integer", "minimum": 50, "maximum": 5000, "default": 1500},
+            "gap_ms": {**ms, "default": 250},
+            "paragraph_gap_ms": {**ms, "default": 750},
+            "crossfade_ms": {**ms, "default": 0},
+            "fade_ms": {**ms, "default": 10},
+            "trim_silence": {"type": "boolean", "default": True},
+            "loudness_lufs": {"type": "number", "minimum": -40, "maximum": -5, "default": -16},
+            "output_format": {"type": "string"},
+            "subtitles": {"type": "boolean", "default": True},
+        },
+    }
+
+
+def _job() -> dict[str, Any]:
+    scalar = {"type": ["string", "number", "boolean"]}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "model"],
+        "properties": {
+            "id": {"type": "string", "pattern": JOB_ID_PATTERN,
+                   "description": "Unique id; may use matrix variables: footsteps_{surface}."},
+            "model": {"type": "string", "enum": sorted(MODELS)},
+            "provider": {"type": "string", "pattern": NAME_PATTERN},
+            "input": {"type": "object", "description": "The model's input (see its schema)."},
+            "output": {"type": "string", "minLength": 1,
+                       "description": "Path inside output_dir; placeholders {id} {variant} {ext} "
+                                      "and matrix variables."},
+            "variants": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1,
+                         "description": "Independent takes of the same request."},
+            "matrix": {
+                "description": "Lists of values whose every combination makes one job.",
+                "oneOf": [
+                    {"type": "object", "minProperties": 1,
+                     "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                     "additionalProperties": {"type": "array", "minItems": 1, "items": scalar}},
+                    {"type": "array", "minItems": 1,
+                     "items": {"type": "object", "minProperties": 1,
+                               "additionalProperties": scalar}},
+                ],
+            },
+            "freeze": {"type": "boolean", "default": False,
+                       "description": "Keep the locked asset even if the input changes."},
+            "audio": _audio_source(),
+            "narration": _narration(),
+            "notes": {"type": "string"},
+        },
+    }
+
+
+def structure_schema() -> dict[str, Any]:
+    """The manifest's shape, as the runner validates it."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "runner pipeline",
+        "description": "A batch of AI audio generation and transcription jobs.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version", "name", "jobs"],
+        "properties": {
+            "version": {"const": 1},
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "description": {"type": "string"},
+            "output_dir": {"type": "string", "minLength": 1,
+                           "description": "Relative to the manifest; default build/<name>."},
+            "providers": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                          "additionalProperties": {"$ref": "#/$defs/provider"}},
+            "defaults": {
+                "type": "object",
+                "description": "`provider`, `variants`, and input defaults keyed by model id.",
+                "properties": {
+                    "provider": {"type": "string", "pattern": NAME_PATTERN},
+                    "variants": {"type": "integer", "minimum": 1, "maximum": 100},
+                    **{model: {"type": "object"} for model in sorted(MODELS)},
+                },
+                "additionalProperties": False,
+            },
+            "prices": {
+                "type": "object",
+                "description": "Override the credit price of a model (see README).",
+                "propertyNames": {"enum": sorted(MODELS)},
+                "additionalProperties": {"$ref": "#/$defs/price"},
+            },
+            "jobs": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/job"}},
+        },
+        "$defs": {
+            "provider": _provider(),
+            "job": _job(),
+            "price": {
+                "type": "object", "additionalProperties": False, "minProperties": 1,
+                "properties": {
+                    "per_request": {"type": "number", "minimum": 0},
+                    "per_1k_chars": {"type": "number", "minimum": 0},
+                    "per_second": {"type": "number", "minimum": 0},
+                    "per_step": {"type": "number", "minimum": 0},
+                },
+            },
+        },
+    }
+
+
+def editor_schema(model_schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`structure_schema()` plus per-model input rules, for editors (self-contained)."""
+    schema = structure_schema()
+    defs = schema["$defs"]
+    rules = []
+    for model_id, info in sorted(MODELS.items()):
+        model_schema = dict(model_schemas[info.schema_name])
+        for key in ("$schema", "$id"):
+            model_schema.pop(key, None)
+        # Fields the runner fills itself (the audio to transcribe, a narration's
+        # segment text) must not be flagged as missing by the editor.
+        filled = {info.audio_url_field, info.audio_file_field}
+        if info.kind is Kind.SPEECH:
+            filled.add("text")
+        if "required" in model_schema:
+            model_schema["required"] = [r for r in model_schema["required"] if r not in filled]
+        # Nested $defs of a model schema are hoisted so that its refs still resolve.
+        inner = model_schema.pop("$defs", {})
+        prefix = f"#/$defs/{info.schema_name}--"
+        model_schema = _rewrite_refs(model_schema, "#/$defs/", prefix)
+        for name, sub in inner.items():
+            defs[f"{info.schema_name}--{name}"] = _rewrite_refs(sub, "#/$defs/", prefix)
+        defs[info.schema_name] = model_schema
+        rules.append({
+            "if": {"properties": {"model": {"const": model_id}}, "required": ["model"]},
+            "then": {"properties": {"input": {"$ref": f"#/$defs/{info.schema_name}"}}},
+        })
+    defs["job"]["allOf"] = rules
+    return schema
+
+
+def _rewrite_refs(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (new + v[len(old):] if k == "$ref" and isinstance(v, str) and v.startswith(old)
+                else _rewrite_refs(v, old, new))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(v, old, new) for v in node]
+    return node

@@ -1,0 +1,164 @@
+"""The plan: for every job, its cache key, whether it must be generated, and its cost.
+
+A job's cache key is the sha256 of the canonical JSON of what was asked: the
+target (live or sandbox), provider family, model, the input with the schema's
+defaults filled in, the variant, the audio it hears, and the keys of the jobs it
+depends on. Neighbour context sent with narration segments (`previous_text`,
+`next_text`) is left out unless asked (`recontext`): editing one paragraph
+regenerates that paragraph, not its neighbours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from runner.expand import CONTEXT_FIELDS
+from runner.layout import BuildLayout
+from runner.manifest import AudioKind, Job, JobKind, Pipeline
+from runner.pricing import Price, estimate, price_table
+from runner.schemas import fill_defaults
+from runner.store.lockfile import LockEntry, read_lockfile
+
+KEY_VERSION = 1
+
+
+class State(StrEnum):
+    NEW = "new"
+    CHANGED = "changed"
+    FORCED = "forced"
+    RESTORE = "restore"  # same request, but the output file is missing or altered
+    UP_TO_DATE = "up to date"
+    FROZEN = "frozen"  # changed, but `freeze: true` keeps the locked asset
+
+    @property
+    def needs_work(self) -> bool:
+        return self in (State.NEW, State.CHANGED, State.FORCED, State.RESTORE)
+
+
+@dataclass(slots=True)
+class PlannedJob:
+    job: Job
+    key: str
+    state: State
+    cost: float | None
+    locked: LockEntry | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    pipeline: Pipeline
+    layout: BuildLayout
+    jobs: list[PlannedJob]
+    prices: dict[str, Price]
+    counts: dict[State, int] = field(default_factory=dict)
+
+    @property
+    def to_generate(self) -> list[PlannedJob]:
+        return [p for p in self.jobs if p.state.needs_work and p.state is not State.RESTORE]
+
+    @property
+    def estimated_cost(self) -> float:
+        return round(sum(p.cost or 0.0 for p in self.to_generate), 4)
+
+    @property
+    def unpriced(self) -> list[PlannedJob]:
+        return [p for p in self.to_generate if p.cost is None]
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def key_document(job: Job, target: str, upstream: list[str], audio_digest: str | None,
+                 recontext: bool = False) -> dict[str, Any]:
+    """What a job's cache key is the hash of (shown by `runner plan --json --explain`)."""
+    doc: dict[str, Any] = {
+        "v": KEY_VERSION,
+        "target": target,
+        "family": job.model.family.value,
+        "model": job.model.id,
+        "kind": job.kind.value,
+        "variant": job.variant,
+        "upstream": upstream,
+    }
+    if job.kind is JobKind.STITCH:
+        assert job.narration is not None
+        settings = {k: v for k, v in _narration_settings(job).items()}
+        doc["stitch"] = {**settings, "format": job.format}
+        return doc
+    request = job.input
+    if job.segment is not None and not recontext:
+        request = {k: v for k, v in request.items() if k not in CONTEXT_FIELDS}
+    doc["input"] = fill_defaults(job.model, request)
+    if job.audio is not None:
+        doc["audio"] = {"kind": job.audio.kind.value,
+                        "value": audio_digest if job.audio.kind is AudioKind.FILE
+                        else job.audio.value if job.audio.kind is AudioKind.URL else None}
+    return doc
+
+
+def _narration_settings(job: Job) -> dict[str, Any]:
+    assert job.narration is not None
+    spec = job.narration
+    return {name: getattr(spec, name) for name in spec.__slots__
+            if name not in ("text", "text_file")}
+
+
+def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str] = (),
+              recontext: bool = False,
+              locked: Mapping[str, LockEntry] | None = None) -> Plan:
+    locked = read_lockfile(layout.lockfile) if locked is None else locked
+    prices = price_table(pipeline.prices)
+    keys: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    planned = []
+    forced = set(force)
+    for job in pipeline.jobs.values():  # dependencies come first
+        audio_digest = None
+        if job.audio is not None and job.audio.kind is AudioKind.FILE:
+            audio_digest = digests.get(job.audio.value) or file_sha256(Path(job.audio.value))
+            digests[job.audio.value] = audio_digest
+        upstream = [keys[d] for d in job.depends_on if d in keys]
+        doc = key_document(job, layout.target.value, upstream, audio_digest, recontext)
+        key = hashlib.sha256(canonical_json(doc)).hexdigest()
+        entry = locked.get(job.id)
+        state = _state(job, key, entry, layout, forced)
+        if state is State.FROZEN and entry is not None:
+            key = entry.key  # dependents build on the asset that is kept
+        keys[job.id] = key
+        planned.append(PlannedJob(job, key, state, estimate(job, prices), entry))
+    counts: dict[State, int] = {}
+    for p in planned:
+        counts[p.state] = counts.get(p.state, 0) + 1
+    return Plan(pipeline, layout, planned, prices, counts)
+
+
+def _state(job: Job, key: str, entry: LockEntry | None, layout: BuildLayout,
+           forced: set[str]) -> State:
+    if job.id in forced or job.base_id in forced or (job.segment and job.segment.parent in forced):
+        return State.FORCED
+    if entry is None:
+        return State.NEW
+    if entry.key != key:
+        return State.FROZEN if job.freeze else State.CHANGED
+    try:
+        size = os.stat(os.path.join(layout.output_dir, entry.output)).st_size
+    except OSError:
+        return State.RESTORE
+    return State.UP_TO_DATE if size == entry.size else State.RESTORE

@@ -1,0 +1,1 @@
+"""What a build remembers: the lockfile, the journal, the content-addressed cache."""

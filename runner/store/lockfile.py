@@ -1,0 +1,96 @@
+"""The lockfile: what each job's asset is, so that a build can be reproduced.
+
+One entry per job, keys sorted, two-space JSON: a change to one job is a small
+diff, and two branches that touch different jobs merge cleanly. Written
+atomically (temp file in the same folder, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import StoreError
+
+LOCK_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    key: str
+    provider: str
+    model: str
+    output: str
+    sha256: str
+    size: int
+    created_at: str
+    task_id: str | None = None  # market/AI-ML task id, or ElevenLabs request-id
+    result_url: str | None = None
+    duration_s: float | None = None
+    credits: float | None = None
+    variant: int = 1
+    # Extra files written beside the output (transcript .txt/.srt/.vtt, narration sidecar).
+    companions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LockEntry:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def read_lockfile(path: Path) -> dict[str, LockEntry]:
+    """The entries of a lockfile; an absent lockfile is an empty build."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read the lockfile ({exc}); fix or delete it") from exc
+    if not isinstance(raw, dict) or raw.get("version") != LOCK_VERSION:
+        raise StoreError(f"{path}: not a runner lockfile of version {LOCK_VERSION}")
+    try:
+        return {job_id: LockEntry.from_json(e) for job_id, e in raw.get("jobs", {}).items()}
+    except TypeError as exc:
+        raise StoreError(f"{path}: malformed entry ({exc})") from exc
+
+
+def render_lockfile(pipeline_name: str, entries: dict[str, LockEntry]) -> str:
+    body = {
+        "version": LOCK_VERSION,
+        "pipeline": pipeline_name,
+        "jobs": {job_id: entries[job_id].to_json() for job_id in sorted(entries)},
+    }
+    return json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_lockfile(path: Path, pipeline_name: str, entries: dict[str, LockEntry]) -> bool:
+    """Write the lockfile if its content changed; returns whether it was written."""
+    text = render_lockfile(pipeline_name, entries)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write_text(path, text)
+    return True
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,376 @@
+"""Reading YAML manifests safely, fast, and with line numbers for every problem.
+
+Values are built straight from libyaml's parse events (no PyYAML constructor),
+which lets this module:
+- accept plain data only: any tag other than the core ones (`!!python/...`,
+  local `!tags`) is a problem, never a constructed object;
+- resolve scalars by the YAML 1.2 core schema, so `no`, `on` and `yes` stay
+  strings (the "Norway problem" of YAML 1.1 does not bite matrix values);
+- report duplicate keys, which PyYAML silently overwrites;
+- stop an alias bomb early: aliases share one object, and the size of the
+  expanded document is counted, not built;
+- record nothing about positions on the fast path. When a problem needs a line,
+  `YamlDocument.locate` parses the text once more with positions tracked: valid
+  manifests, the common case, never pay for that index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import ManifestInvalid, Problem
+
+Loc = tuple[int, int]  # 1-based line and column
+DocPath = tuple[str | int, ...]
+
+# A legitimate 10,000-job manifest expands to ~150,000 values; a billion-laughs
+# document to 10**9. The cap sits far above the first and far below the second.
+MAX_EXPANDED_VALUES = 5_000_000
+
+_CORE = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {f"{_CORE}{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
+_INT = re.compile(r"[-+]?[0-9]+\Z")
+_INT_OCT = re.compile(r"0o[0-7]+\Z")
+_INT_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_SPECIAL = {
+    "~": None, "null": None, "Null": None, "NULL": None, "": None,
+    "true": True, "True": True, "TRUE": True,
+    "false": False, "False": False, "FALSE": False,
+    ".inf": float("inf"), ".Inf": float("inf"), ".INF": float("inf"),
+    "+.inf": float("inf"), "+.Inf": float("inf"), "+.INF": float("inf"),
+    "-.inf": float("-inf"), "-.Inf": float("-inf"), "-.INF": float("-inf"),
+    ".nan": float("nan"), ".NaN": float("nan"), ".NAN": float("nan"),
+}
+
+
+def resolve_plain(text: str) -> Any:
+    """The value of an untagged plain scalar under the YAML 1.2 core schema."""
+    if text in _SPECIAL:
+        return _SPECIAL[text]
+    first = text[0]
+    if first.isdigit() or first in "+-.":
+        if _INT.match(text):
+            return int(text)
+        if _FLOAT.match(text):
+            return float(text)
+        if _INT_HEX.match(text):
+            return int(text, 16)
+        if _INT_OCT.match(text):
+            return int(text[2:], 8)
+    return text
+
+
+class _Stop(Exception):
+    """A problem that makes the rest of the document meaningless."""
+
+
+class _Frame:
+    """A mapping or list under construction."""
+
+    __slots__ = ("value", "is_map", "anchor", "size", "key", "pending_merge", "merges",
+                 "key_marks")
+
+    def __init__(self, value: dict[str, Any] | list[Any], anchor: str | None) -> None:
+        self.value = value
+        self.is_map = isinstance(value, dict)
+        self.anchor = anchor
+        self.size = 1
+        self.key: str | None = None  # mappings: the key waiting for its value
+        self.pending_merge = False
+        self.merges: list[tuple[Any, Loc]] = []
+        self.key_marks: dict[str, Any] = {}
+
+
+def _loc(event: yaml.Event) -> Loc:
+    return (event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+class _Builder:
+    """Turns a parse event stream into plain values, collecting problems."""
+
+    def __init__(self, display: str, *, track: bool) -> None:
+        self.display = display
+        self.track = track
+        self.problems: list[Problem] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.expanded = 0
+        self.positions: dict[DocPath, Loc] = {}
+        self.key_positions: dict[DocPath, Loc] = {}
+
+    def problem(self, loc: Loc, message: str, path: str = "$") -> None:
+        self.problems.append(Problem(self.display, loc[0], loc[1], path, message))
+
+    def build(self, events: Iterator[yaml.Event]) -> Any:
+        stack: list[_Frame] = []
+        path: list[str | int] = []
+        root: Any = None
+        documents = 0
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        end_events = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+        for event in events:
+            cls = type(event)
+            parent = stack[-1] if stack else None
+            if cls is scalar_event or cls is alias_event \
+                    or cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+                if parent is not None and parent.is_map and parent.key is None \
+                        and not parent.pending_merge:
+                    self._take_key(parent, event, path)
+                    continue
+                if cls is scalar_event and event.tag is None and not event.anchor:
+                    # The common case, kept short: an untagged, unanchored value.
+                    value = resolve_plain(event.value) \
+                        if event.implicit[0] and not event.style else event.value
+                    root = self._place(stack, path, value, 1, event)
+                    continue
+                root = self._value_event(event, stack, path, root)
+            elif cls in end_events:
+                frame = stack.pop()
+                if frame.is_map:
+                    self._apply_merges(frame)
+                else:
+                    path.pop()  # the index slot pushed at SequenceStart
+                if frame.anchor:
+                    self.anchors[frame.anchor] = (frame.value, frame.size)
+                root = self._place(stack, path, frame.value, frame.size, None)
+            elif cls is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    self.problem(_loc(event), "a second YAML document ('---'): a manifest is "
+                                              "one document")
+                    raise _Stop
+        return root
+
+    def _value_event(self, event: yaml.Event, stack: list[_Frame], path: list[str | int],
+                     root: Any) -> Any:
+        """Aliases, tagged or anchored scalars, and the start of mappings and lists."""
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                self.problem(_loc(event), f"alias *{event.anchor} refers to no complete anchor "
+                                          "(undefined, or recursive)")
+                raise _Stop
+            value, size = self.anchors[event.anchor]
+            return self._place(stack, path, value, size, event)
+        tag = event.tag  # type: ignore[attr-defined]
+        if tag is not None and tag != "!" and tag not in _ALLOWED_TAGS:
+            self.problem(_loc(event), f"tag {tag.replace(_CORE, '!!')} is not allowed: a manifest "
+                                      "holds plain data (strings, numbers, lists, mappings)",
+                         _render(path))
+            raise _Stop
+        anchor = event.anchor  # type: ignore[attr-defined]
+        if isinstance(event, yaml.ScalarEvent):
+            value = _scalar(event)
+            if tag is not None and tag != "!":
+                value = self._tagged(tag, event.value, _loc(event), path)
+            if anchor:
+                self.anchors[anchor] = (value, 1)
+            return self._place(stack, path, value, 1, event)
+        if self.track:
+            self.positions[tuple(path)] = _loc(event)
+        if isinstance(event, yaml.MappingStartEvent):
+            stack.append(_Frame({}, anchor))
+        else:
+            stack.append(_Frame([], anchor))
+            path.append(0)
+        return root
+
+    def _take_key(self, parent: _Frame, event: yaml.Event, path: list[str | int]) -> None:
+        if not isinstance(event, yaml.ScalarEvent):
+            self.problem(_loc(event), "a mapping key must be a plain string, not a list or "
+                                      "mapping", _render(path))
+            raise _Stop
+        key = event.value
+        if key == "<<" and event.implicit[0]:
+            parent.pending_merge = True
+            return
+        if key in parent.key_marks:
+            self.problem(_loc(event), f"duplicate key '{key}' (first defined at line "
+                                      f"{parent.key_marks[key].line + 1})",
+                         _render([*path, key]))
+        parent.key_marks[key] = event.start_mark
+        parent.key = key
+        path.append(key)
+        if self.track:
+            self.key_positions[tuple(path)] = _loc(event)
+
+    def _place(self, stack: list[_Frame], path: list[str | int], value: Any, size: int,
+               event: yaml.Event | None) -> Any:
+        """Attach a finished value to its parent; `event` is None for containers,
+        whose position was recorded when they started."""
+        self.expanded += size
+        if self.expanded > MAX_EXPANDED_VALUES:
+            self.problem(_loc(event) if event else (1, 1), f"aliases expand this document "
+                         f"beyond {MAX_EXPANDED_VALUES:,} values (an alias bomb?)")
+            raise _Stop
+        if not stack:
+            return value
+        parent = stack[-1]
+        parent.size += size
+        if not parent.is_map:
+            items = parent.value
+            assert isinstance(items, list)
+            if self.track and event is not None:
+                self.positions[(*path[:-1], len(items))] = _loc(event)
+            items.append(value)
+            path[-1] = len(items)
+            return None
+        if parent.pending_merge:
+            parent.pending_merge = False
+            parent.merges.append((value, _loc(event) if event else (1, 1)))
+            return None
+        if self.track and event is not None:
+            self.positions[tuple(path)] = _loc(event)
+        assert parent.key is not None
+        parent.value[parent.key] = value  # type: ignore[call-overload]
+        parent.key = None
+        path.pop()
+        return None
+
+    def _apply_merges(self, frame: _Frame) -> None:
+        assert isinstance(frame.value, dict)
+        for source, loc in frame.merges:
+            sources = source if isinstance(source, list) else [source]
+            for item in sources:
+                if not isinstance(item, dict):
+                    self.problem(loc, "a merge key '<<' takes a mapping or a list of mappings")
+                    continue
+                for key, value in item.items():
+                    frame.value.setdefault(key, value)
+
+    def _tagged(self, tag: str, text: str, loc: Loc, path: list[str | int]) -> Any:
+        name = tag[len(_CORE):]
+        try:
+            if name == "str":
+                return text
+            if name == "int":
+                return int(text, 0)
+            if name == "float":
+                return float(text)
+            if name == "bool":
+                return {"true": True, "false": False}[text.lower()]
+            if name == "null":
+                return None
+        except (ValueError, KeyError):
+            pass
+        self.problem(loc, f"'{text}' is not a valid !!{name}", _render(path))
+        return text
+
+
+def _scalar(event: yaml.ScalarEvent) -> Any:
+    plain_implicit = event.implicit[0] and not event.style
+    return resolve_plain(event.value) if plain_implicit else event.value
+
+
+def _render(path: list[str | int] | DocPath) -> str:
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += f".{part}"
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+render_path = _render
+
+
+@dataclass
+class YamlDocument:
+    """A parsed manifest: its data, and the way back from a data path to a line."""
+
+    display: str
+    text: str
+    data: Any
+    _positions: dict[DocPath, Loc] | None = None
+    _key_positions: dict[DocPath, Loc] | None = None
+
+    def locate(self, path: DocPath, *, key: bool = False) -> Loc:
+        """Line and column of the value at `path` (of its key with `key=True`).
+
+        A path that does not exist in the source (a missing key) resolves to its
+        nearest existing ancestor, which is where the fix goes.
+        """
+        if self._positions is None:
+            builder = _Builder(self.display, track=True)
+            builder.build(yaml.parse(self.text, Loader=_loader()))
+            self._positions, self._key_positions = builder.positions, builder.key_positions
+        assert self._key_positions is not None
+        if key and path in self._key_positions:
+            return self._key_positions[path]
+        for end in range(len(path), -1, -1):
+            loc = self._positions.get(path[:end])
+            if loc is not None:
+                return loc
+        return (1, 1)
+
+    def problem(self, path: DocPath, message: str, *, key: bool = False,
+                job_id: str | None = None) -> Problem:
+        line, column = self.locate(path, key=key)
+        return Problem(self.display, line, column, _render(path), message, job_id)
+
+
+def _loader() -> type:
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str, display: str) -> YamlDocument:
+    """Parse manifest text; raises `ManifestInvalid` for anything that is not plain YAML data."""
+    builder = _Builder(display, track=False)
+    try:
+        data = builder.build(yaml.parse(text, Loader=_loader()))
+    except _Stop:
+        raise ManifestInvalid(builder.problems) from None
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestInvalid([_syntax_problem(exc, text, display)]) from exc
+    if builder.problems:
+        raise ManifestInvalid(builder.problems)
+    return YamlDocument(display, text, data)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, display: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    lines = text.splitlines()
+    offending = lines[line - 1][column - 1:column] if 0 < line <= len(lines) else ""
+    if offending == "\t" or (exc.problem and "\\t" in exc.problem):
+        message = "a tab character: YAML indentation must use spaces"
+    else:
+        context = exc.context or ""
+        if context and exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" started at line {exc.context_mark.line + 1}"
+        message = "YAML syntax error: " + ": ".join(p for p in (context, exc.problem) if p)
+    return Problem(display, line, column, "$", message)
+
+
+def read_manifest_text(path: Path, display: str) -> str:
+    """The text of a manifest file; a file that is not UTF-8 is a located problem."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestInvalid([Problem(display, 1, 1, "$", "no such file")]) from None
+    except OSError as exc:
+        raise ManifestInvalid([Problem(display, 1, 1, "$", f"cannot read: {exc.strerror}")]) \
+            from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[:exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ManifestInvalid([Problem(
+            display, line, column, "$",
+            f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot be decoded; save the file as UTF-8",
+        )]) from None
+
+
+def load_yaml(path: Path, display: str | None = None) -> YamlDocument:
+    display = display if display is not None else str(path)
+    return parse_yaml(read_manifest_text(path, display), display)
