@@ -109,7 +109,10 @@ class MediaStore:
     async def render(self, recipe: Recipe) -> bytes:
         """Compose a recipe's file (encoding missing clips in a worker thread) and register it."""
         if self.library.missing(recipe.plan.clips, recipe.fmt):
-            await asyncio.to_thread(self.library.ensure, recipe.plan.clips, recipe.fmt)
+            keys = recipe.plan.clips
+            if recipe.marker["kind"] != "speech":  # one ffmpeg run for the whole family
+                keys = synth.all_clips(recipe.marker["kind"]) + keys
+            await asyncio.to_thread(self.library.ensure, keys, recipe.fmt)
         data = compose(self.library, recipe.plan, recipe.fmt, recipe.marker)
         self.register(data, recipe.marker)
         return data

@@ -30,6 +30,13 @@ _HINTS = {
 _CHORDS = ((0, 4, 7), (5, 9, 12), (7, 11, 14), (9, 12, 16), (2, 5, 9), (4, 7, 11))
 
 
+def all_clips(kind: str) -> tuple[ClipKey, ...]:
+    """Every texture (or chord) clip: encoded together, the first time one is needed."""
+    if kind == "music":
+        return tuple(("m", str(c), str(b)) for c in range(len(_CHORDS)) for b in range(2))
+    return tuple(("t", k, str(v)) for k in _KINDS for v in range(_VARIANTS))
+
+
 def derived_duration_s(prompt: str) -> float:
     """Length chosen 'from the prompt' when none is asked: longer prompts, longer sounds."""
     words = len(prompt.split())
