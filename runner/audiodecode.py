@@ -157,9 +157,12 @@ def decode_many(
 
     Batches run on `workers` threads (ffmpeg does the work, so the GIL is no
     obstacle), with at most `workers + 1` batches decoded ahead of the consumer:
-    memory stays bounded however many files there are.
+    memory stays bounded however many files there are. One worker is the
+    default because one ffmpeg with many inputs already decodes them on
+    several threads; the worker's point is to decode ahead while the caller
+    works on the previous batch.
     """
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or 1
     batches = iter([sources[i:i + batch_size] for i in range(0, len(sources), batch_size)])
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runner-decode")
     try:

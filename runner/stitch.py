@@ -1,0 +1,385 @@
+"""Stitching narration segments into one programme, in time linear in their number.
+
+Segments are decoded (ffmpeg, batched) to one rate and channel count, trimmed
+of leading/trailing silence, faded at their edges, and appended to a single
+stream of 16-bit samples with silences between them, or a crossfade where the
+gap is zero. Nothing is ever re-copied: each segment's samples are written
+once, and only a crossfade's worth of the programme's tail is held back in
+memory, so time is O(total samples) and memory O(one decode batch), however
+many segments there are. The stream goes to a scratch file beside the output
+and, at the same time, into ffmpeg's `ebur128` scanner.
+
+Loudness: integrated loudness (EBU R128 / ITU BS.1770-4, gated) and true peak
+are measured by ffmpeg's `ebur128` filter in that one pass over the whole
+programme, then one static gain is applied during export (`volume`). One gain
+for the whole programme keeps the relative levels of the segments, unlike
+per-segment normalisation or `loudnorm`'s dynamic mode (an AGC); a pure-Python
+BS.1770 would need numpy to be fast. The gain is capped so the true peak stays
+at or below `max_true_peak_dbtp`: a loud-peaked programme ends up quieter than
+the target rather than clipped, and the sidecar says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from runner import atomic
+from runner.audiodecode import decode_many
+from runner.audioformat import AudioInfo, FormatSpec, verify_audio
+from runner.errors import AudioError
+from runner.ffmpeg import ffmpeg_exe
+
+SIDECAR_VERSION = 1
+_SILENT_LUFS = -69.9  # ebur128 reports -70 LUFS (the absolute gate) for silence
+
+
+@dataclass(frozen=True, slots=True)
+class StitchSettings:
+    """How segments become a programme. Times in ms, levels in dBFS / LUFS / dBTP.
+
+    `crossfade_ms` applies at seams whose gap is 0: a crossfade and a silence
+    are alternatives, overlapping audio across a silence means nothing.
+    """
+
+    gap_ms: int = 250
+    paragraph_gap_ms: int = 800
+    crossfade_ms: int = 0
+    fade_ms: int = 5
+    trim_silence: bool = True
+    silence_threshold_dbfs: float = -50.0
+    keep_silence_ms: int = 40
+    target_lufs: float | None = -16.0
+    max_true_peak_dbtp: float = -1.0
+    output_format: str = "mp3_44100_128"
+
+    def __post_init__(self) -> None:
+        for name in ("gap_ms", "paragraph_gap_ms", "crossfade_ms", "fade_ms", "keep_silence_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, not {getattr(self, name)}")
+        if not -120 < self.silence_threshold_dbfs < 0:
+            raise ValueError("silence_threshold_dbfs must be between -120 and 0")
+        if self.target_lufs is not None and not -70 < self.target_lufs < 0:
+            raise ValueError("target_lufs must be between -70 and 0 LUFS")
+        FormatSpec.parse(self.output_format)
+
+    @property
+    def output_spec(self) -> FormatSpec:
+        return FormatSpec.parse(self.output_format)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInput:
+    segment_id: str
+    path: Path
+    spec: FormatSpec | None = None  # None: whatever ffmpeg can decode, unverified
+    paragraph_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StitchResult:
+    path: Path
+    sidecar_path: Path
+    sidecar: dict[str, Any]
+    info: AudioInfo
+    timings_s: dict[str, float]  # wall time per phase: decode+assemble, measure, export
+
+
+Progress = Callable[[int, int], None]
+
+
+def _to_ms(frames: int, rate: int) -> float:
+    return round(frames * 1000 / rate, 3)
+
+
+def _frames(ms: float, rate: int) -> int:
+    return round(ms * rate / 1000)
+
+
+class _Programme:
+    """Appends segments to a sample stream, holding back only a crossfade's worth of tail."""
+
+    def __init__(self, sinks: Sequence[Callable[[bytes], object]], channels: int, hold: int):
+        self._sinks, self._ch, self._hold = sinks, channels, hold * channels
+        self._tail = array("h")
+        self.frames = 0  # frames placed so far, held tail included
+
+    def _emit(self, samples: array[int]) -> None:
+        if samples:
+            data = samples.tobytes() if sys.byteorder == "little" else _swapped(samples)
+            for sink in self._sinks:
+                sink(data)
+
+    def place(self, seg: array[int], gap: int, crossfade: int) -> tuple[int, int]:
+        """Place `seg` after `gap` frames of silence, or overlapping by up to `crossfade`.
+
+        Returns (offset in frames, crossfade frames actually used).
+        """
+        ch, tail = self._ch, self._tail
+        overlap = min(crossfade, len(tail) // ch, len(seg) // ch) if gap == 0 else 0
+        keep = len(tail) - overlap * ch
+        self._emit(tail[:keep])
+        if gap:
+            self._emit(array("h", bytes(2 * gap * ch)))
+        body = _mix(tail[keep:], seg[:overlap * ch], ch) + seg[overlap * ch:]
+        split = max(len(body) - self._hold, 0)
+        self._emit(body[:split])
+        self._tail = body[split:]
+        offset = self.frames + gap - overlap
+        self.frames = offset + len(seg) // ch
+        return offset, overlap
+
+    def close(self) -> None:
+        self._emit(self._tail)
+        self._tail = array("h")
+
+
+def _swapped(samples: array[int]) -> bytes:
+    copy = array("h", samples)
+    copy.byteswap()  # the stream is s16le whatever this machine's byte order
+    return copy.tobytes()
+
+
+def _mix(out_part: array[int], in_part: array[int], ch: int) -> array[int]:
+    """Linear crossfade: the outgoing tail ramps down as the incoming head ramps up."""
+    n = len(in_part) // ch
+    return array("h", (round(a + (b - a) * ((i // ch) + 0.5) / n)
+                       for i, (a, b) in enumerate(zip(out_part, in_part))))
+
+
+def _fade(seg: array[int], ch: int, frames: int) -> None:
+    """Linear fade-in over the first and fade-out over the last `frames`, in place."""
+    n = min(frames, len(seg) // ch // 2)
+    last = len(seg) - 1
+    for i in range(n * ch):
+        gain = ((i // ch) + 0.5) / n
+        seg[i] = round(seg[i] * gain)
+        seg[last - i] = round(seg[last - i] * gain)
+
+
+def _loud_span(seg: array[int], ch: int, threshold: int) -> tuple[int, int] | None:
+    """First and one-past-last frame with a sample above `threshold`; None if all quiet.
+
+    Scans coarse windows, then finer ones inside the hit, with the C-level
+    `max`/`min`: a Python-level loop only ever runs over the last 64 samples.
+    """
+    first = _find_loud(seg, 0, len(seg), threshold, forward=True)
+    if first is None:
+        return None
+    last = _find_loud(seg, first, len(seg), threshold, forward=False)
+    assert last is not None
+    return first // ch, last // ch + 1
+
+
+def _find_loud(seg: array[int], lo: int, hi: int, threshold: int, *, forward: bool,
+               step: int = 4096) -> int | None:
+    """Index of the first (or last) sample in seg[lo:hi] louder than `threshold`."""
+    starts = range(lo, hi, step) if forward else range(lo + (hi - 1 - lo) // step * step, lo - 1,
+                                                         -step)
+    for start in starts:
+        end = min(start + step, hi)
+        window = seg[start:end]
+        if max(window) > threshold or min(window) < -threshold:
+            if step <= 64:
+                hits = [i for i, v in enumerate(window) if v > threshold or v < -threshold]
+                return start + (hits[0] if forward else hits[-1])
+            return _find_loud(seg, start, end, threshold, forward=forward, step=step // 16)
+    return None
+
+
+def _trim(seg: array[int], ch: int, rate: int, settings: StitchSettings) -> tuple[array[int], int]:
+    """Trim silence at both ends keeping a margin; returns (samples, frames cut at start)."""
+    if not settings.trim_silence:
+        return seg, 0
+    threshold = int(32767 * 10 ** (settings.silence_threshold_dbfs / 20))
+    span = _loud_span(seg, ch, threshold)
+    if span is None:
+        return seg, 0  # an all-silent segment is kept whole: its length may be intended
+    keep = _frames(settings.keep_silence_ms, rate)
+    start, end = max(span[0] - keep, 0), min(span[1] + keep, len(seg) // ch)
+    return seg[start * ch:end * ch], start
+
+
+def _start_meter(rate: int, channels: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """ffmpeg's EBU R128 scanner reading the programme from a pipe as it is built."""
+    args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "info", "-f", "s16le",
+            "-ar", str(rate), "-ac", str(channels), "-i", "pipe:0", "-af",
+            "ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
+    try:
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=log)
+    except OSError as exc:
+        raise AudioError(f"cannot run ffmpeg ({args[0]}): {exc}") from exc
+
+
+def _finish_meter(meter: subprocess.Popen[bytes] | None, log: IO[bytes],
+                  settings: StitchSettings) -> dict[str, Any]:
+    """Wait for the scanner; the one static gain that brings the programme to target."""
+    if meter is None or settings.target_lufs is None:
+        return {"target_lufs": None}
+    assert meter.stdin is not None
+    meter.stdin.close()
+    code = meter.wait()
+    log.seek(0)
+    text = log.read().decode("utf-8", "replace")
+    if code != 0:
+        raise AudioError(f"ffmpeg ebur128 failed (exit {code}): {text.strip()[-300:]}")
+    measured, peak = _read_meter(text)
+    gain, limited = 0.0, False
+    if measured > _SILENT_LUFS:  # a silent programme has no loudness to correct
+        gain = settings.target_lufs - measured
+        headroom = settings.max_true_peak_dbtp - peak
+        limited = gain > headroom
+        gain = min(gain, headroom)
+    return {"method": "ffmpeg ebur128 (BS.1770-4 integrated, gated) over the whole programme; "
+                      "one static gain",
+            "target_lufs": settings.target_lufs, "measured_lufs": measured,
+            "measured_true_peak_dbtp": peak, "gain_db": round(gain, 2),
+            "limited_by_true_peak": limited}
+
+
+def _read_meter(text: str) -> tuple[float, float]:
+    summary = text[text.rfind("Summary:"):]
+    loud = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary)
+    peak = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
+    if not loud or not peak:
+        raise AudioError(f"ffmpeg ebur128 printed no loudness summary: {text[-300:]!r}")
+    return float(loud.group(1)), float(peak.group(1))
+
+
+def _assemble(segments: Sequence[SegmentInput], settings: StitchSettings, rate: int,
+              channels: int, sinks: Sequence[Callable[[bytes], object]],
+              progress: Progress | None) -> tuple[list[dict[str, Any]], int]:
+    """Decode, trim, fade and place every segment once; the sidecar entries and total frames."""
+    crossfade = _frames(settings.crossfade_ms, rate)
+    fade = _frames(settings.fade_ms, rate)
+    programme = _Programme(sinks, channels, hold=crossfade)
+    decoded = decode_many([(s.path, s.spec) for s in segments], sample_rate=rate,
+                          channels=channels)
+    placed: list[dict[str, Any]] = []
+    previous: SegmentInput | None = None
+    for index, (segment, data) in enumerate(zip(segments, decoded, strict=True)):
+        samples = array("h", data) if sys.byteorder == "little" else _from_le(data)
+        source_frames = len(samples) // channels
+        samples, cut = _trim(samples, channels, rate, settings)
+        if fade:
+            _fade(samples, channels, fade)
+        gap_ms = 0 if previous is None else (
+            settings.paragraph_gap_ms if segment.paragraph_index != previous.paragraph_index
+            else settings.gap_ms)
+        offset, overlap = programme.place(samples, _frames(gap_ms, rate), crossfade)
+        frames = len(samples) // channels
+        placed.append({
+            "id": segment.segment_id, "source": str(segment.path),
+            "paragraph_index": segment.paragraph_index,
+            "offset_ms": _to_ms(offset, rate), "duration_ms": _to_ms(frames, rate),
+            "gap_before_ms": _to_ms(_frames(gap_ms, rate), rate),
+            "crossfade_ms": _to_ms(overlap, rate),
+            "trim_start_ms": _to_ms(cut, rate),
+            "trim_end_ms": _to_ms(source_frames - cut - frames, rate),
+            "source_duration_ms": _to_ms(source_frames, rate),
+        })
+        previous = segment
+        if progress is not None:
+            progress(index + 1, len(segments))
+    programme.close()
+    return placed, programme.frames
+
+
+def _from_le(data: bytes) -> array[int]:
+    samples = array("h", data)
+    samples.byteswap()
+    return samples
+
+
+def _export(scratch: Path, destination: Path, spec: FormatSpec, rate: int, channels: int,
+            gain_db: float) -> AudioInfo:
+    """Encode the programme with its gain into a temp file beside `destination`, verify, commit."""
+    volume = ["-af", f"volume={gain_db:.2f}dB"] if abs(gain_db) >= 0.005 else []
+    with atomic.staged(destination, suffix=spec.extension) as tmp:
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+                "-f", "s16le", "-ar", str(rate), "-ac", str(channels), "-i", f"file:{scratch}",
+                *volume, "-map_metadata", "-1", *spec.ffmpeg_output_args(rate), "-y", f"file:{tmp}"]
+        try:
+            proc = subprocess.run(args, capture_output=True, check=False)
+        except OSError as exc:
+            raise AudioError(f"cannot run ffmpeg ({args[0]}): {exc}") from exc
+        if proc.returncode != 0:
+            tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise AudioError(f"{destination}: ffmpeg could not encode {spec.name}: {tail}")
+        return verify_audio(tmp, spec)
+
+
+def stitch(
+    segments: Sequence[SegmentInput],
+    destination: str | Path,
+    settings: StitchSettings | None = None,
+    *,
+    sidecar_path: str | Path | None = None,
+    progress: Progress | None = None,
+) -> StitchResult:
+    """Stitch `segments` (in order) into `destination`; write the sidecar JSON beside it.
+
+    The sidecar (default `<destination>.json`) lists each segment's offset and
+    duration in the programme, the gap before it, the crossfade used, and how
+    much silence was trimmed from its source, so word timings can be shifted.
+    Inputs with a spec are verified first, so a bad one is named before any work.
+    """
+    settings = settings or StitchSettings()
+    destination = Path(destination)
+    sidecar_file = Path(sidecar_path) if sidecar_path else destination.with_name(
+        destination.name + ".json")
+    if not segments:
+        raise AudioError(f"{destination}: nothing to stitch (no segments)")
+    if len({s.segment_id for s in segments}) != len(segments):
+        raise AudioError(f"{destination}: segment ids are not unique")
+    out_spec = settings.output_spec
+    known = [verify_audio(s.path, s.spec) for s in segments if s.spec is not None]
+    rate = out_spec.sample_rate or max((i.sample_rate for i in known), default=44100)
+    channels = max((i.channels for i in known), default=1)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    scratch = atomic.temp_beside(destination, ".pcm")
+    meter: subprocess.Popen[bytes] | None = None
+    try:
+        with open(scratch, "wb") as pcm_file, tempfile.TemporaryFile() as meter_log:
+            sinks: list[Callable[[bytes], object]] = [pcm_file.write]
+            if settings.target_lufs is not None:
+                meter = _start_meter(rate, channels, meter_log)
+                assert meter.stdin is not None
+                sinks.append(meter.stdin.write)
+            try:
+                placed, total_frames = _assemble(segments, settings, rate, channels, sinks,
+                                                 progress)
+            except BrokenPipeError as exc:
+                raise AudioError(f"{destination}: the loudness meter (ffmpeg) exited early") \
+                    from exc
+            timings["assemble_s"] = time.perf_counter() - clock
+            loudness = _finish_meter(meter, meter_log, settings)
+            timings["measure_wait_s"] = time.perf_counter() - clock - timings["assemble_s"]
+        export_start = time.perf_counter()
+        info = _export(scratch, destination, out_spec, rate, channels,
+                       float(loudness.get("gain_db") or 0.0))
+        timings["export_s"] = time.perf_counter() - export_start
+    finally:
+        if meter is not None and meter.poll() is None:
+            meter.kill()
+            meter.wait()
+        scratch.unlink(missing_ok=True)
+    sidecar = {
+        "version": SIDECAR_VERSION, "output": destination.name, "format": out_spec.name,
+        "sample_rate": rate, "channels": channels, "duration_ms": _to_ms(total_frames, rate),
+        "loudness": loudness, "settings": dataclasses.asdict(settings), "segments": placed,
+    }
+    atomic.write_text(sidecar_file, json.dumps(sidecar, indent=2) + "\n")
+    return StitchResult(destination, sidecar_file, sidecar, info, timings)
