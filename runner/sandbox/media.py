@@ -24,11 +24,18 @@ _CACHE_BYTES = 256 * 1024 * 1024
 _REGISTRY_MAX = 200_000
 
 
-def new_library() -> ClipLibrary:
-    return ClipLibrary({
-        "w": speech.produce_word, "s": speech.produce_silence,
-        "t": synth.produce_texture, "m": synth.produce_chord,
-    })
+_LIBRARY: ClipLibrary | None = None
+
+
+def shared_library() -> ClipLibrary:
+    """One clip library per process: it is a pure cache, so every sandbox app shares it."""
+    global _LIBRARY
+    if _LIBRARY is None:
+        _LIBRARY = ClipLibrary({
+            "w": speech.produce_word, "s": speech.produce_silence,
+            "t": synth.produce_texture, "m": synth.produce_chord,
+        })
+    return _LIBRARY
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +77,7 @@ def sound_recipe(kind: str, prompt: str, duration_s: float, seed: int, fmt: Audi
 
 class MediaStore:
     def __init__(self) -> None:
-        self.library = new_library()
+        self.library = shared_library()
         self.files: dict[str, StoredFile] = {}
         self.uploads: dict[tuple[str, str], str] = {}  # (provider, "path/name") -> file id
         self._cache: OrderedDict[str, bytes] = OrderedDict()

@@ -52,7 +52,7 @@ def uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
     return uvicorn.Config(
         app, http=_http_protocol(), lifespan="on", log_level=log_level, access_log=False,
         # Many idle keep-alive connections are normal for a runner; keep them a while.
-        timeout_keep_alive=30, backlog=2048,
+        timeout_keep_alive=30, backlog=2048, timeout_graceful_shutdown=2,
     )
 
 
