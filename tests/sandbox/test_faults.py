@@ -1,0 +1,127 @@
+"""Each fault knob produces the documented response (probability 1, so it always strikes)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from runner.sandbox import SandboxServer
+from tests.conftest import FakeClock
+from tests.sandbox.helpers import KEY, XI, CallbackReceiver
+
+SFX = {"model": "elevenlabs/sound-effect-v2", "input": {"text": "x", "duration_seconds": 1}}
+
+
+def _create(url: str) -> httpx.Response:
+    return httpx.post(f"{url}/api/v1/jobs/createTask", headers=KEY, json=SFX)
+
+
+def _tasks(url: str) -> int:
+    return int(httpx.get(f"{url}/_sandbox/stats").json()["tasks"]["total"])
+
+
+@pytest.mark.parametrize(("fault", "status", "code"), [
+    ("429", 429, 429), ("455", 200, 455), ("500", 500, 500)])
+def test_market_refusals_create_nothing(sandbox: SandboxServer, fault: str, status: int,
+                                        code: int) -> None:
+    sandbox.config.faults = {fault: 1.0}
+    response = _create(sandbox.url)
+    assert response.status_code == status and response.json()["code"] == code
+    assert _tasks(sandbox.url) == 0
+    assert httpx.get(f"{sandbox.url}/_sandbox/stats").json()["faults"] == {fault: 1}
+
+
+@pytest.mark.parametrize(("fault", "status"), [("429", 429), ("455", 503), ("500", 500)])
+def test_aimlapi_and_elevenlabs_refusals(sandbox: SandboxServer, fault: str, status: int) -> None:
+    sandbox.config.faults = {fault: 1.0}
+    aiml = httpx.post(f"{sandbox.url}/v2/generate/audio", headers=KEY,
+                      json={"model": "stable-audio", "prompt": "x", "seconds_total": 2})
+    assert aiml.status_code == status and aiml.json()["statusCode"] == status
+    eleven = httpx.post(f"{sandbox.url}/v1/sound-generation", headers=XI, json={"text": "x"})
+    assert eleven.status_code == status and "status" in eleven.json()["detail"]
+    assert _tasks(sandbox.url) == 0
+
+
+def test_dropped_connection_after_the_task_was_created(sandbox: SandboxServer) -> None:
+    sandbox.config.faults = {"drop": 1.0}
+    with pytest.raises(httpx.RemoteProtocolError):
+        _create(sandbox.url)
+    assert _tasks(sandbox.url) == 1  # the uncertain case: created, answer lost
+    sandbox.config.faults = {}
+    assert _create(sandbox.url).json()["code"] == 200  # the server still answers
+
+
+def test_truncated_download(sandbox: SandboxServer) -> None:
+    task_id = _create(sandbox.url).json()["data"]["taskId"]
+    info = httpx.get(f"{sandbox.url}/api/v1/jobs/recordInfo", params={"taskId": task_id},
+                     headers=KEY).json()["data"]
+    url = json.loads(info["resultJson"])["resultUrls"][0]
+    sandbox.config.faults = {"truncate": 1.0}
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(url)
+    sandbox.config.faults = {}
+    assert len(httpx.get(url).content) > 1000
+
+
+def test_slow_response_beyond_the_client_timeout(sandbox: SandboxServer) -> None:
+    sandbox.config.faults = {"slow": 1.0}
+    sandbox.config.slow_response_s = 1.0
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{sandbox.url}/api/v1/jobs/createTask", headers=KEY, json=SFX, timeout=0.2)
+
+
+def test_result_urls_expire(sandbox: SandboxServer, fake_clock: FakeClock) -> None:
+    sandbox.config.result_ttl_s = 60
+    task_id = _create(sandbox.url).json()["data"]["taskId"]
+    info = httpx.get(f"{sandbox.url}/api/v1/jobs/recordInfo", params={"taskId": task_id},
+                     headers=KEY).json()["data"]
+    url = json.loads(info["resultJson"])["resultUrls"][0]
+    assert httpx.get(url).status_code == 200
+    fake_clock.advance(61)
+    expired = httpx.get(url)
+    assert expired.status_code == 403 and b"expired" in expired.content
+    sandbox.config.faults = {"expire": 1.0}
+    task_id = _create(sandbox.url).json()["data"]["taskId"]
+    info = httpx.get(f"{sandbox.url}/api/v1/jobs/recordInfo", params={"taskId": task_id},
+                     headers=KEY).json()["data"]
+    assert httpx.get(json.loads(info["resultJson"])["resultUrls"][0]).status_code == 403
+    assert httpx.get(f"{sandbox.url}/files/nope/nope.mp3").status_code == 404
+
+
+@pytest.mark.parametrize(("fault", "expected"), [("callback_dup", 2), ("callback_lost", 0)])
+def test_duplicated_and_lost_callbacks(sandbox: SandboxServer, fault: str, expected: int) -> None:
+    sandbox.config.faults = {fault: 1.0}
+    receiver = CallbackReceiver()
+    try:
+        httpx.post(f"{sandbox.url}/api/v1/jobs/createTask", headers=KEY,
+                   json={**SFX, "callBackUrl": receiver.url})
+        # A second, unfaulted task's callback marks the end of what the first could send.
+        sandbox.config.faults = {}
+        httpx.post(f"{sandbox.url}/api/v1/jobs/createTask", headers=KEY,
+                   json={**SFX, "callBackUrl": receiver.url})
+        received = receiver.wait(expected + 1)
+    finally:
+        receiver.close()
+    task_ids = [body["data"]["taskId"] for body, _ in received]
+    assert len(task_ids) == expected + 1
+    assert len(set(task_ids)) == 2 if expected else len(set(task_ids)) == 1
+
+
+def test_callback_retried_after_a_failure(sandbox: SandboxServer, fake_clock: FakeClock) -> None:
+    receiver = CallbackReceiver(status=500)
+    try:
+        httpx.post(f"{sandbox.url}/api/v1/jobs/createTask", headers=KEY,
+                   json={**SFX, "callBackUrl": receiver.url})
+        receiver.wait(1)
+        fake_clock.advance(1)
+        receiver.wait(2)
+        fake_clock.advance(2)
+        received = receiver.wait(3)
+        fake_clock.advance(60)
+    finally:
+        receiver.close()
+    assert len(received) == 3  # callback_attempts = 3, then it gives up
+    stats = httpx.get(f"{sandbox.url}/_sandbox/stats").json()["callbacks"]
+    assert stats["failed"] == 3 and "delivered" not in stats
