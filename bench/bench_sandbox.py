@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.sandbox import SandboxProcess  # noqa: E402
+from runner.sandbox import SandboxProcess
 
 _INPUTS = {
     "sfx": {"model": "elevenlabs/sound-effect-v2",

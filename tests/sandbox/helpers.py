@@ -47,7 +47,7 @@ class CallbackReceiver:
         self.event = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 received.append((json.loads(body), {k.lower(): v for k, v in self.headers.items()}))
                 self.send_response(status)

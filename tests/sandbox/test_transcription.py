@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_market_stt_returns_the_original_text_of_a_sandbox_file(sandbox: Sandbox
     words = [w for w in result["words"] if w["type"] == "word"]
     assert " ".join(w["text"] for w in words) == TEXT
     assert all(w["speaker_id"] == "speaker_0" for w in result["words"])  # diarize defaults on
-    assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:], strict=False))
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(words))
     _, seconds = decode(httpx.get(audio_url).content, "mp3_44100_128")
     assert 0 < words[0]["start"] < 0.2 and seconds - 0.5 < words[-1]["end"] <= seconds
 
