@@ -35,12 +35,11 @@ from runner.audioparse import (
     Buffer,
     InvalidAudio,
     StreamInfo,
-    mp3_header_description,
     ogg_codec,
-    parse_mp3,
     parse_ogg_opus,
     parse_wav,
 )
+from runner.mp3frames import mp3_header_description, parse_mp3
 
 __all__ = [
     "AudioInfo", "Codec", "FormatSpec", "InvalidAudio", "Sniffed", "WavWriter",

@@ -136,7 +136,7 @@ def test_mp3_cut_at_a_frame_boundary_is_caught_by_the_info_header(audio_dir: Pat
                                                                   tmp_path: Path) -> None:
     data = format_file(audio_dir, "mp3_44100_128").read_bytes()
     # 128 kbps at 44.1 kHz: frames of 417 or 418 bytes; find a boundary by walking.
-    from runner.audioparse import find_first_frame, skip_id3v2
+    from runner.mp3frames import find_first_frame, skip_id3v2
     pos = find_first_frame(data, skip_id3v2(data))
     assert pos is not None
     for _ in range(10):
