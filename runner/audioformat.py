@@ -358,6 +358,7 @@ def verify_audio(
     *,
     min_duration_s: float = 0.05,
     check_crc: bool = True,
+    decode_check: bool = False,
 ) -> AudioInfo:
     """Check that `path` is well-formed audio in `spec`'s format; raise `InvalidAudio` if not.
 
@@ -370,6 +371,9 @@ def verify_audio(
     of them. `min_duration_s` rejects files that hold next to no audio (50 ms
     is two MP3 frames at 44.1 kHz). Bitrate is reported, never enforced:
     providers may use VBR, and it does not change what the file is.
+    `decode_check` also decodes the whole file with ffmpeg (tens of ms, a
+    process per file) and requires the decoded duration to agree within 50 ms:
+    for when a structurally sound file with a corrupt payload matters.
     """
     spec = FormatSpec.parse(spec) if isinstance(spec, str) else spec
     path = Path(path)
@@ -387,6 +391,11 @@ def verify_audio(
         raise InvalidAudio(f"holds {info.duration_s * 1000:.0f} ms of audio, "
                            f"less than the {min_duration_s * 1000:.0f} ms minimum",
                            path=str(path), expected=spec.name)
+    if decode_check:
+        decoded_s = decode_pcm(path, spec).duration_s
+        if abs(decoded_s - info.duration_s) > 0.05:
+            raise InvalidAudio(f"decodes to {decoded_s:.3f} s of audio, its headers say "
+                               f"{info.duration_s:.3f} s", path=str(path), expected=spec.name)
     return AudioInfo(info.codec, info.sample_rate, info.channels, info.duration_s, info.bitrate_kbps)
 
 

@@ -346,7 +346,8 @@ def stitch(
     out_spec = settings.output_spec
     known = [verify_audio(s.path, s.spec) for s in segments if s.spec is not None]
     rate = out_spec.sample_rate or max((i.sample_rate for i in known), default=44100)
-    channels = max((i.channels for i in known), default=1)
+    # pcm/ulaw/alaw outputs are mono by definition (they mirror the providers' formats).
+    channels = 1 if out_spec.raw else max((i.channels for i in known), default=1)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     scratch = atomic.temp_beside(destination, ".pcm")

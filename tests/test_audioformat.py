@@ -60,7 +60,7 @@ def test_bad_format_names_are_refused(name: str) -> None:
 def test_every_format_verifies_and_matches_ffmpeg(audio_dir: Path, name: str) -> None:  # noqa: F811
     spec = FormatSpec.parse(name)
     path = format_file(audio_dir, name)
-    info = verify_audio(path, spec)
+    info = verify_audio(path, spec, decode_check=True)
     assert info.sample_rate == (spec.sample_rate or 44100)
     assert abs(info.duration_s - 1.0) < 0.03
     # The structural duration agrees with what ffmpeg decodes (gapless info honoured).
@@ -283,3 +283,20 @@ def test_decode_many_keeps_order_and_names_a_bad_file(audio_dir: Path,  # noqa: 
     with pytest.raises(InvalidAudio, match="bad.mp3"):
         list(decode_many([*sources[:3], (bad, None)], sample_rate=16000, channels=1,
                          batch_size=8))
+
+
+def test_decode_check_catches_headers_that_lie(audio_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    # An Ogg Opus file whose last granule claims a second more than its packets hold,
+    # with a valid CRC: structurally sound, caught only by decoding.
+    data = bytearray(format_file(audio_dir, "opus_48000_64").read_bytes())
+    last = data.rfind(b"OggS")
+    granule = struct.unpack_from("<q", data, last + 6)[0]
+    struct.pack_into("<q", data, last + 6, granule + 48000)
+    struct.pack_into("<I", data, last + 22, 0)
+    struct.pack_into("<I", data, last + 22, ogg_crc(bytes(data[last:])))
+    liar = tmp_path / "liar.opus"
+    liar.write_bytes(bytes(data))
+    assert abs(verify_audio(liar, "opus_48000_64").duration_s - 2.0) < 0.001
+    _expect_decoded = pytest.raises(InvalidAudio, match="decodes to 1.0.. s of audio, its headers")
+    with _expect_decoded:
+        verify_audio(liar, "opus_48000_64", decode_check=True)

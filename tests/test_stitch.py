@@ -161,3 +161,13 @@ def test_programme_places_with_gaps_and_crossfades() -> None:
     assert programme.frames == len(samples) == 10 + 8 - 4 + 3 + 6
     assert samples[:14].tolist() == [1000] * 14  # equal signals crossfade to the same level
     assert samples[14:17].tolist() == [0, 0, 0] and samples[17:].tolist() == [-500] * 6
+
+
+def test_stereo_inputs_make_stereo_mp3_but_mono_raw_outputs(tmp_path: Path) -> None:
+    music = make(tmp_path / "music.wav", "wav", [("tone:440", 0.5)])  # 16-bit stereo WAV
+    inputs = [SegmentInput("m", music, FormatSpec.parse("wav"))]
+    stereo = stitch(inputs, tmp_path / "a.mp3", StitchSettings(target_lufs=None))
+    assert stereo.info.channels == 2 and stereo.sidecar["channels"] == 2
+    mono = stitch(inputs, tmp_path / "b.wav",
+                  StitchSettings(target_lufs=None, output_format="pcm_22050"))
+    assert mono.info.channels == 1 and mono.info.sample_rate == 22050
