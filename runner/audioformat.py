@@ -319,7 +319,7 @@ def sniff(path: str | Path) -> Sniffed:
 
 
 _CONTAINER_OF = {Codec.MP3: ("mp3",), Codec.OPUS: ("ogg-opus",), Codec.WAV: ("wav",),
-                 Codec.PCM: ("wav", "raw"), Codec.ULAW: ("wav", "raw"), Codec.ALAW: ("wav", "raw")}
+                 Codec.PCM: ("wav",), Codec.ULAW: ("wav",), Codec.ALAW: ("wav",)}
 
 
 def _parse_as(buf: Buffer, spec: FormatSpec, check_crc: bool) -> StreamInfo:
