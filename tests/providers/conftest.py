@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from runner.accounts import BUILTIN, ProviderAccount
+from runner.audioformat import AudioInfo, verify_audio
 from runner.http import make_client
 from runner.providers.base import TaskState, TaskStatus
 from runner.sandbox import SandboxConfig, SandboxServer, provider_urls
@@ -104,6 +105,11 @@ class Sink:
         self.chunks += 1
         with self.path.open("ab") as out:
             out.write(chunk)
+
+
+def verify(path: Path, fmt: str) -> AudioInfo:
+    """The file is well-formed audio of `fmt`, and ffmpeg decodes it to the end."""
+    return verify_audio(path, fmt, decode_check=True)
 
 
 def closed_port_url() -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.audioformat import verify_audio
 from runner.errors import (
     AccountRefused,
     ProviderUnavailable,
@@ -20,7 +19,7 @@ from runner.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
 
-from .conftest import API_KEY, Sandbox, assert_final, closed_port_url, download
+from .conftest import API_KEY, Sandbox, assert_final, closed_port_url, download, verify
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +39,7 @@ async def test_stable_audio(sandbox: Sandbox, client: httpx.AsyncClient, tmp_pat
     assert_final(status, TaskState.SUCCEEDED)
     assert status.provider_state == "completed" and status.result is not None
     assert status.result.credits == 252 * 10  # 252 tokens per step
-    info = verify_audio(await download(client, status.result.urls[0], tmp_path / "m.wav"), "wav")
+    info = verify(await download(client, status.result.urls[0], tmp_path / "m.wav"), "wav")
     assert (info.channels, info.sample_rate) == (2, 44100)
     assert info.duration_s == pytest.approx(2.0, abs=0.05)
 

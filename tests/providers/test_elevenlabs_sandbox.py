@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.audioformat import verify_audio
 from runner.errors import (
     AccountRefused,
     ProviderUnavailable,
@@ -25,7 +24,7 @@ from runner.providers.common import ConcurrencyLimited
 from runner.providers.elevenlabs import ElevenLabsAdapter
 from runner.providers.market import MarketAdapter
 
-from .conftest import API_KEY, Sandbox, Sink, closed_port_url
+from .conftest import API_KEY, Sandbox, Sink, closed_port_url, verify
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +53,7 @@ async def test_text_to_speech(sandbox: Sandbox, client: httpx.AsyncClient, fmt: 
     result = await adapter(sandbox, client).generate(Request("tts", TTS, speech(fmt)), sink)
     assert result.request_id and result.credits == len(TEXT)
     assert result.payload is None
-    assert verify_audio(sink.path, fmt).duration_s > 1.0
+    assert verify(sink.path, fmt).duration_s > 1.0
 
 
 async def test_with_timestamps(sandbox: Sandbox, client: httpx.AsyncClient,
@@ -66,7 +65,7 @@ async def test_with_timestamps(sandbox: Sandbox, client: httpx.AsyncClient,
     assert result.payload is not None
     assert "".join(result.payload["alignment"]["characters"]) == TEXT
     assert result.payload["normalized_alignment"]["character_end_times_seconds"]
-    info = verify_audio(sink.path, "mp3_44100_128")
+    info = verify(sink.path, "mp3_44100_128")
     assert info.duration_s == pytest.approx(
         result.payload["alignment"]["character_end_times_seconds"][-1], abs=0.5)
 
@@ -78,7 +77,7 @@ async def test_sound_generation(sandbox: Sandbox, client: httpx.AsyncClient, fmt
     result = await adapter(sandbox, client).generate(Request("sfx", SFX, {
         "text": "glass shattering on stone", "duration_seconds": 1.2, "output_format": fmt}), sink)
     assert result.credits == 30  # 25 per second of set duration, rounded up
-    assert verify_audio(sink.path, fmt).duration_s == pytest.approx(1.2, abs=0.1)
+    assert verify(sink.path, fmt).duration_s == pytest.approx(1.2, abs=0.1)
 
 
 async def test_speech_to_text_of_a_local_file(sandbox: Sandbox, client: httpx.AsyncClient,

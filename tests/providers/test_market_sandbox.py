@@ -11,7 +11,6 @@ import httpx
 import pytest
 from audiogen import make
 
-from runner.audioformat import verify_audio
 from runner.errors import (
     AccountRefused,
     ProviderUnavailable,
@@ -25,7 +24,7 @@ from runner.providers.base import Request, TaskState, TaskStatus
 from runner.providers.common import ConcurrencyLimited
 from runner.providers.market import MarketAdapter
 
-from .conftest import API_KEY, Sandbox, assert_final, closed_port_url, download
+from .conftest import API_KEY, Sandbox, assert_final, closed_port_url, download, verify
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +61,7 @@ async def test_text_to_speech(sandbox: Sandbox, client: httpx.AsyncClient, name:
     assert status.result is not None and len(status.result.urls) == 1
     assert status.result.credits and status.result.credits > 0
     assert "param" not in status.result.raw  # it repeats callBackUrl, which may hold a secret
-    info = verify_audio(await download(client, status.result.urls[0], tmp_path / "a.mp3"),
+    info = verify(await download(client, status.result.urls[0], tmp_path / "a.mp3"),
                         TTS.default_format)
     assert info.duration_s > 1.0
     assert sandbox.stats()["tasks"]["by_provider"] == {name: 1}
@@ -86,7 +85,7 @@ async def test_sound_effect_in_every_kind_of_format(sandbox: Sandbox, client: ht
                      "output_format": fmt}))
     assert status.result is not None
     path = await download(client, status.result.urls[0], tmp_path / "sfx")
-    assert verify_audio(path, fmt).duration_s == pytest.approx(1.5, abs=0.1)
+    assert verify(path, fmt).duration_s == pytest.approx(1.5, abs=0.1)
 
 
 @pytest.mark.parametrize("name", MARKETS)
@@ -145,7 +144,7 @@ async def test_refresh_url(sandbox: Sandbox, client: httpx.AsyncClient, tmp_path
     assert status.result is not None
     fresh = await market.refresh_url(status.result.urls[0])
     assert fresh is not None and fresh != status.result.urls[0]
-    verify_audio(await download(client, fresh, tmp_path / "bell.mp3"), "mp3_44100_128")
+    verify(await download(client, fresh, tmp_path / "bell.mp3"), "mp3_44100_128")
     assert await market.refresh_url("https://example.com/not-ours.mp3") is None
 
 
