@@ -162,9 +162,11 @@ class AimlapiAdapter:
             meaning = "API key refused" if status_code == 401 else "out of credits"
             return AccountRefused(f"{meaning}: {text}", **context)
         if status_code == 429:  # "a rate limit or a concurrency limit" (FACTS §2)
-            kind = ConcurrencyLimited if "concurren" in text.lower() else RateLimited
-            return kind(f"rate limited: {text}",
-                        retry_after_s=retry_after_s(response), **context)
+            if "concurren" in text.lower():
+                return ConcurrencyLimited(f"too many concurrent requests: {text}",
+                                          retry_after_s=retry_after_s(response), **context)
+            return RateLimited(f"rate limited: {text}", retry_after_s=retry_after_s(response),
+                               **context)
         if status_code >= 500 or status_code == 408:
             return ProviderUnavailable(f"server error: {text}", **context)
         if 400 <= status_code < 500:

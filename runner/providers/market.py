@@ -246,9 +246,12 @@ class MarketAdapter:
         if code in (401, 402, 403):  # bad key, no credits, key caps or IP whitelist
             return AccountRefused(text, **context)
         if code == 429:
-            kind = (ConcurrencyLimited if any(w in lowered for w in _CONCURRENCY_WORDS)
-                    else RateLimited)
-            return kind(text, retry_after_s=retry_after_s(response, self._clock), **context)
+            wait_s = retry_after_s(response, self._clock)
+            if any(w in lowered for w in _CONCURRENCY_WORDS):
+                # "concurrent" in the text too: the limiter may key on the words.
+                return ConcurrencyLimited(redact(f"too many concurrent tasks: {message}",
+                                                 self._key), retry_after_s=wait_s, **context)
+            return RateLimited(text, retry_after_s=wait_s, **context)
         if code == 501:
             return GenerationFailed(text, **context)
         if code == 500 and not any(w in lowered for w in _TRANSIENT_WORDS) and any(
