@@ -1,0 +1,231 @@
+"""`runner report`: one HTML page to listen to, compare and check a build.
+
+    build_report(manifest)
+      load the pipeline, its lockfile and its journal (read-only)   collect()
+      → one Take per job: its locked asset, its last outcome, whether the
+        last run made it, its text, subtitles or transcript
+      → Cards: variants of one job side by side, a narration with its segments
+      → waveforms and playable previews, cached by sha256           report_audio.py
+      → the page: escaped HTML, inline SVG, CSS and a little script  report_page.py
+      → written atomically to <output_dir>/report.html
+
+The page references the build's files by relative path, so the output folder is
+the report's one folder: it can be zipped, moved or opened from file:// as is.
+Nothing is fetched from anywhere else, and no key can reach it (the sources
+hold none, and the page is scrubbed of every configured key all the same).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import atomic
+from runner.layout import BuildLayout, Target, layout_for
+from runner.manifest import Job, JobKind, Pipeline, load_pipeline
+from runner.models import Kind
+from runner.report_audio import AudioView, AudioViews
+from runner.store.journal import AssetRow, JobOutcomeRow, Journal
+from runner.store.lockfile import LockEntry, read_lockfile
+from runner.subtitles import Cue, parse_vtt
+
+# Outcomes that leave a job without this run's asset (runner.retry.JobOutcome values).
+BAD_OUTCOMES = frozenset({"failed", "uncertain", "skipped", "interrupted"})
+
+
+@dataclass(slots=True)
+class Take:
+    """One job as the page shows it: a variant, a segment, a programme or a transcript."""
+
+    job: Job
+    entry: LockEntry | None
+    outcome: JobOutcomeRow | None
+    changed: bool  # its asset was made by the journal's last run
+    audio: AudioView | None = None
+    missing: bool = False  # locked, but the output file is gone
+    text: str | None = None  # a transcript's plain text
+    cues: list[Cue] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """`failed` / `uncertain` / `skipped` / `interrupted` / `ok` / `missing` / `not built`."""
+        if self.outcome is not None and self.outcome.outcome in BAD_OUTCOMES:
+            return self.outcome.outcome
+        if self.entry is None:
+            return "not built"
+        return "missing" if self.missing else "ok"
+
+    @property
+    def task_id(self) -> str | None:
+        if self.outcome is not None and self.outcome.outcome in BAD_OUTCOMES:
+            return self.outcome.task_id or (self.entry.task_id if self.entry else None)
+        return (self.entry.task_id if self.entry else None) or \
+            (self.outcome.task_id if self.outcome else None)
+
+
+@dataclass(slots=True)
+class Card:
+    """What sits together on the page: the takes of one job, or a narration."""
+
+    base_id: str
+    takes: list[Take]  # variants in order; a narration's programme
+    segments: list[Take] = field(default_factory=list)
+    sidecar: dict[str, Any] = field(default_factory=dict)  # narration: segment offsets
+
+    @property
+    def all_takes(self) -> list[Take]:
+        return [*self.takes, *self.segments]
+
+
+@dataclass(slots=True)
+class Build:
+    pipeline: Pipeline
+    layout: BuildLayout
+    cards: list[Card]
+    last_run_id: int | None
+
+    @property
+    def problems(self) -> list[Take]:
+        return [t for c in self.cards for t in c.all_takes if t.status in BAD_OUTCOMES]
+
+
+def _journal_state(layout: BuildLayout) -> tuple[dict[str, JobOutcomeRow], dict[str, AssetRow],
+                                                  dict[str, tuple[str, int, int]], int | None]:
+    if not layout.journal.exists():  # never run: nothing to say about outcomes
+        return {}, {}, {}, None
+    with Journal(layout.journal, readonly=True) as journal:
+        return (journal.latest_outcomes(), journal.all_assets(), journal.outputs(),
+                journal.last_run_id())
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cues(layout: BuildLayout, entry: LockEntry | None) -> list[Cue]:
+    vtt = entry.companions.get("vtt") if entry else None
+    text = _read_text(layout.output_path(vtt)) if vtt else None
+    if text is None:
+        return []
+    try:
+        return parse_vtt(text)
+    except ValueError:  # a hand-edited file: the page still renders without its cues
+        return []
+
+
+def _content_sha(path: Path, output: str, entry: LockEntry,
+                 outputs: dict[str, tuple[str, int, int]]) -> str:
+    """The file's sha256: the journal's record when size and mtime still match (no hashing,
+    as `make_plan` does), otherwise hashed, so an edited file never shows a stale waveform."""
+    from runner.plan import file_sha256
+
+    st = path.stat()
+    known = outputs.get(output)
+    if known is not None and known == (entry.sha256, st.st_size, st.st_mtime_ns):
+        return entry.sha256
+    return file_sha256(path)
+
+
+def collect(manifest: Path, *, sandbox: bool = False) -> Build:
+    """Everything the page shows, read from the manifest, lockfile, journal and outputs."""
+    pipeline = load_pipeline(manifest)
+    layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
+    locked = read_lockfile(layout.lockfile)
+    outcomes, assets, outputs, last_run = _journal_state(layout)
+
+    takes: dict[str, Take] = {}
+    to_decode: list[tuple[Path, str, float | None]] = []
+    for job in pipeline.jobs.values():
+        entry = locked.get(job.id)
+        asset = assets.get(entry.key) if entry else None
+        take = Take(job, entry, outcomes.get(job.id),
+                    changed=asset is not None and last_run is not None and asset.run_id == last_run)
+        takes[job.id] = take
+        if entry is None:
+            continue
+        path = layout.output_path(entry.output)
+        if not path.is_file():
+            take.missing = True
+            continue
+        if job.model.kind is Kind.TRANSCRIPT:
+            txt = entry.companions.get("txt")
+            take.text = _read_text(layout.output_path(txt)) if txt else None
+        else:
+            to_decode.append((path, _content_sha(path, entry.output, entry, outputs),
+                              entry.duration_s))
+        take.cues = _cues(layout, entry)
+
+    views = AudioViews(layout.state_dir).views(to_decode)
+    for take in takes.values():
+        if take.entry is not None:
+            take.audio = views.get(layout.output_path(take.entry.output))
+    return Build(pipeline, layout, _cards(pipeline, layout, takes), last_run)
+
+
+def _cards(pipeline: Pipeline, layout: BuildLayout, takes: dict[str, Take]) -> list[Card]:
+    """Variants of one job on one card, in manifest order; segments on their narration's."""
+    cards: dict[str, Card] = {}
+    segments: dict[str, list[Take]] = {}
+    for job in pipeline.jobs.values():
+        take = takes[job.id]
+        if job.segment is not None:
+            segments.setdefault(job.segment.parent, []).append(take)
+            continue
+        card = cards.setdefault(job.base_id, Card(job.base_id, []))
+        card.takes.append(take)
+        if job.kind is JobKind.STITCH and take.entry is not None:
+            sidecar = take.entry.companions.get("sidecar")
+            text = _read_text(layout.output_path(sidecar)) if sidecar else None
+            try:
+                card.sidecar = json.loads(text) if text else {}
+            except ValueError:
+                card.sidecar = {}
+    for parent, parts in segments.items():
+        if parent in cards:
+            cards[parent].segments = sorted(parts, key=lambda t: t.job.segment.index
+                                            if t.job.segment else 0)
+    for card in cards.values():
+        card.takes.sort(key=lambda t: t.job.variant)
+    return list(cards.values())
+
+
+def _secrets(pipeline: Pipeline) -> list[str]:
+    """Configured keys, to scrub from the page should one ever slip into a message."""
+    found = (account.api_key(os.environ) for account in pipeline.accounts.values())
+    return sorted({k for k in found if k and len(k) >= 8}, key=len, reverse=True)
+
+
+def default_path(manifest: Path, *, sandbox: bool = False) -> Path:
+    """Where `build_report` writes by default: `report.html` at the build's output root."""
+    pipeline = load_pipeline(manifest)
+    return layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE).output_dir / \
+        "report.html"
+
+
+def build_report(manifest: Path, *, sandbox: bool = False, out: Path | None = None) -> Path:
+    """Write the HTML report of a build; returns its path.
+
+    `out` defaults to `<output_dir>/report.html` (`<output_dir>.sandbox/` with
+    `sandbox`); an `out` not named `*.html` is a folder to write `report.html`
+    into. Files are referenced relative to the report, so move the report and
+    the outputs together.
+    """
+    from runner.report_page import render_page
+
+    build = collect(manifest, sandbox=sandbox)
+    if out is None:
+        out = build.layout.output_dir / "report.html"
+    elif out.suffix.lower() not in (".html", ".htm"):
+        out = out / "report.html"
+    out = out.resolve()
+    page = render_page(build, out.parent)
+    for secret in _secrets(build.pipeline):
+        page = page.replace(secret, "[redacted]")
+    atomic.write_text(out, page)
+    return out

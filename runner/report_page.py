@@ -1,0 +1,327 @@
+"""The report's HTML: every value escaped, every file referenced relative to the page.
+
+Manifest text (prompts, narration, ids) is user text and outcome messages quote
+providers, so every value goes through `esc` (html.escape with quotes) on its
+way into text or an attribute; the only unescaped markup is built here from
+numbers. File references are percent-encoded relative URLs, which work from
+file:// and from any static server that serves the output folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote
+
+from runner.manifest import AudioKind, Job, JobKind
+from runner.models import Kind
+from runner.report import Build, Card, Take
+from runner.report_audio import waveform_svg
+from runner.report_static import CSS, JS
+from runner.subtitles import Cue
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def anchor(job_id: str) -> str:
+    """An element id for a job: job ids hold '/' and '#', which a URL fragment mangles."""
+    return "job-" + re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"~{ord(m.group()):x}", job_id)
+
+
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+
+
+def fmt_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def fmt_credits(credits: float | None) -> str:
+    return "?" if credits is None else f"{credits:g}"
+
+
+def prompt_of(job: Job) -> str:
+    """What was asked, in the words the person wrote: prompt, text or narration."""
+    if job.narration is not None:
+        return job.narration.text
+    for name in ("prompt", "text"):
+        value = job.input.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def voice_of(job: Job) -> str | None:
+    value = job.input.get("voice") or job.input.get("voice_id")
+    return str(value) if value else None
+
+
+def model_label(job: Job) -> str:
+    model_id = job.input.get("model_id")
+    return f"{job.model.id} ({model_id})" if model_id else job.model.id
+
+
+class Page:
+    """Renders one Build; `root` is the folder the page is written to."""
+
+    def __init__(self, build: Build, root: Path) -> None:
+        self.build = build
+        self.root = root
+        self.takes = {t.job.id: t for c in build.cards for t in c.all_takes}
+
+    def href(self, path: Path) -> str:
+        return quote(Path(os.path.relpath(path, self.root)).as_posix(), safe="/")
+
+    # --- pieces ---------------------------------------------------------------------
+    def facts(self, pairs: Iterable[tuple[str, str | None]]) -> str:
+        """A <dl> of label/value pairs; values are already-escaped HTML, None is left out."""
+        items = "".join(f"<div><dt>{esc(k)}</dt><dd>{v}</dd></div>" for k, v in pairs
+                        if v is not None)
+        return f'<dl class="facts">{items}</dl>' if items else ""
+
+    def badges(self, take: Take) -> str:
+        out = []
+        if take.status in ("failed", "uncertain", "skipped", "interrupted", "missing"):
+            out.append(f'<span class="badge bad">{esc(take.status)}</span>')
+        elif take.status == "not built":
+            out.append('<span class="badge">not built</span>')
+        if take.changed:
+            out.append('<span class="badge new">new in last run</span>')
+        return "".join(out)
+
+    def player(self, take: Take) -> str:
+        view = take.audio
+        if take.missing and take.entry is not None:
+            return f'<p class="reason">output file missing: {esc(take.entry.output)}</p>'
+        if view is None:
+            return ""
+        if view.play is None:
+            return f'<p class="reason">cannot show this file: {esc(view.problem)}</p>'
+        note = ""
+        if view.preview_reason:
+            note = (f'<p class="note">Playing an MP3 preview: the file is '
+                    f'{esc(view.preview_reason)}. <a href="{esc(self.href(view.path))}">'
+                    "Original file</a>.</p>")
+        duration = f' data-duration="{view.duration_s:.3f}"' if view.duration_s else ""
+        return (f'<div class="player"{duration}>{waveform_svg(view.peaks)}'
+                f'<audio controls preload="none" src="{esc(self.href(view.play))}"'
+                f' data-job="{esc(take.job.id)}"></audio></div>{note}')
+
+    def take_facts(self, take: Take) -> str:
+        entry = take.entry
+        duration = entry.duration_s if entry and entry.duration_s is not None else \
+            (take.audio.duration_s if take.audio else None)
+        task = take.task_id
+        return self.facts([
+            ("duration", esc(fmt_s(duration)) if entry else None),
+            ("credits", esc(fmt_credits(entry.credits)) if entry else None),
+            ("size", esc(fmt_size(entry.size)) if entry else None),
+            ("task", f"<code>{esc(task)}</code>" if task else None),
+            ("key", f'<code class="key" title="{esc(entry.key)}">{esc(entry.key)}</code>'
+             if entry else None),
+            ("made", esc(entry.created_at) if entry else None),
+            ("file", f'<a href="{esc(self.href(self.build.layout.output_path(entry.output)))}">'
+                     f"{esc(entry.output)}</a>" if entry and not take.missing else None),
+        ])
+
+    def reason(self, take: Take) -> str:
+        if take.status not in ("failed", "uncertain", "skipped", "interrupted"):
+            return ""
+        assert take.outcome is not None
+        kept = " The asset shown is the one from an earlier run." if take.entry else ""
+        message = take.outcome.message or "no message recorded"
+        return f'<p class="reason">{esc(take.status)}: {esc(message)}{esc(kept)}</p>'
+
+    def take(self, take: Take, caption: str, pick: bool) -> str:
+        job = take.job
+        bad = " bad" if take.status in ("failed", "uncertain", "skipped", "interrupted",
+                                         "missing") else ""
+        picker = ""
+        if pick and take.entry is not None and not take.missing:
+            picker = (f'<label class="pick"><input type="radio" class="pick" '
+                      f'name="pick-{esc(job.base_id)}" data-job="{esc(job.base_id)}" '
+                      f'value="{job.variant}"> pick</label>')
+        seg_text = f'<p class="seg-text">{esc(prompt_of(job))}</p>' if job.segment else ""
+        return (f'<figure class="take{bad}" id="{esc(anchor(job.id))}" '
+                f'data-status="{esc(take.status)}"><figcaption><strong>{esc(caption)}</strong>'
+                f"{self.badges(take)}{picker}</figcaption>{seg_text}{self.player(take)}"
+                f"{self.transcript(take)}{self.take_facts(take)}{self.reason(take)}</figure>")
+
+    def transcript(self, take: Take) -> str:
+        job = take.job
+        if job.model.kind is not Kind.TRANSCRIPT or take.entry is None:
+            return ""
+        source = ""
+        if job.audio is not None and job.audio.kind is AudioKind.FROM:
+            heard = self.takes.get(job.audio.value)
+            source = (f'<p class="note">Heard: <a href="#{esc(anchor(job.audio.value))}">'
+                      f"{esc(job.audio.value)}</a></p>")
+            if heard is not None and heard.audio is not None:
+                source += self.player(heard)
+        elif job.audio is not None:
+            shown = job.audio.value
+            if job.audio.kind is AudioKind.FILE:
+                shown = os.path.relpath(shown, self.build.pipeline.path.parent)
+            source = f'<p class="note">Heard: <code>{esc(shown)}</code></p>'
+        text = take.text if take.text is not None else "(no transcript text)"
+        return f'{source}<div class="transcript">{esc(text.strip())}</div>'
+
+    def cues(self, cues: list[Cue], seekable: bool) -> str:
+        if not cues:
+            return ""
+        rows = []
+        for cue in cues:
+            start = cue.start_ms / 1000
+            at = (f'<button type="button" class="seek" data-t="{start:.3f}">{esc(fmt_s(start))}'
+                  "</button>" if seekable else esc(fmt_s(start)))
+            speaker = esc(cue.speaker) if cue.speaker else ""
+            rows.append(f"<tr><td>{at}</td><td>{esc(fmt_s(cue.end_ms / 1000))}</td>"
+                        f"<td>{speaker}</td><td>{esc(cue.text)}</td></tr>")
+        return (f'<details class="cues"><summary>Subtitles ({len(cues)} cues)</summary>'
+                f'<table class="cues">{"".join(rows)}</table></details>')
+
+    def segments(self, card: Card) -> str:
+        if not card.segments:
+            return ""
+        placed = {str(s.get("id")): s for s in card.sidecar.get("segments", [])
+                  if isinstance(s, dict)}
+        items = []
+        for seg in card.segments:
+            index = seg.job.segment.index + 1 if seg.job.segment else 0
+            where = placed.get(seg.job.id)
+            at = f" at {fmt_s(float(where['offset_ms']) / 1000)}" if where and \
+                isinstance(where.get("offset_ms"), int | float) else ""
+            paragraph = seg.job.segment.paragraph + 1 if seg.job.segment else 0
+            items.append(f"<li>{self.take(seg, f'segment {index}, paragraph {paragraph}{at}', False)}"
+                         "</li>")
+        bad = sum(1 for s in card.segments if s.status != "ok")
+        state = f", {bad} not ok" if bad else ""
+        opened = " open" if bad else ""  # a person looking at a failure needs to see which
+        return (f'<details class="segments"{opened}><summary>Segments ({len(card.segments)}'
+                f'{esc(state)})</summary><ol class="segments">{"".join(items)}</ol></details>')
+
+    def card(self, card: Card) -> str:
+        first = card.takes[0].job
+        takes = card.all_takes
+        flags = {
+            "failed": any(t.status in ("failed", "uncertain", "skipped", "interrupted",
+                                       "missing") for t in takes),
+            "changed": any(t.changed for t in takes),
+        }
+        models = sorted({t.job.model.id for t in takes})
+        search = " ".join([card.base_id, *(t.job.id for t in takes),
+                           *(prompt_of(t.job) for t in card.takes), voice_of(first) or "",
+                           *(t.text or "" for t in card.takes)]).lower()
+        kind = "narration" if first.kind is JobKind.STITCH else first.model.kind.value
+        many = len(card.takes) > 1
+        rendered = "".join(
+            self.take(t, f"take {t.job.variant} of {t.job.variants}" if many else
+                      ("programme" if t.job.kind is JobKind.STITCH else "asset"), many)
+            for t in card.takes)
+        programme = card.takes[0] if first.kind is JobKind.STITCH else None
+        cues = self.cues(programme.cues, seekable=True) if programme else \
+            "".join(self.cues(t.cues, seekable=False) for t in card.takes)
+        prompt = prompt_of(first)
+        prompt_html = ""
+        if prompt and first.kind is JobKind.STITCH:
+            prompt_html = (f'<details class="text"><summary>Text ({len(prompt)} characters)'
+                           f'</summary><p class="prompt">{esc(prompt)}</p></details>')
+        elif prompt:
+            prompt_html = f'<p class="prompt">{esc(prompt)}</p>'
+        facts = self.facts([
+            ("model", esc(model_label(first))), ("provider", esc(first.provider)),
+            ("voice", esc(voice_of(first)) if voice_of(first) else None),
+            ("format", esc(first.format)),
+            ("credits", esc(fmt_credits(sum(t.entry.credits or 0 for t in takes if t.entry)))
+             if len(takes) > 1 and any(t.entry for t in takes) else None),
+            ("notes", esc(first.notes) if first.notes else None),
+        ])
+        return (f'<article class="card" id="card-{esc(anchor(card.base_id))}" '
+                f'data-failed="{int(flags["failed"])}" data-changed="{int(flags["changed"])}" '
+                f'data-models="{esc("|".join(models))}" data-search="{esc(search)}">'
+                f'<header><h2>{esc(card.base_id)}</h2><span class="badge">{esc(kind)}</span>'
+                f"</header>{prompt_html}{facts}"
+                f'<div class="takes">{rendered}</div>{self.segments(card)}{cues}</article>')
+
+    def problems(self) -> str:
+        problems = self.build.problems
+        if not problems:
+            return ""
+        items = []
+        for t in problems:
+            assert t.outcome is not None
+            task = f" (task <code>{esc(t.task_id)}</code>)" if t.task_id else ""
+            items.append(f'<li><a href="#{esc(anchor(t.job.id))}">{esc(t.job.id)}</a> '
+                         f'<span class="badge bad">{esc(t.status)}</span> '
+                         f"{esc(t.outcome.message or 'no message recorded')}{task}</li>")
+        return (f'<section id="problems"><h2>Problems ({len(problems)})</h2>'
+                f'<ul>{"".join(items)}</ul></section>')
+
+    def render(self) -> str:
+        build = self.build
+        pipeline = build.pipeline
+        takes = [t for c in build.cards for t in c.all_takes]
+        assets = [t for t in takes if t.entry is not None]
+        total_s = sum((t.entry.duration_s or 0) for t in assets if t.entry)
+        credits = sum((t.entry.credits or 0) for t in assets if t.entry)
+        failed = sum(1 for c in build.cards if any(
+            t.status not in ("ok", "not built") for t in c.all_takes))
+        changed = sum(1 for c in build.cards if any(t.changed for t in c.all_takes))
+        models = sorted({t.job.model.id for t in takes})
+        options = "".join(f'<option value="{esc(m)}">{esc(m)}</option>' for m in models)
+        run = f" · last run #{build.last_run_id}" if build.last_run_id else " · never run"
+        now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        picks = ""
+        if any(len(c.takes) > 1 for c in build.cards):
+            picks = ('<section id="picks"><h2>Picks</h2><p class="muted">Choose a take with '
+                     '"pick" on any job with variants; your choices are listed here '
+                     '(and kept in this browser).</p>'
+                     '<textarea id="picks-text" readonly aria-label="picks"></textarea></section>')
+        cards = "".join(self.card(c) for c in build.cards)
+        return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(pipeline.name)} · runner report</title>
+<link rel="icon" href="data:,">
+<style>{CSS}</style></head>
+<body data-pipeline="{esc(pipeline.name)}">
+<header><h1>{esc(pipeline.name)}</h1>
+<p class="muted">{esc(pipeline.description)}</p>
+<p class="meta">{esc(build.layout.target.value)} build · {len(build.cards)} jobs · \
+{len(assets)} assets · {esc(fmt_s(total_s))} of audio · {esc(fmt_credits(round(credits, 4)))} \
+credits{esc(run)} · report made {esc(now)}</p></header>
+<nav class="controls" aria-label="filters">
+<input type="search" id="search" placeholder="Search id, prompt, text" aria-label="search">
+<button type="button" data-filter="all" aria-pressed="true">All ({len(build.cards)})</button>
+<button type="button" data-filter="failed" aria-pressed="false">Failed ({failed})</button>
+<button type="button" data-filter="changed" aria-pressed="false">Changed in last run \
+({changed})</button>
+<select id="model" aria-label="model"><option value="">All models</option>{options}</select>
+<span id="shown"></span></nav>
+{self.problems()}
+<main id="cards">{cards}<p id="empty" hidden>No job matches.</p></main>
+{picks}
+<script>{JS}</script>
+</body></html>
+"""
+
+
+def render_page(build: Build, root: Path) -> str:
+    return Page(build, root).render()
