@@ -264,7 +264,7 @@ class MarketAdapter:
         return ProviderUnavailable(f"unexpected answer: {text}", **context)
 
     def _status_of(self, data: Mapping[str, Any], task_id: str, message: str) -> TaskStatus:
-        task_id = _task_id(data) or task_id
+        """The record as a TaskStatus under `task_id` (the id polled, or the callback's)."""
         word = str(data.get("state") or "").strip().lower()
         run_time_s = _run_time_s(data)
         if word == "success":
@@ -313,7 +313,8 @@ class MarketAdapter:
         except ValueError:
             raise self._refused("callback timestamp is not a number of seconds") from None
         if abs(age_s) > self._max_age_s:  # a replay, or a clock far off
-            raise self._refused(f"callback timestamp is {age_s:.0f} s away from now "
+            when = "old" if age_s > 0 else "in the future"
+            raise self._refused(f"callback timestamp is {abs(age_s):.0f} s {when} "
                                 f"(at most {self._max_age_s:.0f} s accepted)")
         # The doc's text says data.taskId, its sample reads data.task_id: accept either.
         matches = [hmac.compare_digest(given.encode(), base64.b64encode(hmac.new(
