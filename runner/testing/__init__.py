@@ -1,0 +1,1 @@
+"""Helpers for tests of `runner` itself (virtual time); not used at run time."""
