@@ -1,0 +1,99 @@
+"""FIFO admission shared by the limiters, with time and sleep injected.
+
+Only the head waiter looks at the clock. It sleeps until the subclass's
+`_delay_s` says it may go, or until `_notify()` reports a change that may let
+it go sooner, and then hands the head to the next waiter. Nobody else wakes, so
+there is no thundering herd. A cancelled waiter leaves the queue and takes
+nothing.
+
+Time comes from `clock` (default: the running loop's `time`) and waiting from
+`sleep` (default `asyncio.sleep`), so tests run on
+`runner.testing.clock.VirtualTimeLoop`, or inject their own pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class Gate:
+    """Base of the limiters: subclasses say when one may be taken and take it."""
+
+    def __init__(self, clock: Clock | None, sleep: Sleep | None) -> None:
+        self._clock: Clock = clock or _loop_time
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._changed: asyncio.Future[None] | None = None
+        self._stale = 0  # cancelled waiters not yet popped: leaving is O(1), not a scan
+
+    def _delay_s(self, now: float) -> float:
+        """0 when one may be taken now; else seconds to wait (inf: until a change)."""
+        raise NotImplementedError
+
+    def _take(self, now: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters) - self._stale
+
+    async def _enter(self) -> None:
+        now = self._clock()
+        if not self._waiters and self._delay_s(now) <= 0.0:
+            self._take(now)
+            return
+        me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(me)
+        try:
+            if self._waiters[0] is not me:
+                await me  # resolved by the waiter ahead when it leaves
+            while (delay_s := self._delay_s(now := self._clock())) > 0.0:
+                await self._wait_for_change(delay_s)
+        except BaseException:
+            if self._waiters[0] is me:
+                self._waiters.popleft()
+                self._wake_head()
+            elif me.cancelled():
+                self._stale += 1  # popped when it reaches the head
+            else:
+                self._waiters.remove(me)
+            raise
+        self._waiters.popleft()
+        self._take(now)
+        self._wake_head()
+
+    async def _wait_for_change(self, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        changed = self._changed = loop.create_future()
+        if math.isinf(delay_s):
+            await changed
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay_s))
+        try:
+            await asyncio.wait((sleeper, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+
+    def _wake_head(self) -> None:
+        # Invariant: the head of the queue is a live waiter, or the queue is empty.
+        waiters = self._waiters
+        while waiters and waiters[0].cancelled():
+            waiters.popleft()
+            self._stale -= 1
+        if waiters and not waiters[0].done():
+            waiters[0].set_result(None)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
