@@ -12,6 +12,7 @@ sha256, so a second report over an unchanged build spawns no ffmpeg at all.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -157,11 +158,15 @@ class AudioViews:
 
 def waveform_svg(peaks: list[tuple[int, int]]) -> str:
     """An inline SVG of the peaks: one vertical stroke per bar, plus the playhead shade
-    that the page's script widens as the audio plays. No text: nothing to escape."""
+    that the page's script widens as the audio plays. Only numbers: nothing to escape."""
     mid = WAVE_HEIGHT / 2
-    scale = mid / 100
-    d = "".join(f"M{i} {mid - hi * scale:.1f}V{mid - lo * scale:.1f}"
-                for i, (lo, hi) in enumerate(peaks))
+
+    def y(level: int) -> float:
+        # Square root of the level: a take at -30 dBFS stays visible beside one at
+        # 0 dBFS, and the louder one still looks louder.
+        return mid - math.copysign(math.sqrt(abs(level) / 100), level) * mid
+
+    d = "".join(f"M{i} {y(hi):.1f}V{y(lo):.1f}" for i, (lo, hi) in enumerate(peaks))
     width = max(len(peaks), 1)
     return (f'<svg class="wave" viewBox="0 0 {width} {WAVE_HEIGHT}" preserveAspectRatio="none"'
             f' role="img" aria-label="waveform" data-bars="{width}">'

@@ -44,6 +44,12 @@ def fmt_s(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
 
 
+def clock(seconds: float) -> str:
+    """A cue time as a player shows it: 1:02.5."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
 def fmt_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -164,16 +170,23 @@ class Page:
                 f"{self.badges(take)}{picker}</figcaption>{seg_text}{self.player(take)}"
                 f"{self.transcript(take)}{self.take_facts(take)}{self.reason(take)}</figure>")
 
+    def heard(self, take: Take) -> Take | None:
+        """The take whose audio a transcript heard, when it is in the build and playable."""
+        audio = take.job.audio
+        heard = self.takes.get(audio.value) if audio and audio.kind is AudioKind.FROM else None
+        return heard if heard is not None and heard.audio is not None \
+            and heard.audio.play is not None and not heard.missing else None
+
     def transcript(self, take: Take) -> str:
         job = take.job
         if job.model.kind is not Kind.TRANSCRIPT or take.entry is None:
             return ""
         source = ""
         if job.audio is not None and job.audio.kind is AudioKind.FROM:
-            heard = self.takes.get(job.audio.value)
             source = (f'<p class="note">Heard: <a href="#{esc(anchor(job.audio.value))}">'
                       f"{esc(job.audio.value)}</a></p>")
-            if heard is not None and heard.audio is not None:
+            heard = self.heard(take)
+            if heard is not None:
                 source += self.player(heard)
         elif job.audio is not None:
             shown = job.audio.value
@@ -189,10 +202,10 @@ class Page:
         rows = []
         for cue in cues:
             start = cue.start_ms / 1000
-            at = (f'<button type="button" class="seek" data-t="{start:.3f}">{esc(fmt_s(start))}'
-                  "</button>" if seekable else esc(fmt_s(start)))
+            at = (f'<button type="button" class="seek" data-t="{start:.3f}">{clock(start)}'
+                  "</button>" if seekable else clock(start))
             speaker = esc(cue.speaker) if cue.speaker else ""
-            rows.append(f"<tr><td>{at}</td><td>{esc(fmt_s(cue.end_ms / 1000))}</td>"
+            rows.append(f"<tr><td>{at}</td><td>{clock(cue.end_ms / 1000)}</td>"
                         f"<td>{speaker}</td><td>{esc(cue.text)}</td></tr>")
         return (f'<details class="cues"><summary>Subtitles ({len(cues)} cues)</summary>'
                 f'<table class="cues">{"".join(rows)}</table></details>')
@@ -236,8 +249,10 @@ class Page:
                       ("programme" if t.job.kind is JobKind.STITCH else "asset"), many)
             for t in card.takes)
         programme = card.takes[0] if first.kind is JobKind.STITCH else None
+        # A cue can seek the card's first player: the programme, or the audio a
+        # transcript heard when it is shown.
         cues = self.cues(programme.cues, seekable=True) if programme else \
-            "".join(self.cues(t.cues, seekable=False) for t in card.takes)
+            "".join(self.cues(t.cues, seekable=self.heard(t) is not None) for t in card.takes)
         prompt = prompt_of(first)
         prompt_html = ""
         if prompt and first.kind is JobKind.STITCH:

@@ -72,10 +72,14 @@ svg.wave rect.played { fill: var(--played); }
 .note { color: var(--muted); font-size: 12px; margin: 4px 0 0; }
 details { margin-top: 10px; }
 summary { cursor: pointer; font-weight: 600; }
-ol.segments { padding-left: 0; list-style: none; display: grid; gap: 8px; margin: 8px 0 0; }
+ol.segments { padding-left: 0; list-style: none; display: grid; gap: 8px; margin: 8px 0 0;
+  grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); }
+ol.segments li { min-width: 0; }
 ol.segments .take .seg-text { margin: 0 0 6px; white-space: pre-wrap; }
 table.cues { border-collapse: collapse; width: 100%; margin-top: 6px; }
-table.cues td { border-top: 1px solid var(--line); padding: 3px 6px; vertical-align: top; }
+table.cues td { border-top: 1px solid var(--line); padding: 3px 6px; vertical-align: top;
+  white-space: nowrap; }
+table.cues td:nth-child(2) { color: var(--muted); font: 12px ui-monospace, monospace; }
 table.cues td:last-child { white-space: pre-wrap; width: 100%; }
 button.seek { font: 12px ui-monospace, monospace; border: 0; background: none;
   color: var(--accent); cursor: pointer; padding: 0; white-space: nowrap; }
