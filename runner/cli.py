@@ -49,6 +49,43 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                       help="show these jobs as forced")
     plan.set_defaults(handler=cmd_plan)
 
+    run = commands.add_parser(
+        "run", help="generate every asset that is new or changed",
+        description="Validate, plan and run a manifest: submit what is new or changed, "
+                    "within each account's limits, and record everything in the lockfile.",
+    )
+    run.add_argument("file", metavar="FILE", type=Path)
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--sandbox", action="store_true",
+                       help="start the embedded sandbox and run against it (no key, no cost)")
+    where.add_argument("--sandbox-url", metavar="URL",
+                       help="run against a sandbox that is already running")
+    run.add_argument("--only", nargs="+", default=[], metavar="ID",
+                     help="run only these jobs (and what they depend on)")
+    run.add_argument("--force", nargs="+", default=[], metavar="ID",
+                     help="regenerate these jobs even if they are up to date")
+    run.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                     help="at most N jobs in progress at once (default: the accounts' limits)")
+    going = run.add_mutually_exclusive_group()
+    going.add_argument("--keep-going", dest="fail_fast", action="store_false",
+                       help="a failed job does not stop the others (default)")
+    going.add_argument("--fail-fast", dest="fail_fast", action="store_true",
+                       help="stop submitting after the first failed job")
+    run.add_argument("--locked", action="store_true",
+                     help="generate nothing: exit 2 listing what would be generated")
+    run.add_argument("--max-credits", type=float, default=None, metavar="N",
+                     help="stop submitting before the estimated spend would exceed N credits")
+    run.add_argument("--resubmit-uncertain", nargs="+", default=[], metavar="ID",
+                     help="send again requests whose answer was lost (may pay twice; '*' = all)")
+    run.add_argument("--callback-url", metavar="PUBLIC_URL",
+                     help="receive provider callbacks at this public URL (forwarded to "
+                          "--callback-listen)")
+    run.add_argument("--callback-listen", metavar="HOST:PORT",
+                     help="where the local callback receiver listens (default 127.0.0.1:0)")
+    run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                     help="after Ctrl-C, keep collecting tasks in flight this long")
+    run.set_defaults(handler=cmd_run)
+
     schemas = commands.add_parser("schemas", help="derive and export JSON Schemas")
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="SUBCOMMAND")
     schema_commands.required = True
@@ -118,6 +155,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(render_plan(plan))
     return int(ExitCode.OK)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.run import RunOptions, print_summary, run_pipeline
+
+    options = RunOptions(
+        sandbox=args.sandbox, sandbox_url=args.sandbox_url, only=args.only, force=args.force,
+        fail_fast=args.fail_fast, max_active_jobs=args.jobs, locked=args.locked,
+        max_credits=args.max_credits, resubmit_uncertain=args.resubmit_uncertain,
+        callback_url=args.callback_url, callback_listen=args.callback_listen,
+        grace_s=args.grace,
+    )
+    code, plan, result, tally = run_pipeline(args.file, options)
+    print_summary(plan, result, tally, args.file, options)
+    return code
 
 
 def cmd_schemas_build(args: argparse.Namespace) -> int:

@@ -128,7 +128,6 @@ def merged(defaults: Any, own: Any) -> Any:
 def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[Job]:
     model = MODELS[t["model"]]
     base: DocPath = ("jobs", index)
-    provider = str(t.get("provider") or _default_provider(ctx, model))
     defaults = ctx.data.get("defaults") or {}
     model_defaults = defaults.get(model.id) if isinstance(defaults.get(model.id), dict) else {}
     variants = t.get("variants", defaults.get("variants", 1))
@@ -143,6 +142,7 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
         unknown: set[str] = set()
         sub = (lambda v: substitute(v, row, unknown)) if has_matrix else (lambda v: v)
         job_id = str(sub(t["id"]))
+        provider = str(sub(t.get("provider")) or _default_provider(ctx, model))
         own_input = sub(t.get("input") or {})
         if not isinstance(own_input, dict):
             continue

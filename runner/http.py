@@ -49,7 +49,8 @@ def translate_errors(provider: str, job_id: str | None = None,
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise TransportError(f"could not connect: {_describe(exc)}", request_sent=False,
                              **context) from exc
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as exc:
+        # Refused on our side before anything was sent (a bad URL, an illegal header).
         raise RequestRejected(f"unusable URL: {_describe(exc)}", **context) from exc  # type: ignore[arg-type]
     except httpx.TimeoutException as exc:
         raise TransportError(f"timed out after sending: {_describe(exc)}", request_sent=True,

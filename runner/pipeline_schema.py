@@ -125,7 +125,8 @@ def _job() -> dict[str, Any]:
             "id": {"type": "string", "pattern": JOB_ID_PATTERN,
                    "description": "Unique id; may use matrix variables: footsteps_{surface}."},
             "model": {"type": "string", "enum": sorted(MODELS)},
-            "provider": {"type": "string", "pattern": NAME_PATTERN},
+            "provider": {"type": "string", "pattern": JOB_ID_PATTERN,
+                         "description": "An account name; may use matrix variables."},
             "input": {"type": "object", "description": "The model's input (see its schema)."},
             "output": {"type": "string", "minLength": 1,
                        "description": "Path inside output_dir; placeholders {id} {variant} {ext} "

@@ -121,9 +121,13 @@ def _narration_settings(job: Job) -> dict[str, Any]:
 
 
 def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str] = (),
-              recontext: bool = False,
-              locked: Mapping[str, LockEntry] | None = None) -> Plan:
+              recontext: bool = False, locked: Mapping[str, LockEntry] | None = None,
+              outputs: Mapping[str, tuple[str, int, int]] | None = None) -> Plan:
+    """Plan a build. `outputs` is the journal's record of written outputs (path →
+    sha256, size, mtime_ns): an output whose size and mtime still match is trusted
+    without hashing it; any other existing output is hashed and compared."""
     locked = read_lockfile(layout.lockfile) if locked is None else locked
+    outputs = outputs or {}
     prices = price_table(pipeline.prices)
     keys: dict[str, str] = {}
     digests: dict[str, str] = {}
@@ -138,7 +142,7 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
         doc = key_document(job, layout.target.value, upstream, audio_digest, recontext)
         key = hashlib.sha256(canonical_json(doc)).hexdigest()
         entry = locked.get(job.id)
-        state = _state(job, key, entry, layout, forced)
+        state = _state(job, key, entry, layout, forced, outputs)
         if state is State.FROZEN and entry is not None:
             key = entry.key  # dependents build on the asset that is kept
         keys[job.id] = key
@@ -150,15 +154,28 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
 
 
 def _state(job: Job, key: str, entry: LockEntry | None, layout: BuildLayout,
-           forced: set[str]) -> State:
+           forced: set[str], outputs: Mapping[str, tuple[str, int, int]]) -> State:
     if job.id in forced or job.base_id in forced or (job.segment and job.segment.parent in forced):
         return State.FORCED
     if entry is None:
         return State.NEW
     if entry.key != key:
         return State.FROZEN if job.freeze else State.CHANGED
+    return State.UP_TO_DATE if _output_intact(layout, job.output, entry, outputs) \
+        else State.RESTORE
+
+
+def _output_intact(layout: BuildLayout, output: str, entry: LockEntry,
+                   outputs: Mapping[str, tuple[str, int, int]]) -> bool:
+    """Is the job's output the locked file? Cheap when the journal vouches for it."""
+    path = os.path.join(layout.output_dir, output)
     try:
-        size = os.stat(os.path.join(layout.output_dir, entry.output)).st_size
+        st = os.stat(path)
     except OSError:
-        return State.RESTORE
-    return State.UP_TO_DATE if size == entry.size else State.RESTORE
+        return False
+    if st.st_size != entry.size or output != entry.output:
+        return False
+    known = outputs.get(output)
+    if known is not None and known == (entry.sha256, st.st_size, st.st_mtime_ns):
+        return True
+    return file_sha256(Path(path)) == entry.sha256

@@ -9,7 +9,7 @@ from typing import Any
 from runner.openapi import derive_model_schemas, stale_model_schemas, write_model_schemas
 from runner.paths import MODEL_SCHEMAS_DIR, OPENAPI_DIR, PIPELINE_SCHEMA_PATH
 from runner.pipeline_schema import editor_schema
-from runner.store.lockfile import atomic_write_text
+from runner import atomic
 
 
 def _dump(schema: dict[str, Any]) -> str:
@@ -23,7 +23,7 @@ def _pipeline_text() -> str:
 def build_all() -> list[Path]:
     """Derive every model schema and the manifest schema into `schemas/`."""
     written = write_model_schemas(OPENAPI_DIR, MODEL_SCHEMAS_DIR)
-    atomic_write_text(PIPELINE_SCHEMA_PATH, _pipeline_text())
+    atomic.write_text(PIPELINE_SCHEMA_PATH, _pipeline_text())
     return [*written, PIPELINE_SCHEMA_PATH]
 
 
@@ -41,5 +41,5 @@ def stale_files() -> list[str]:
 
 def export_pipeline_schema(directory: Path) -> Path:
     target = directory / "pipeline.schema.json"
-    atomic_write_text(target, _pipeline_text())
+    atomic.write_text(target, _pipeline_text())
     return target

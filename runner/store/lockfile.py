@@ -8,12 +8,11 @@ atomically (temp file in the same folder, fsync, rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import atomic
 from runner.errors import StoreError
 
 LOCK_VERSION = 1
@@ -78,19 +77,5 @@ def write_lockfile(path: Path, pipeline_name: str, entries: dict[str, LockEntry]
             return False
     except FileNotFoundError:
         pass
-    atomic_write_text(path, text)
+    atomic.write_text(path, text)
     return True
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,197 @@
+"""The scheduler: every job that needs work, concurrently, in dependency order.
+
+Each job runs as one asyncio task that waits for the jobs it depends on, then
+restores its asset from the cache or produces it (execute.py), then writes its
+output. Concurrency is bounded by each account's limiter (rate window,
+in-flight cap) and optionally by `-j`. Every job ends in exactly one outcome,
+emitted once as a FINISHED event.
+
+Interrupting (Ctrl-C) stops new submissions at once; tasks already at the
+provider are still collected for a grace period, then cancelled. Their journal
+rows stay `submitted`, so the next run polls them instead of paying again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from runner.errors import RunnerError
+from runner.events import Event, EventKind
+from runner.execute import Finish, RunContext, prepare_audio, produce
+from runner.manifest import JobKind
+from runner.models import Family
+from runner.plan import Plan, PlannedJob, State
+from runner.providers.base import Request
+from runner.results import materialize
+from runner.retry import JobOutcome
+from runner.store.journal import AssetRow
+from runner.store.lockfile import LockEntry
+
+GOOD = (JobOutcome.DONE, JobOutcome.CACHED)
+
+
+@dataclass
+class RunResult:
+    outcomes: dict[str, JobOutcome] = field(default_factory=dict)
+    lock_entries: dict[str, LockEntry] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def select(plan: Plan, only: Iterable[str] | None) -> list[PlannedJob]:
+    """The jobs of `--only ID...` (a base id selects its variants and segments) and
+    everything they depend on; all jobs without `--only`."""
+    if not only:
+        return list(plan.jobs)
+    wanted = set(only)
+    by_id = {p.job.id: p for p in plan.jobs}
+    chosen: set[str] = set()
+    stack = [p.job.id for p in plan.jobs
+             if p.job.id in wanted or p.job.base_id in wanted
+             or (p.job.segment is not None and p.job.segment.parent in wanted)]
+    while stack:
+        job_id = stack.pop()
+        if job_id in chosen:
+            continue
+        chosen.add(job_id)
+        stack.extend(by_id[job_id].job.depends_on)
+    return [p for p in plan.jobs if p.job.id in chosen]
+
+
+class Engine:
+    def __init__(self, plan: Plan, ctx: RunContext, *, only: Iterable[str] | None = None,
+                 fail_fast: bool = False, max_active_jobs: int | None = None,
+                 grace_s: float = 30.0) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.jobs = select(plan, only)
+        self.fail_fast = fail_fast
+        self.grace_s = grace_s
+        self.active = asyncio.Semaphore(max_active_jobs) if max_active_jobs else None
+        self.done = {p.job.id: asyncio.Event() for p in self.jobs}
+        self.result = RunResult()
+        self.tasks: list[asyncio.Task[None]] = []
+        # Cache key -> (job id, its asset to come): identical requests are sent once.
+        self.producing: dict[str, tuple[str, asyncio.Future[AssetRow]]] = {}
+        self._interrupts = 0
+
+    async def run(self) -> RunResult:
+        self.ctx.bus.emit(Event(EventKind.RUN_STARTED, total=sum(
+            1 for p in self.jobs if p.state.needs_work)))
+        self.tasks = [asyncio.create_task(self._job(p), name=p.job.id) for p in self.jobs]
+        await asyncio.gather(*self.tasks)
+        self.ctx.bus.emit(Event(EventKind.RUN_FINISHED))
+        return self.result
+
+    def interrupt(self) -> None:
+        """First call: stop submitting, collect what is in flight for `grace_s`.
+        Second call (or the grace period ends): cancel everything now."""
+        self._interrupts += 1
+        self.result.interrupted = True
+        self.ctx.stopping.set()
+        if self._interrupts == 1:
+            asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
+        else:
+            self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+    async def _job(self, pj: PlannedJob) -> None:
+        job = pj.job
+        outcome: JobOutcome | None = None
+        message = ""
+        task_id: str | None = None
+        try:
+            for dep in job.depends_on:
+                if dep in self.done:
+                    await self.done[dep].wait()
+                    if self.result.outcomes.get(dep, JobOutcome.DONE) not in GOOD:
+                        raise Finish(JobOutcome.SKIPPED, f"its input '{dep}' was not built "
+                                                         f"({self.result.outcomes[dep].value})")
+            if not pj.state.needs_work:
+                self._keep_locked(pj)
+                return
+            self.ctx.emit(EventKind.QUEUED, pj)
+            async with self.active or contextlib.nullcontext():
+                outcome = await self._build(pj)
+        except Finish as finish:
+            outcome, message, task_id = finish.outcome, finish.message, finish.task_id
+        except asyncio.CancelledError:
+            outcome, message = JobOutcome.INTERRUPTED, "interrupted"
+        except RunnerError as error:  # e.g. a StoreError: this job cannot continue
+            outcome, message = JobOutcome.FAILED, str(error)
+        finally:
+            if outcome is not None:
+                self.result.outcomes[job.id] = outcome
+                self.ctx.journal.record_outcome(job.id, pj.key, outcome.value, message, task_id)
+                self.ctx.bus.emit(Event(EventKind.FINISHED, job.id, job.provider,
+                                        outcome=outcome, message=message, task_id=task_id))
+                if outcome is JobOutcome.FAILED and self.fail_fast:
+                    self.ctx.stopping.set()
+            self.done[job.id].set()
+
+    def _keep_locked(self, pj: PlannedJob) -> None:
+        """An up-to-date or frozen job: nothing to do but tell dependents what it holds."""
+        entry = pj.locked
+        if entry is not None:
+            asset = self.ctx.journal.asset(entry.key)
+            if asset is not None:
+                self.ctx.assets[pj.job.id] = asset
+
+    async def _build(self, pj: PlannedJob) -> JobOutcome:
+        ctx = self.ctx
+        asset = ctx.journal.asset(pj.key)
+        outcome = JobOutcome.DONE
+        if asset is not None and ctx.cache.get(asset.sha256, asset.ext) is not None:
+            outcome = JobOutcome.CACHED  # the same request was built before: no request
+        elif pj.key in self.producing:
+            # Another job of this run makes exactly the same request: share its asset.
+            owner, future = self.producing[pj.key]
+            try:
+                asset = await asyncio.shield(future)
+            except Finish as finish:
+                raise Finish(JobOutcome.SKIPPED, f"same request as job '{owner}', which "
+                             f"did not finish: {finish.message}", finish.task_id) from None
+            outcome = JobOutcome.CACHED
+        else:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no warning
+            self.producing[pj.key] = (pj.job.id, future)
+            try:
+                asset = await self._produce(pj)
+            except BaseException as error:
+                future.set_exception(error if isinstance(error, Finish) else Finish(
+                    JobOutcome.FAILED, str(error) or type(error).__name__))
+                raise
+            future.set_result(asset)
+        self._finish(pj, asset)
+        return outcome
+
+    async def _produce(self, pj: PlannedJob) -> AssetRow:
+        if pj.job.kind is JobKind.STITCH:
+            from runner.narrate import stitch_job
+
+            return await stitch_job(self.ctx, pj, self.plan)
+        return await produce(self.ctx, pj, await self._request(pj))
+
+    async def _request(self, pj: PlannedJob) -> Request:
+        job = pj.job
+        account = self.ctx.accounts[job.provider]
+        callback = None
+        if self.ctx.callbacks is not None and account.config.family is Family.MARKET:
+            callback = self.ctx.callbacks.url
+        request = Request(job.id, job.model, dict(job.input), callback)
+        return await prepare_audio(self.ctx, pj, request)
+
+    def _finish(self, pj: PlannedJob, asset: AssetRow) -> None:
+        entry = materialize(pj, asset, self.ctx.cache, self.ctx.layout, self.ctx.journal)
+        self.ctx.assets[pj.job.id] = asset
+        self.result.lock_entries[pj.job.id] = entry
+
+
+def states_needing_work(plan: Plan) -> list[PlannedJob]:
+    return [p for p in plan.jobs if p.state.needs_work and p.state is not State.RESTORE]

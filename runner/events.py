@@ -1,0 +1,124 @@
+"""What happens during a run, as a stream of events.
+
+The engine emits one `Event` per step; every job ends in exactly one FINISHED
+event carrying its `JobOutcome`. Observers (the progress display, the JSON log,
+the tally behind the end-of-run summary) only listen: they never steer the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from runner.retry import JobOutcome
+
+
+class EventKind(StrEnum):
+    RUN_STARTED = "run_started"
+    QUEUED = "queued"  # a job that needs work entered the run
+    UPLOADED = "uploaded"
+    SUBMITTED = "submitted"  # the provider accepted a task (task_id)
+    POLLED = "polled"
+    RETRY = "retry"  # a request will be repeated after `delay_s`
+    SUCCEEDED = "succeeded"  # the provider finished the task
+    STORED = "stored"  # the result is verified and in the cache
+    STITCH_PROGRESS = "stitch_progress"
+    FINISHED = "finished"  # the job's one outcome
+    ACCOUNT_STOPPED = "account_stopped"
+    BUDGET_STOPPED = "budget_stopped"
+    RUN_FINISHED = "run_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    job_id: str | None = None
+    provider: str | None = None
+    outcome: JobOutcome | None = None
+    message: str = ""
+    task_id: str | None = None
+    credits: float | None = None
+    delay_s: float | None = None
+    done: int | None = None  # progress of long local work (stitching)
+    total: int | None = None
+    time_s: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (v.value if isinstance(v, StrEnum) else v)
+                for k, v in (("event", self.kind), ("job", self.job_id),
+                             ("provider", self.provider), ("outcome", self.outcome),
+                             ("message", self.message), ("task_id", self.task_id),
+                             ("credits", self.credits), ("delay_s", self.delay_s),
+                             ("done", self.done), ("total", self.total),
+                             ("time", round(self.time_s, 3)))
+                if v not in (None, "")}
+
+
+Observer = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    job_id: str
+    provider: str | None
+    reason: str
+    task_id: str | None
+
+
+@dataclass
+class Tally:
+    """Counts built from events, once each: the source of the end-of-run summary."""
+
+    outcomes: Counter[JobOutcome] = field(default_factory=Counter)
+    by_provider: dict[str, Counter[str]] = field(default_factory=dict)
+    credits: float = 0.0
+    retries: int = 0
+    requests_submitted: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    stopped_accounts: dict[str, str] = field(default_factory=dict)
+    budget_stop: str | None = None
+    started_s: float = field(default_factory=time.time)
+    finished_s: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        counter = self.by_provider.setdefault(event.provider or "local", Counter())
+        if event.kind is EventKind.FINISHED and event.outcome is not None:
+            self.outcomes[event.outcome] += 1
+            counter[event.outcome.value] += 1
+            if event.outcome in (JobOutcome.FAILED, JobOutcome.UNCERTAIN, JobOutcome.SKIPPED):
+                self.failures.append(Failure(str(event.job_id), event.provider, event.message,
+                                             event.task_id))
+        elif event.kind is EventKind.SUBMITTED:
+            self.requests_submitted += 1
+            counter["submitted"] += 1
+        elif event.kind is EventKind.RETRY:
+            self.retries += 1
+            counter["retries"] += 1
+        elif event.kind is EventKind.SUCCEEDED and event.credits:
+            self.credits += event.credits
+            counter["credits"] += int(round(event.credits))
+        elif event.kind is EventKind.ACCOUNT_STOPPED and event.provider:
+            self.stopped_accounts[event.provider] = event.message
+        elif event.kind is EventKind.BUDGET_STOPPED:
+            self.budget_stop = event.message
+        elif event.kind is EventKind.RUN_FINISHED:
+            self.finished_s = event.time_s
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished_s or time.time()) - self.started_s
+
+
+class Bus:
+    """Fans events out to observers, in order (observers must be quick and must not raise)."""
+
+    def __init__(self, observers: list[Observer] | None = None) -> None:
+        self.observers = list(observers or [])
+
+    def emit(self, event: Event) -> None:
+        for observer in self.observers:
+            observer(event)

@@ -1,0 +1,115 @@
+"""A narration's last step: its segments, stitched into one programme with subtitles.
+
+The segments are ordinary TTS jobs (expand.py gives each its neighbours as
+`previous_text`/`next_text`); this is the local job that depends on all of
+them. The programme is built in a worker thread (runner.stitch: linear in the
+number of segments), stored in the content cache like any provider result, and
+its sidecar (every segment's offset and duration) and subtitles travel with the
+asset, so a restore from the cache brings them back too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from runner.audioformat import FormatSpec
+from runner.events import EventKind
+from runner.execute import Finish, RunContext
+from runner.plan import Plan, PlannedJob
+from runner.retry import JobOutcome
+from runner.store.cache import file_digest
+from runner.store.journal import AssetRow
+
+
+def _subtitles(ctx: RunContext, segments: list[PlannedJob], sidecar: dict[str, Any],
+               duration_s: float) -> dict[str, str]:
+    """SRT and VTT for the programme: word timings where every segment has them,
+    otherwise one cue per segment placed by the sidecar."""
+    from runner.subtitles import (
+        cues_from_sidecar,
+        make_cues,
+        shift_words,
+        to_srt,
+        to_vtt,
+        words_from_alignment,
+    )
+
+    per_segment = {}
+    for seg in segments:
+        asset = ctx.assets.get(seg.job.id)
+        alignment = _alignment(asset.payload if asset else None)
+        if alignment is None:
+            per_segment = {}
+            break
+        per_segment[seg.job.id] = words_from_alignment(alignment)
+    if per_segment:
+        cues = make_cues(shift_words(per_segment, sidecar), audio_duration_s=duration_s)
+    else:
+        texts = {seg.job.id: str(seg.job.input.get("text", "")) for seg in segments}
+        cues = cues_from_sidecar(sidecar, texts)
+    return {"srt": to_srt(cues), "vtt": to_vtt(cues)}
+
+
+def _alignment(payload: Any) -> dict[str, Any] | None:
+    """The character alignment in a TTS result, in whichever shape the provider used."""
+    if not isinstance(payload, dict):
+        return None
+    for candidate in (payload.get("alignment"), payload.get("normalized_alignment"),
+                      (payload.get("resultObject") or {}).get("alignment")
+                      if isinstance(payload.get("resultObject"), dict) else None,
+                      payload.get("timestamps"), payload):
+        if isinstance(candidate, dict) and "characters" in candidate \
+                and "character_start_times_seconds" in candidate:
+            return candidate
+    return None
+
+
+async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
+    from runner.stitch import SegmentInput, StitchSettings, stitch
+
+    job = pj.job
+    spec = job.narration
+    assert spec is not None
+    by_id = {p.job.id: p for p in plan.jobs}
+    segments = [by_id[dep] for dep in job.depends_on]
+    inputs = []
+    for seg in segments:
+        asset = ctx.assets.get(seg.job.id)
+        blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
+        if blob is None:
+            raise Finish(JobOutcome.FAILED, f"segment {seg.job.id} is not in the cache")
+        paragraph = seg.job.segment.paragraph if seg.job.segment else 0
+        inputs.append(SegmentInput(seg.job.id, blob.path, FormatSpec.parse(seg.job.format),
+                                   paragraph))
+    settings = StitchSettings(
+        gap_ms=spec.gap_ms, paragraph_gap_ms=spec.paragraph_gap_ms,
+        crossfade_ms=spec.crossfade_ms, fade_ms=spec.fade_ms, trim_silence=spec.trim_silence,
+        target_lufs=spec.loudness_lufs, output_format=job.format,
+    )
+    ext = FormatSpec.parse(job.format).extension
+    tmp = ctx.cache.new_temp(ext)
+    sidecar_tmp = ctx.cache.new_temp("json")
+    loop = asyncio.get_running_loop()
+
+    def progress(done: int, total: int) -> None:
+        loop.call_soon_threadsafe(lambda: ctx.emit(EventKind.STITCH_PROGRESS, pj, done=done,
+                                                   total=total))
+
+    try:
+        result = await asyncio.to_thread(stitch, inputs, tmp, settings,
+                                         sidecar_path=sidecar_tmp, progress=progress)
+        sha = await asyncio.to_thread(file_digest, tmp)
+        blob = ctx.cache.adopt(tmp, sha, ext)
+    finally:
+        tmp.unlink(missing_ok=True)
+        sidecar_tmp.unlink(missing_ok=True)
+    payload: dict[str, Any] = {"sidecar": result.sidecar}
+    if spec.subtitles:
+        payload["subtitles"] = _subtitles(ctx, segments, result.sidecar, result.info.duration_s)
+    ctx.journal.record_asset(pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext,
+                             duration_s=result.info.duration_s, credits=0.0, task_id=None,
+                             result_url=None, payload=payload)
+    asset = ctx.journal.asset(pj.key)
+    assert asset is not None
+    return asset

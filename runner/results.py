@@ -1,0 +1,94 @@
+"""From a stored asset to the files a person uses: outputs, companions, lock entries.
+
+Every output is copied from the content-addressed cache (digest checked on the
+way) into a temp file beside it, fsynced and renamed: a crash leaves the old
+file or the new one. Transcripts also get `.txt`, `.srt` and `.vtt` beside
+their JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from runner import atomic
+from runner.layout import BuildLayout
+from runner.manifest import JobKind
+from runner.models import Kind
+from runner.plan import PlannedJob
+from runner.store.cache import Blob, ContentCache
+from runner.store.journal import AssetRow, Journal
+from runner.store.lockfile import LockEntry
+
+
+def iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def materialize(pj: PlannedJob, asset: AssetRow, cache: ContentCache, layout: BuildLayout,
+                journal: Journal) -> LockEntry:
+    """Write the job's output (and companions) from the cache; returns its lock entry."""
+    job = pj.job
+    blob = cache.get(asset.sha256, asset.ext)
+    if blob is None:
+        raise FileNotFoundError(f"cache file for {job.id} ({asset.sha256[:12]}) is missing")
+    dest = layout.output_path(job.output)
+    mtime_ns = cache.materialize(blob, dest)
+    journal.record_output(job.output, blob.sha256, blob.size, mtime_ns)
+    written: dict[str, Path] = {}
+    if job.model.kind is Kind.TRANSCRIPT:
+        written = write_transcript_companions(dest, blob, asset.duration_s)
+    elif job.kind is JobKind.STITCH and asset.payload:
+        written = write_programme_companions(dest, asset.payload)
+    companions = {kind: path.relative_to(layout.output_dir).as_posix()
+                  for kind, path in written.items()}
+    return lock_entry(pj, asset, companions)
+
+
+def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> LockEntry:
+    job = pj.job
+    return LockEntry(
+        key=asset.key, provider=job.provider, model=job.model.id, output=job.output,
+        sha256=asset.sha256, size=asset.size, created_at=iso(asset.created_at),
+        task_id=asset.task_id, result_url=asset.result_url, duration_s=asset.duration_s,
+        credits=asset.credits, variant=job.variant, companions=companions,
+    )
+
+
+def write_transcript_companions(dest: Path, blob: Blob,
+                                audio_duration_s: float | None) -> dict[str, Path]:
+    """`.txt`, `.srt`, `.vtt` beside a transcript's JSON output."""
+    from runner.subtitles import to_srt, to_vtt
+    from runner.transcripts import cues, parse_stt, to_text
+
+    transcript = parse_stt(blob.path.read_bytes())
+    stem = dest.with_suffix("")
+    written = {"txt": stem.with_name(stem.name + ".txt")}
+    atomic.write_text(written["txt"], to_text(transcript))
+    timed = cues(transcript, audio_duration_s=audio_duration_s)
+    if timed:
+        written["srt"] = stem.with_name(stem.name + ".srt")
+        written["vtt"] = stem.with_name(stem.name + ".vtt")
+        atomic.write_text(written["srt"], to_srt(timed))
+        atomic.write_text(written["vtt"], to_vtt(timed))
+    return written
+
+
+def write_programme_companions(dest: Path, payload: dict[str, Any]) -> dict[str, Path]:
+    """A stitched programme's sidecar (`<stem>.json`) and subtitles (`.srt`, `.vtt`)."""
+    stem = dest.with_suffix("")
+    written = {"sidecar": stem.with_name(stem.name + ".json")}
+    atomic.write_text(written["sidecar"], json.dumps(payload["sidecar"], indent=2,
+                                                     ensure_ascii=False) + "\n")
+    for kind, text in (payload.get("subtitles") or {}).items():
+        written[kind] = stem.with_name(f"{stem.name}.{kind}")
+        atomic.write_text(written[kind], text)
+    return written
+
+
+def json_blob(cache: ContentCache, payload: Any) -> Blob:
+    """A JSON result (a transcript) as a cache blob, byte-stable for the same content."""
+    text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    return cache.put_bytes(text.encode("utf-8"), "json")

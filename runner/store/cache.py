@@ -1,0 +1,118 @@
+"""The content-addressed cache: every file a build ever produced, by sha256.
+
+`<output_dir>/.runner/cache/ab/ab12...ef.mp3`. Superseded takes stay here, so
+an earlier version can be restored without paying for it again, and an output
+deleted or damaged by hand is restored from here without a request. Files are
+adopted by rename from `.incoming/` (same file system), never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import atomic
+from runner.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    sha256: str
+    ext: str
+    path: Path
+    size: int
+
+
+class ContentCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / ".incoming"
+
+    def blob_path(self, sha256: str, ext: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.{ext}"
+
+    def get(self, sha256: str, ext: str) -> Blob | None:
+        path = self.blob_path(sha256, ext)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None
+        return Blob(sha256, ext, path, size)
+
+    def new_temp(self, suffix: str) -> Path:
+        """A fresh temp file in the cache's own file system, for a download in progress."""
+        return atomic.temp_beside(self.incoming / f"download.{suffix}")
+
+    def adopt(self, tmp: Path, sha256: str, ext: str) -> Blob:
+        """Move a finished, verified temp file into the cache under its digest."""
+        final = self.blob_path(sha256, ext)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            tmp.unlink(missing_ok=True)  # the same bytes are already here
+        else:
+            atomic.commit(tmp, final)
+        return Blob(sha256, ext, final, final.stat().st_size)
+
+    def put_bytes(self, data: bytes, ext: str) -> Blob:
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self.get(sha, ext)
+        if existing is not None:
+            return existing
+        tmp = self.new_temp(ext)
+        tmp.write_bytes(data)
+        return self.adopt(tmp, sha, ext)
+
+    def materialize(self, blob: Blob, dest: Path) -> int:
+        """Copy a cached file to `dest` atomically, checking its digest on the way.
+
+        A copy, not a hard link: a tool that edits the output in place must not
+        change the cached original. Returns the output's mtime in ns.
+        """
+        digest = hashlib.sha256()
+        with atomic.staged(dest) as tmp:
+            with blob.path.open("rb") as src, tmp.open("wb") as out:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+            if digest.hexdigest() != blob.sha256:
+                raise StoreError(f"cache file {blob.path} is damaged (its content no longer "
+                                 "matches its name); delete it and run again")
+        return dest.stat().st_mtime_ns
+
+    def blobs(self) -> Iterator[Blob]:
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                sha, _, ext = path.name.partition(".")
+                yield Blob(sha, ext, path, path.stat().st_size)
+
+    def remove(self, blob: Blob) -> None:
+        blob.path.unlink(missing_ok=True)
+
+    def clear_incoming(self) -> None:
+        """Temp files of downloads cut short by a crash."""
+        shutil.rmtree(self.incoming, ignore_errors=True)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def same_file(path: Path, size: int, mtime_ns: int) -> bool:
+    """Cheap check that an output is untouched since it was written (no hashing)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime_ns

@@ -1,0 +1,307 @@
+"""The journal: every request's fate, committed before the next request is sent.
+
+SQLite in WAL mode under `<output_dir>/.runner/journal.sqlite`. A task row
+moves submitting → submitted (task id) → succeeded (result) → materialized, or
+→ failed / uncertain. Rows are keyed by the job's cache key (what was asked),
+so a resumed run finds the task of the same request whatever the job is
+called now, and never sends that request again while a task for it lives.
+
+Durability: `synchronous=NORMAL` in WAL mode survives the death of the process
+(kill -9 at any moment loses no committed transition), which is the failure
+the tests exercise; an operating-system crash or power loss may lose the last
+transitions. Set RUNNER_JOURNAL_SYNC=FULL to fsync every commit at a cost of
+throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from runner.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    result TEXT,
+    error TEXT,
+    credits REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    run_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (key, id);
+CREATE TABLE IF NOT EXISTS assets (
+    key TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    ext TEXT NOT NULL,
+    duration_s REAL,
+    credits REAL,
+    task_id TEXT,
+    result_url TEXT,
+    payload TEXT,
+    created_at REAL NOT NULL,
+    run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    path TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    run_id INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    message TEXT,
+    task_id TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    target TEXT NOT NULL,
+    outcome TEXT
+);
+"""
+
+
+class TaskRowState(StrEnum):
+    SUBMITTING = "submitting"  # request about to be sent / sent, answer not recorded
+    SUBMITTED = "submitted"  # the provider gave a task id
+    SUCCEEDED = "succeeded"  # the task finished; result recorded, not yet stored
+    MATERIALIZED = "materialized"  # the result is in the cache
+    FAILED = "failed"  # the task failed, or the request was refused (nothing to collect)
+    UNCERTAIN = "uncertain"  # sent, no answer: the task may exist and be billed
+    ABANDONED = "abandoned"  # a person decided (--forget-uncertain) or the key changed
+
+    @property
+    def alive(self) -> bool:
+        """A task whose request must not be sent again."""
+        return self in (TaskRowState.SUBMITTING, TaskRowState.SUBMITTED,
+                        TaskRowState.SUCCEEDED, TaskRowState.UNCERTAIN)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    id: int
+    key: str
+    job_id: str
+    provider: str
+    attempt: int
+    state: TaskRowState
+    task_id: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    credits: float | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRow:
+    key: str
+    sha256: str
+    size: int
+    ext: str
+    duration_s: float | None
+    credits: float | None
+    task_id: str | None
+    result_url: str | None
+    payload: dict[str, Any] | None
+    created_at: float
+    run_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcomeRow:
+    run_id: int
+    job_id: str
+    key: str
+    outcome: str  # runner.retry.JobOutcome values
+    message: str | None
+    task_id: str | None
+    at: float
+
+
+def _task(row: tuple[Any, ...]) -> TaskRow:
+    (id_, key, job_id, provider, attempt, state, task_id, result, error, credits,
+     created_at, updated_at) = row[:12]
+    return TaskRow(id_, key, job_id, provider, attempt, TaskRowState(state), task_id,
+                   json.loads(result) if result else None, error, credits, created_at,
+                   updated_at)
+
+
+def _asset(row: tuple[Any, ...]) -> AssetRow:
+    (key, sha, size, ext, duration, credits, task_id, url, payload, created, run_id) = row
+    return AssetRow(key, sha, size, ext, duration, credits, task_id, url,
+                    json.loads(payload) if payload else None, created, run_id)
+
+
+_TASK_COLUMNS = ("id, key, job_id, provider, attempt, state, task_id, result, error, credits, "
+                 "created_at, updated_at")
+_ASSET_COLUMNS = ("key, sha256, size, ext, duration_s, credits, task_id, result_url, payload, "
+                  "created_at, run_id")
+
+
+class Journal:
+    """One build's journal. Methods commit before returning."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                sync = os.environ.get("RUNNER_JOURNAL_SYNC", "NORMAL").upper()
+                self.db.execute(f"PRAGMA synchronous={'FULL' if sync == 'FULL' else 'NORMAL'}")
+                self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the journal ({exc})") from exc
+        self.run_id: int | None = None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            cursor = self.db.execute(sql, args)  # autocommit: one statement, one commit
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: journal write failed ({exc})") from exc
+        return int(cursor.lastrowid or 0)
+
+    # --- runs ---------------------------------------------------------------------------
+    def start_run(self, target: str) -> int:
+        self.run_id = self._write("INSERT INTO runs (started_at, target) VALUES (?, ?)",
+                                  (time.time(), target))
+        return self.run_id
+
+    def finish_run(self, outcome: str) -> None:
+        if self.run_id is not None:
+            self._write("UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?",
+                        (time.time(), outcome, self.run_id))
+
+    def record_outcome(self, job_id: str, key: str, outcome: str, message: str = "",
+                       task_id: str | None = None) -> None:
+        """A job's one outcome in this run (what `runner status` and the report show)."""
+        self._write("INSERT OR REPLACE INTO outcomes (run_id, job_id, key, outcome, message, "
+                    "task_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (self.run_id or 0, job_id, key, outcome, message, task_id, time.time()))
+
+    def latest_outcomes(self) -> dict[str, JobOutcomeRow]:
+        """Each job's most recent outcome, from whichever run last touched it."""
+        rows = self.db.execute(
+            "SELECT o.run_id, o.job_id, o.key, o.outcome, o.message, o.task_id, o.at "
+            "FROM outcomes o JOIN (SELECT job_id, max(run_id) AS run_id FROM outcomes "
+            "GROUP BY job_id) latest USING (job_id, run_id)").fetchall()
+        return {r[1]: JobOutcomeRow(*r) for r in rows}
+
+    def last_run_id(self) -> int | None:
+        row = self.db.execute("SELECT max(id) FROM runs").fetchone()
+        return row[0] if row else None
+
+    # --- tasks --------------------------------------------------------------------------
+    def begin_submit(self, key: str, job_id: str, provider: str, attempt: int) -> int:
+        """Record that a request is about to be sent. Committed before it is sent."""
+        now = time.time()
+        return self._write(
+            "INSERT INTO tasks (key, job_id, provider, attempt, state, created_at, updated_at,"
+            " run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, job_id, provider, attempt, TaskRowState.SUBMITTING, now, now, self.run_id),
+        )
+
+    def set_task(self, row_id: int, state: TaskRowState, *, task_id: str | None = None,
+                 result: dict[str, Any] | None = None, error: str | None = None,
+                 credits: float | None = None) -> None:
+        sets = ["state = ?", "updated_at = ?"]
+        args: list[Any] = [state.value, time.time()]
+        for column, value in (("task_id", task_id), ("error", error), ("credits", credits)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        if result is not None:
+            sets.append("result = ?")
+            args.append(json.dumps(result, sort_keys=True))
+        self._write(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?", (*args, row_id))
+
+    def tasks_for(self, key: str) -> list[TaskRow]:
+        rows = self.db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE key = ? ORDER BY id",
+                               (key,)).fetchall()
+        return [_task(r) for r in rows]
+
+    def all_tasks(self) -> list[TaskRow]:
+        rows = self.db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY id").fetchall()
+        return [_task(r) for r in rows]
+
+    def live_task(self, key: str) -> TaskRow | None:
+        """The newest task of this request that must be collected, not re-sent."""
+        row = self.db.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE key = ? AND state IN (?, ?, ?, ?) "
+            "ORDER BY id DESC LIMIT 1",
+            (key, TaskRowState.SUBMITTING, TaskRowState.SUBMITTED, TaskRowState.SUCCEEDED,
+             TaskRowState.UNCERTAIN),
+        ).fetchone()
+        return _task(row) if row else None
+
+    def failed_generations(self, key: str) -> int:
+        row = self.db.execute("SELECT count(*) FROM tasks WHERE key = ? AND state = ? "
+                              "AND error LIKE 'generation failed%'",
+                              (key, TaskRowState.FAILED)).fetchone()
+        return int(row[0])
+
+    # --- assets and outputs -----------------------------------------------------------
+    def record_asset(self, key: str, *, sha256: str, size: int, ext: str,
+                     duration_s: float | None, credits: float | None, task_id: str | None,
+                     result_url: str | None, payload: dict[str, Any] | None = None) -> None:
+        self._write(
+            f"INSERT OR REPLACE INTO assets ({_ASSET_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, sha256, size, ext, duration_s, credits, task_id, result_url,
+             json.dumps(payload, sort_keys=True) if payload is not None else None,
+             time.time(), self.run_id),
+        )
+
+    def asset(self, key: str) -> AssetRow | None:
+        row = self.db.execute(f"SELECT {_ASSET_COLUMNS} FROM assets WHERE key = ?",
+                              (key,)).fetchone()
+        return _asset(row) if row else None
+
+    def all_assets(self) -> dict[str, AssetRow]:
+        rows = self.db.execute(f"SELECT {_ASSET_COLUMNS} FROM assets").fetchall()
+        return {r[0]: _asset(r) for r in rows}
+
+    def record_output(self, path: str, sha256: str, size: int, mtime_ns: int) -> None:
+        self._write("INSERT OR REPLACE INTO outputs (path, sha256, size, mtime_ns) "
+                    "VALUES (?, ?, ?, ?)", (path, sha256, size, mtime_ns))
+
+    def outputs(self) -> dict[str, tuple[str, int, int]]:
+        rows = self.db.execute("SELECT path, sha256, size, mtime_ns FROM outputs").fetchall()
+        return {path: (sha, size, mtime) for path, sha, size, mtime in rows}
+
+    def forget_output(self, path: str) -> None:
+        self._write("DELETE FROM outputs WHERE path = ?", (path,))

@@ -1,0 +1,61 @@
+"""The end-of-run summary: counts, credits, time, failures by cause, what to do next."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from runner.engine import RunResult
+from runner.events import Tally
+from runner.plan import Plan, State
+from runner.retry import JobOutcome
+
+_ORDER = [JobOutcome.DONE, JobOutcome.CACHED, JobOutcome.FAILED, JobOutcome.UNCERTAIN,
+          JobOutcome.SKIPPED, JobOutcome.INTERRUPTED]
+
+
+def _cause(message: str) -> str:
+    """Failures grouped by what went wrong, not by their task ids."""
+    head = message.split(" (task ", 1)[0]
+    return head if len(head) <= 160 else head[:157] + "..."
+
+
+def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
+                   options: Any) -> str:
+    up_to_date = sum(1 for p in plan.jobs if p.state in (State.UP_TO_DATE, State.FROZEN))
+    parts = [f"{tally.outcomes[o]} {o.value}" for o in _ORDER if tally.outcomes[o]]
+    if up_to_date:
+        parts.append(f"{up_to_date} up to date")
+    lines = [f"{plan.pipeline.name}: {len(plan.jobs)} jobs: {', '.join(parts) or 'nothing to do'}"
+             f" in {tally.elapsed_s:.1f} s; {tally.requests_submitted} requests, "
+             f"{tally.retries} retries, {tally.credits:g} credits"]
+    lines.append(f"outputs in {os.path.relpath(plan.layout.output_dir)}, "
+                 f"lockfile {os.path.relpath(plan.layout.lockfile)}")
+    for account, reason in tally.stopped_accounts.items():
+        lines.append(f"account '{account}' stopped: {reason}")
+    if tally.budget_stop:
+        lines.append(f"budget stopped the run: {tally.budget_stop}")
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for failure in tally.failures:
+        outcome = result.outcomes.get(failure.job_id, JobOutcome.FAILED).value
+        groups[(outcome, _cause(failure.reason))].append(failure)
+    for (outcome, cause), failures in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"{outcome} ({len(failures)}): {cause}")
+        for failure in failures[:5]:
+            task = f", task {failure.task_id}" if failure.task_id else ""
+            lines.append(f"  {failure.job_id} ({failure.provider}{task})")
+        if len(failures) > 5:
+            lines.append(f"  ... and {len(failures) - 5} more")
+    retry = [f.job_id for f in tally.failures
+             if result.outcomes.get(f.job_id) in (JobOutcome.FAILED, JobOutcome.SKIPPED,
+                                                  JobOutcome.INTERRUPTED)]
+    if retry:
+        command = ["runner", "run", os.path.relpath(manifest)]
+        if getattr(options, "sandbox", False):
+            command.append("--sandbox")
+        command += ["--only", *sorted(set(retry))[:50]]
+        lines.append("to retry them: " + shlex.join(command))
+    return "\n".join(lines)
