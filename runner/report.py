@@ -25,8 +25,9 @@ from typing import Any
 
 from runner import atomic
 from runner.layout import BuildLayout, Target, layout_for
-from runner.manifest import Job, JobKind, Pipeline, load_pipeline
+from runner.manifest import AudioKind, Job, JobKind, Pipeline, load_pipeline
 from runner.models import Kind
+from runner.plan import file_sha256
 from runner.report_audio import AudioView, AudioViews
 from runner.store.journal import AssetRow, JobOutcomeRow, Journal
 from runner.store.lockfile import LockEntry, read_lockfile
@@ -45,6 +46,7 @@ class Take:
     outcome: JobOutcomeRow | None
     changed: bool  # its asset was made by the journal's last run
     audio: AudioView | None = None
+    heard: AudioView | None = None  # a transcript's local source file, as a playable copy
     missing: bool = False  # locked, but the output file is gone
     text: str | None = None  # a transcript's plain text
     cues: list[Cue] = field(default_factory=list)
@@ -119,12 +121,18 @@ def _cues(layout: BuildLayout, entry: LockEntry | None) -> list[Cue]:
         return []
 
 
+def _local_source(job: Job, layout: BuildLayout) -> Path | None:
+    """The local file a transcription job heard, when it is still there."""
+    if job.audio is None or job.audio.kind is not AudioKind.FILE:
+        return None
+    path = Path(job.audio.value)
+    return path if path.is_file() else None
+
+
 def _content_sha(path: Path, output: str, entry: LockEntry,
                  outputs: dict[str, tuple[str, int, int]]) -> str:
     """The file's sha256: the journal's record when size and mtime still match (no hashing,
     as `make_plan` does), otherwise hashed, so an edited file never shows a stale waveform."""
-    from runner.plan import file_sha256
-
     st = path.stat()
     known = outputs.get(output)
     if known is not None and known == (entry.sha256, st.st_size, st.st_mtime_ns):
@@ -140,7 +148,8 @@ def collect(manifest: Path, *, sandbox: bool = False) -> Build:
     outcomes, assets, outputs, last_run = _journal_state(layout)
 
     takes: dict[str, Take] = {}
-    to_decode: list[tuple[Path, str, float | None]] = []
+    to_decode: list[tuple[Path, str, float | None, str | None]] = []
+    heard: dict[str, Path] = {}
     for job in pipeline.jobs.values():
         entry = locked.get(job.id)
         asset = assets.get(entry.key) if entry else None
@@ -156,15 +165,23 @@ def collect(manifest: Path, *, sandbox: bool = False) -> Build:
         if job.model.kind is Kind.TRANSCRIPT:
             txt = entry.companions.get("txt")
             take.text = _read_text(layout.output_path(txt)) if txt else None
+            source = _local_source(job, layout)
+            if source is not None:
+                heard[job.id] = source
+                to_decode.append((source, file_sha256(source), None,
+                                  None if source.is_relative_to(layout.output_dir)
+                                  else "a copy of a file outside the report's folder"))
         else:
             to_decode.append((path, _content_sha(path, entry.output, entry, outputs),
-                              entry.duration_s))
+                              entry.duration_s, None))
         take.cues = _cues(layout, entry)
 
     views = AudioViews(layout.state_dir).views(to_decode)
     for take in takes.values():
         if take.entry is not None:
             take.audio = views.get(layout.output_path(take.entry.output))
+        if take.job.id in heard:
+            take.heard = views.get(heard[take.job.id])
     return Build(pipeline, layout, _cards(pipeline, layout, takes), last_run)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from runner import atomic
 from runner.audioformat import sniff
 from runner.audioparse import InvalidAudio, parse_wav
+from runner.errors import AudioError
 from runner.ffmpeg import ffmpeg_exe
 
 PEAKS = 300  # bars per waveform: enough for a card a few hundred pixels wide
@@ -120,36 +121,48 @@ class AudioViews:
             return None
         return data if isinstance(data, dict) and data.get("v") == PEAKS_VERSION else None
 
-    def view(self, path: Path, sha256: str, duration_hint_s: float | None) -> AudioView:
-        """The view of one file whose content hashes to `sha256`."""
-        cached = self._cached(sha256)
+    def view(self, path: Path, sha256: str, duration_hint_s: float | None,
+             copy_reason: str | None = None) -> AudioView:
+        """The view of one file whose content hashes to `sha256`. With `copy_reason`
+        the page always plays an MP3 copy (the file lies outside the report's folder)."""
         preview = self.previews_dir / f"{sha256}.mp3"
-        if cached is not None and (cached.get("preview") is None or preview.exists()):
-            reason = cached.get("preview")
-            raw = cached.get("peaks")
-            peaks = [(int(lo), int(hi)) for lo, hi in raw] if isinstance(raw, list) else []
-            duration = cached.get("duration_s")
-            return AudioView(path, preview if reason else path,
-                             str(reason) if reason else None, peaks,
-                             float(duration) if isinstance(duration, int | float) else None)
+        cached = self._cached(sha256)
+        if cached is not None:
+            reason = copy_reason or cached.get("preview")
+            if not reason or preview.exists():
+                raw = cached.get("peaks")
+                duration = cached.get("duration_s")
+                return AudioView(
+                    path, preview if reason else path, str(reason) if reason else None,
+                    [(int(lo), int(hi)) for lo, hi in raw] if isinstance(raw, list) else [],
+                    float(duration) if isinstance(duration, int | float) else None)
         try:
-            demuxer, reason = _needs_preview(path)
+            demuxer, unplayable = _needs_preview(path)
+            reason = copy_reason or unplayable
             if reason is None:
                 peaks, duration = _decode(path, demuxer, duration_hint_s, None)
             else:
+                self.previews_dir.mkdir(parents=True, exist_ok=True)
                 with atomic.staged(preview) as tmp:
                     peaks, duration = _decode(path, demuxer, duration_hint_s, tmp)
-        except (InvalidAudio, OSError) as exc:
+        except InvalidAudio as exc:
+            return AudioView(path, None, None, [], duration_hint_s, problem=exc.problem)
+        except (AudioError, OSError) as exc:  # no ffmpeg, unreadable file: say so, go on
             return AudioView(path, None, None, [], duration_hint_s, problem=str(exc))
         self.peaks_dir.mkdir(parents=True, exist_ok=True)
+        # The cache records why the file itself cannot play, never a copy's reason:
+        # the same sha may be an output in one build and an outside source in another.
         atomic.write_text(self.peaks_dir / f"{sha256}.json", json.dumps(
-            {"v": PEAKS_VERSION, "duration_s": round(duration, 3), "preview": reason,
+            {"v": PEAKS_VERSION, "duration_s": round(duration, 3), "preview": unplayable,
              "peaks": peaks}, separators=(",", ":")))
         return AudioView(path, preview if reason else path, reason, peaks, duration)
 
-    def views(self, files: list[tuple[Path, str, float | None]]) -> dict[Path, AudioView]:
+    def views(self, files: list[tuple[Path, str, float | None, str | None]]
+              ) -> dict[Path, AudioView]:
         """Views of many files, decoded in parallel (one ffmpeg per file, each mostly
         waiting on its own process, so threads are enough)."""
+        if not files:
+            return {}
         workers = max(1, min(len(files), os.cpu_count() or 2))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(lambda f: self.view(*f), files))

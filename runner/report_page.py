@@ -20,7 +20,7 @@ from urllib.parse import quote
 from runner.manifest import AudioKind, Job, JobKind
 from runner.models import Kind
 from runner.report import Build, Card, Take
-from runner.report_audio import waveform_svg
+from runner.report_audio import AudioView, waveform_svg
 from runner.report_static import CSS, JS
 from runner.subtitles import Cue
 
@@ -113,22 +113,25 @@ class Page:
         return "".join(out)
 
     def player(self, take: Take) -> str:
-        view = take.audio
         if take.missing and take.entry is not None:
             return f'<p class="reason">output file missing: {esc(take.entry.output)}</p>'
-        if view is None:
-            return ""
+        return self.audio(take.audio, take.job.id) if take.audio else ""
+
+    def audio(self, view: AudioView, job_id: str, *, inside: bool = True) -> str:
+        """Waveform and player; `inside`: the file is in the report's folder, so linkable."""
         if view.play is None:
             return f'<p class="reason">cannot show this file: {esc(view.problem)}</p>'
         note = ""
-        if view.preview_reason:
+        if view.preview_reason and inside:
             note = (f'<p class="note">Playing an MP3 preview: the file is '
                     f'{esc(view.preview_reason)}. <a href="{esc(self.href(view.path))}">'
                     "Original file</a>.</p>")
+        elif view.preview_reason:
+            note = f'<p class="note">Playing {esc(view.preview_reason)}.</p>'
         duration = f' data-duration="{view.duration_s:.3f}"' if view.duration_s else ""
         return (f'<div class="player"{duration}>{waveform_svg(view.peaks)}'
                 f'<audio controls preload="none" src="{esc(self.href(view.play))}"'
-                f' data-job="{esc(take.job.id)}"></audio></div>{note}')
+                f' data-job="{esc(job_id)}"></audio></div>{note}')
 
     def take_facts(self, take: Take) -> str:
         entry = take.entry
@@ -136,7 +139,7 @@ class Page:
             (take.audio.duration_s if take.audio else None)
         task = take.task_id
         return self.facts([
-            ("duration", esc(fmt_s(duration)) if entry else None),
+            ("duration", esc(fmt_s(duration)) if entry and duration is not None else None),
             ("credits", esc(fmt_credits(entry.credits)) if entry else None),
             ("size", esc(fmt_size(entry.size)) if entry else None),
             ("task", f"<code>{esc(task)}</code>" if task else None),
@@ -193,6 +196,9 @@ class Page:
             if job.audio.kind is AudioKind.FILE:
                 shown = os.path.relpath(shown, self.build.pipeline.path.parent)
             source = f'<p class="note">Heard: <code>{esc(shown)}</code></p>'
+            if take.heard is not None:
+                inside = take.heard.path.is_relative_to(self.build.layout.output_dir)
+                source += self.audio(take.heard, job.id, inside=inside)
         text = take.text if take.text is not None else "(no transcript text)"
         return f'{source}<div class="transcript">{esc(text.strip())}</div>'
 
@@ -252,7 +258,8 @@ class Page:
         # A cue can seek the card's first player: the programme, or the audio a
         # transcript heard when it is shown.
         cues = self.cues(programme.cues, seekable=True) if programme else \
-            "".join(self.cues(t.cues, seekable=self.heard(t) is not None) for t in card.takes)
+            "".join(self.cues(t.cues, seekable=self.heard(t) is not None or t.heard is not None)
+                    for t in card.takes)
         prompt = prompt_of(first)
         prompt_html = ""
         if prompt and first.kind is JobKind.STITCH:
@@ -294,7 +301,9 @@ class Page:
         pipeline = build.pipeline
         takes = [t for c in build.cards for t in c.all_takes]
         assets = [t for t in takes if t.entry is not None]
-        total_s = sum((t.entry.duration_s or 0) for t in assets if t.entry)
+        # Segments are inside their programme: counting both would count them twice.
+        total_s = sum((t.entry.duration_s or 0) for t in assets
+                      if t.entry and t.job.segment is None and t.job.model.makes_audio)
         credits = sum((t.entry.credits or 0) for t in assets if t.entry)
         failed = sum(1 for c in build.cards if any(
             t.status not in ("ok", "not built") for t in c.all_takes))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -59,6 +58,10 @@ jobs:
   - id: thunder
     model: elevenlabs/sound-effect-v2
     input: {{text: Distant thunder}}
+  - id: interview
+    model: elevenlabs/speech-to-text
+    audio: {{file: talk.mp3}}
+    output: interview.json
 """
 
 
@@ -95,6 +98,7 @@ def make_build(root: Path) -> Path:
     """A build as two runs would leave it; returns the manifest."""
     manifest = root / "m.yaml"
     manifest.write_text(MANIFEST, encoding="utf-8")
+    make(root / "talk.mp3", "mp3_44100_64", [("tone:300", 0.8)])  # outside the build
     out = root / "out"
     (out / "sfx").mkdir(parents=True)
     make(out / "sfx/boom_1.mp3", "mp3_44100_128", [("tone:220", 0.5)])
@@ -113,6 +117,8 @@ def make_build(root: Path) -> Path:
                                            Cue(1500, 2100, "Second paragraph.")]))
     (out / "caps.json").write_text("{}")
     (out / "caps.txt").write_text("First paragraph here. Second & last.\n")
+    (out / "interview.json").write_text("{}")
+    (out / "interview.txt").write_text("Three hundred hertz.\n")
 
     entries = {
         "boom#1": _entry(out, "sfx/boom_1.mp3", "k1", variant=1, credits=1.2, task_id="t-b1",
@@ -124,6 +130,7 @@ def make_build(root: Path) -> Path:
         "story": _entry(out, "story.mp3", "k6",
                         companions={"sidecar": "story.json", "vtt": "story.vtt"}),
         "story_caps": _entry(out, "caps.json", "k7", companions={"txt": "caps.txt"}),
+        "interview": _entry(out, "interview.json", "k10", companions={"txt": "interview.txt"}),
     }
     (root / "m.lock.json").write_text(render_lockfile("demo", entries))
     with Journal(out / ".runner/journal.sqlite") as journal:
@@ -163,8 +170,9 @@ def test_one_player_per_audio_asset_each_with_an_existing_relative_source(
     audios = tree.find("audio")
     # boom x2, beep, 2 segments, programme, and the programme again beside its transcript
     players = {a["data-job"] for a in audios}
-    assert players == {"boom#1", "boom#2", "beep", "story/001", "story/002", "story"}
-    assert len(audios) == 7
+    assert players == {"boom#1", "boom#2", "beep", "story/001", "story/002", "story",
+                       "interview"}
+    assert len(audios) == 8
     for audio in audios:
         src = audio["src"]
         assert src and not src.startswith(("/", "http:", "https:", "file:"))
@@ -255,12 +263,10 @@ def test_a_second_report_reuses_the_cached_peaks(tmp_path: Path) -> None:
     manifest = make_build(tmp_path)
     first = build_report(manifest).read_text(encoding="utf-8")
     peaks = sorted((tmp_path / "out/.runner/peaks").iterdir())
-    assert len(peaks) == 6  # one per distinct audio file
+    assert len(peaks) == 7  # one per distinct audio file
     stamps = [p.stat().st_mtime_ns for p in peaks]
-    started = time.perf_counter()
-    second = build_report(manifest, out=tmp_path / "elsewhere/").read_text(encoding="utf-8")
-    assert time.perf_counter() - started < 1.0
-    assert [p.stat().st_mtime_ns for p in peaks] == stamps
+    second = build_report(manifest, out=tmp_path / "elsewhere").read_text(encoding="utf-8")
+    assert [p.stat().st_mtime_ns for p in peaks] == stamps  # nothing decoded again
     # Written elsewhere, the page reaches the outputs through a longer relative path.
     assert 'src="../out/sfx/boom_1.mp3"' in second and 'src="sfx/boom_1.mp3"' in first
 
@@ -284,3 +290,31 @@ def test_configured_keys_never_reach_the_page(tmp_path: Path,
     monkeypatch.setenv("KIE_API_KEY", secret)
     page = build_report(manifest).read_text(encoding="utf-8")
     assert secret not in page and "[redacted]" in page
+
+
+def test_a_failed_rebuild_keeps_showing_the_earlier_asset(tmp_path: Path) -> None:
+    manifest = make_build(tmp_path)
+    with Journal(tmp_path / "out/.runner/journal.sqlite") as journal:
+        journal.start_run("live")
+        journal.record_outcome("beep", "k9", "uncertain", "sent, no answer", task_id="t-lost")
+        journal.finish_run("finished")
+    tree = Tree()
+    tree.feed(build_report(manifest).read_text(encoding="utf-8"))
+    text = "".join(tree.text)
+    assert "uncertain: sent, no answer The asset shown is the one from an earlier run." in text
+    assert "t-lost" in text  # the lost task is the one to ask the provider about
+    assert tree.find("audio", data_job="beep")
+    flagged = {a["id"] for a in tree.find("article") if a["data-failed"] == "1"}
+    assert flagged == {"card-job-beep", "card-job-thunder"}
+    assert not [a for a in tree.find("article") if a["data-changed"] == "1"]
+
+
+def test_a_local_source_outside_the_folder_plays_from_a_copy(
+        built: tuple[Path, Tree, str]) -> None:
+    report, tree, page = built
+    (talk,) = tree.find("audio", data_job="interview")
+    assert talk["src"] and talk["src"].startswith(".runner/previews/")
+    assert (report.parent / talk["src"]).is_file()
+    assert "Heard: talk.mp3" in "".join(tree.text)
+    assert "Playing a copy of a file outside the report&#x27;s folder." in page
+    assert not [a for _, a in tree.tags if (a.get("href") or "").startswith("..")]
