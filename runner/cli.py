@@ -85,6 +85,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="after Ctrl-C, keep collecting tasks in flight this long")
     run.set_defaults(handler=cmd_run)
+    from runner.report_cli import add_run_option, configure as configure_report
+
+    add_run_option(run)  # runner run --report
+    configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
 
     schemas = commands.add_parser("schemas", help="derive and export JSON Schemas")
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="SUBCOMMAND")
@@ -169,6 +173,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     code, plan, result, tally = run_pipeline(args.file, options)
     print_summary(plan, result, tally, args.file, options)
+    if args.report:
+        from runner.report_cli import report_after_run
+
+        report_after_run(args.file, sandbox=options.sandbox or options.sandbox_url is not None)
     return code
 
 

@@ -24,7 +24,7 @@ from runner import download
 from runner.accounts import ProviderAccount
 from runner.audioformat import FormatSpec
 from runner.budget import Budget
-from runner.errors import GenerationFailed, ProviderError, RunnerError
+from runner.errors import GenerationFailed, ProviderError, RequestRejected, RunnerError
 from runner.events import Bus, Event, EventKind
 from runner.layout import BuildLayout
 from runner.manifest import AudioKind
@@ -135,7 +135,7 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
                 live = None
             else:
                 row_id, task_id = await submit(ctx, account, pj, request, generation)
-            status = await wait_for(ctx, account, pj, task_id)
+            status = await wait_for(ctx, account, pj, task_id, row_id)
         if status.state is TaskState.SUCCEEDED and status.result is not None:
             result = status.result
             ctx.journal.set_task(row_id, TaskRowState.SUCCEEDED, result=_result_json(result),
@@ -204,6 +204,10 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             raise Finish(JobOutcome.SKIPPED, f"not submitted: {ctx.budget.describe()}; "
                                              f"this job would add {pj.cost or 0:g}")
         slot = await account.limiter.submit.acquire()
+        if account.stopped is not None or ctx.stopping.is_set():
+            slot.unsent()  # stopped while this job waited for its turn
+            ctx.budget.release(pj.job.id)
+            _check_can_submit(ctx, account, pj)
         row_id = ctx.journal.begin_submit(pj.key, pj.job.id, account.config.name, generation)
         try:
             with slot:  # resolves the rate window from how the call ended (a 429 or not)
@@ -220,8 +224,10 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             ctx.journal.set_task(row_id, TaskRowState.FAILED, error=f"not created: {error}")
             ctx.budget.release(pj.job.id)
             if decision.verdict is Verdict.STOP_ACCOUNT:
+                # The job is not at fault: it runs once the account is fixed.
                 _stop_account(ctx, account, error)
-                raise Finish(JobOutcome.FAILED, str(error)) from error
+                raise Finish(JobOutcome.SKIPPED, f"not run: account '{account.config.name}' "
+                             f"refused it ({error.message})") from error
             if decision.verdict is not Verdict.RETRY:
                 raise Finish(JobOutcome.FAILED, decision.reason or str(error)) from error
             await _backoff(ctx, account, pj, decision, error)
@@ -258,7 +264,12 @@ def poll_delay(elapsed_s: float, expected_s: float | None, account: ProviderAcco
     return base * (0.9 + 0.2 * jitter)
 
 
-async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: str) -> TaskStatus:
+def _task_unknown(error: ProviderError) -> bool:
+    return isinstance(error, RequestRejected) and 404 in (error.status, error.code)
+
+
+async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: str,
+                   row_id: int) -> TaskStatus:
     """Poll (or wait for a callback, polling slowly as a safety net) until the task is final."""
     started = ctx.clock()
     deadline = started + account.config.poll.deadline_s
@@ -287,6 +298,14 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                 decision = ctx.policy.decide(error, Phase.POLL, attempt)
                 if decision.verdict is Verdict.STOP_ACCOUNT:
                     _stop_account(ctx, account, error)
+                if _task_unknown(error):
+                    # Gone at the provider (records expire): nothing left to collect, so
+                    # the next run may send a new request.
+                    ctx.journal.set_task(row_id, TaskRowState.FAILED,
+                                         error=f"task not found at the provider: {error}")
+                    raise Finish(JobOutcome.FAILED, f"task {task_id} is unknown to the "
+                                 "provider (expired, or made by another sandbox); run again to "
+                                 "send a new request", task_id) from error
                 if decision.verdict is not Verdict.RETRY:
                     raise Finish(JobOutcome.FAILED, f"while waiting for task {task_id}: "
                                                     f"{error}", task_id) from error

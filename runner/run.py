@@ -52,6 +52,9 @@ class RunOptions:
     callback_listen: str | None = None
     grace_s: float = 30.0
     observers: list[Observer] = field(default_factory=list)
+    # Programmatic knobs (tests and benchmarks): the retry policy and the HTTP read timeout.
+    retry_policy: RetryPolicy | None = None
+    read_timeout_s: float = 60.0
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -188,7 +191,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
     journal.start_run(layout.target.value)
     cache = ContentCache(Path(env.get("RUNNER_CACHE_DIR") or layout.cache_dir))
     cache.clear_incoming()
-    async with make_client() as client:
+    async with make_client(read_timeout_s=options.read_timeout_s) as client:
         runtime = {}
         for name, key in keys.items():
             config = accounts[name]
@@ -203,7 +206,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
             hub = CallbackHub(options.callback_url or f"http://{listen}", listen, market)
             await hub.start()
         ctx = RunContext(client=client, journal=journal, cache=cache, layout=layout,
-                         accounts=runtime, policy=RetryPolicy(),
+                         accounts=runtime, policy=options.retry_policy or RetryPolicy(),
                          budget=Budget(options.max_credits), bus=Bus(observers),
                          stopping=asyncio.Event(),
                          resubmit_uncertain=set(options.resubmit_uncertain), callbacks=hub)

@@ -12,6 +12,7 @@ import hashlib
 import heapq
 import json
 import random
+import secrets
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -139,14 +140,17 @@ class SandboxState:
         self.stats = Stats()
         self.rng = random.Random(self.config.seed)
         self._serial = 0
+        # Ids must never repeat across sandbox processes, as a real provider's never do:
+        # a resumed run polling a recorded task id must not meet another job's task.
+        self._instance = secrets.token_hex(8)
 
     def now(self) -> float:
         return self.config.clock() + self.clock_offset_s
 
     def new_id(self, prefix: str = "") -> str:
-        """Unique, unguessable enough, and deterministic for a given seed."""
+        """Unique across sandbox processes, and unguessable enough."""
         self._serial += 1
-        digest = sha256_hex(f"{self.config.seed}:{self._serial}:{prefix}")[:24]
+        digest = sha256_hex(f"{self._instance}:{self._serial}:{prefix}")[:24]
         return f"{prefix}{digest}"
 
     def account(self, provider: str, key: str) -> Account:

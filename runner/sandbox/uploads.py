@@ -73,6 +73,14 @@ async def fetch_audio(sandbox: Sandbox, url: str) -> bytes:
     return response.content
 
 
+def _link_expired(sandbox: Sandbox, stored: StoredFile, expires: str | None) -> bool:
+    """A link from `download-url` carries its own expiry (20 minutes), which replaces
+    the file's original URL lifetime: that is what refreshing a link is for."""
+    if expires is not None and expires.isdigit():
+        return sandbox.state.now() >= int(expires)
+    return _expired(sandbox, stored)
+
+
 def _expired(sandbox: Sandbox, stored: StoredFile) -> bool:
     return stored.expires_s is not None and sandbox.state.now() >= stored.expires_s
 
@@ -82,7 +90,7 @@ async def serve_file(request: Request) -> Response:
     stored = sandbox.media.files.get(request.path_params["file_id"])
     if stored is None or stored.name != request.path_params["name"]:
         return Response(b"<Error><Code>NoSuchKey</Code></Error>", 404, media_type="application/xml")
-    if _expired(sandbox, stored):
+    if _link_expired(sandbox, stored, request.query_params.get("expires")):
         return Response(b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message>"
                         b"</Error>", 403, media_type="application/xml")
     data = await sandbox.media.content(stored)

@@ -10,16 +10,25 @@ from typing import Any
 import httpx
 
 from runner.audioformat import FormatSpec, decode, verify_audio
+from runner.retry import RetryPolicy
 from runner.run import RunOptions, run_pipeline
 
 # Fast polling: the sandbox answers at once (its clock is the test's), so the
 # runner need not wait the providers' advised 2 s before its first look.
 FAST = """
 providers:
-  kie: {poll: {initial_interval_s: 0.02, max_interval_s: 0.05}}
-  apikley: {poll: {initial_interval_s: 0.02, max_interval_s: 0.05}}
-  aimlapi: {poll: {initial_interval_s: 0.02, max_interval_s: 0.05}}
+  kie:
+    poll: {initial_interval_s: 0.02, max_interval_s: 0.05}
+    limits: {requests_per_window: 200, window_s: 1}
+  apikley:
+    poll: {initial_interval_s: 0.02, max_interval_s: 0.05}
+    limits: {requests_per_window: 200, window_s: 1}
+  aimlapi:
+    poll: {initial_interval_s: 0.02, max_interval_s: 0.05}
+    limits: {requests_per_window: 200, window_s: 1}
 """
+# Retries without the real backoff's seconds: the decisions are the same.
+QUICK_RETRIES = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05)
 
 
 def write_manifest(folder: Path, jobs: str, *, extra: str = "", name: str = "t") -> Path:
@@ -32,6 +41,7 @@ def write_manifest(folder: Path, jobs: str, *, extra: str = "", name: str = "t")
 
 
 def run(manifest: Path, sandbox_url: str, **options: Any) -> tuple[int, Any, Any, Any]:
+    options.setdefault("retry_policy", QUICK_RETRIES)
     return run_pipeline(manifest, RunOptions(sandbox_url=sandbox_url, grace_s=2.0, **options))
 
 

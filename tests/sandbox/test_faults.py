@@ -114,12 +114,18 @@ def test_callback_retried_after_a_failure(sandbox: SandboxServer, fake_clock: Fa
     try:
         httpx.post(f"{sandbox.url}/api/v1/jobs/createTask", headers=KEY,
                    json={**SFX, "callBackUrl": receiver.url})
-        receiver.wait(1)
-        fake_clock.advance(1)
-        receiver.wait(2)
-        fake_clock.advance(2)
-        received = receiver.wait(3)
+        received = receiver.wait(1)
+        # The sandbox schedules each retry when the previous attempt's 500 comes back,
+        # which can be just after this thread looks: advance in small steps until the
+        # next attempt shows up (time only moves when the test says so).
+        for attempts in (2, 3):
+            for _ in range(40):
+                fake_clock.advance(0.5)
+                received = receiver.wait(attempts, timeout_s=0.25)
+                if len(received) >= attempts:
+                    break
         fake_clock.advance(60)
+        received = receiver.wait(4, timeout_s=0.5)  # no fourth attempt comes
     finally:
         receiver.close()
     assert len(received) == 3  # callback_attempts = 3, then it gives up
