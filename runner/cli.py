@@ -8,6 +8,7 @@ sandbox at start-up.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,6 +90,26 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     add_run_option(run)  # runner run --report
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
+
+    status = commands.add_parser(
+        "status", help="what the build holds: done, failed, in flight, cached, frozen",
+        description="Each job's state from the journal and the lockfile (no network).",
+    )
+    status.add_argument("file", metavar="FILE", type=Path)
+    status.add_argument("--sandbox", action="store_true", help="the sandbox build")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    clean = commands.add_parser(
+        "clean", help="remove outputs and cached takes no job refers to any more",
+        description="Remove output files the runner wrote for jobs no longer in the manifest, "
+                    "and cache entries of superseded takes. Files the runner did not write "
+                    "are never touched.",
+    )
+    clean.add_argument("file", metavar="FILE", type=Path)
+    clean.add_argument("--sandbox", action="store_true", help="the sandbox build")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    clean.set_defaults(handler=cmd_clean)
 
     schemas = commands.add_parser("schemas", help="derive and export JSON Schemas")
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="SUBCOMMAND")
@@ -178,6 +199,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         report_after_run(args.file, sandbox=options.sandbox or options.sandbox_url is not None)
     return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from runner.housekeeping import build_status, render_status
+
+    statuses = build_status(args.file, sandbox=args.sandbox)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
+    else:
+        print(render_status(statuses))
+    return int(ExitCode.OK)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from runner.housekeeping import clean
+
+    report = clean(args.file, sandbox=args.sandbox, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in [*report.outputs, *report.blobs]:
+        print(f"{verb} {os.path.relpath(path)}")
+    print(f"{verb} {len(report.outputs)} output(s) and {len(report.blobs)} cached file(s), "
+          f"{report.freed_bytes / 1e6:.1f} MB")
+    return int(ExitCode.OK)
 
 
 def cmd_schemas_build(args: argparse.Namespace) -> int:

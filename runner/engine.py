@@ -144,7 +144,9 @@ class Engine:
 
     async def _build(self, pj: PlannedJob) -> JobOutcome:
         ctx = self.ctx
-        asset = ctx.journal.asset(pj.key)
+        # A forced job pays for a new take on purpose: the cache does not answer for it.
+        asset = None if pj.state is State.FORCED else (
+            ctx.journal.asset(pj.key) or self._adopt_locked(pj))
         outcome = JobOutcome.DONE
         if asset is not None and ctx.cache.get(asset.sha256, asset.ext) is not None:
             outcome = JobOutcome.CACHED  # the same request was built before: no request
@@ -170,6 +172,20 @@ class Engine:
             future.set_result(asset)
         self._finish(pj, asset)
         return outcome
+
+    def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
+        """The lockfile names this request's file and a cache holds it (a shared
+        RUNNER_CACHE_DIR, or a journal lost): record it so it is restored, not bought."""
+        entry = pj.locked
+        if entry is None or entry.key != pj.key:
+            return None
+        ext = entry.output.rsplit(".", 1)[-1]
+        if self.ctx.cache.get(entry.sha256, ext) is None:
+            return None
+        self.ctx.journal.record_asset(pj.key, sha256=entry.sha256, size=entry.size, ext=ext,
+                                      duration_s=entry.duration_s, credits=entry.credits,
+                                      task_id=entry.task_id, result_url=entry.result_url)
+        return self.ctx.journal.asset(pj.key)
 
     async def _produce(self, pj: PlannedJob) -> AssetRow:
         if pj.job.kind is JobKind.STITCH:

@@ -26,6 +26,7 @@ from runner.audioformat import FormatSpec
 from runner.budget import Budget
 from runner.errors import GenerationFailed, ProviderError, RequestRejected, RunnerError
 from runner.events import Bus, Event, EventKind
+from runner.expand import extension_for
 from runner.layout import BuildLayout
 from runner.manifest import AudioKind
 from runner.models import Kind
@@ -102,8 +103,7 @@ def job_spec(pj: PlannedJob) -> FormatSpec | None:
 
 
 def job_ext(pj: PlannedJob) -> str:
-    spec = job_spec(pj)
-    return spec.extension if spec is not None else "json"
+    return extension_for(pj.job.format)
 
 
 async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow:

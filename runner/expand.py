@@ -7,6 +7,7 @@ variables, a narration text file that cannot be read, a malformed audio source.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import posixpath
 import re
@@ -32,10 +33,15 @@ CONTEXT_FIELDS = ("previous_text", "next_text")
 OUTPUT_VARS = ("id", "variant", "ext")
 
 
+@functools.cache
 def extension_for(fmt: str) -> str:
-    """File extension the runner writes for a provider format (raw PCM/G.711 become WAV)."""
-    codec = fmt.split("_", 1)[0]
-    return {"mp3": "mp3", "opus": "opus", "json": "json"}.get(codec, "wav")
+    """File extension (no dot) the runner writes for a provider format: raw PCM/G.711
+    answers are wrapped in WAV, transcripts are JSON."""
+    if fmt == "json":
+        return "json"
+    from runner.audioformat import FormatSpec
+
+    return FormatSpec.parse(fmt).extension.lstrip(".")
 
 
 @dataclass

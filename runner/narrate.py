@@ -16,6 +16,7 @@ from typing import Any
 from runner.audioformat import FormatSpec
 from runner.events import EventKind
 from runner.execute import Finish, RunContext
+from runner.expand import extension_for
 from runner.plan import Plan, PlannedJob
 from runner.retry import JobOutcome
 from runner.store.cache import file_digest
@@ -87,7 +88,7 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
         crossfade_ms=spec.crossfade_ms, fade_ms=spec.fade_ms, trim_silence=spec.trim_silence,
         target_lufs=spec.loudness_lufs, output_format=job.format,
     )
-    ext = FormatSpec.parse(job.format).extension
+    ext = extension_for(job.format)
     tmp = ctx.cache.new_temp(ext)
     sidecar_tmp = ctx.cache.new_temp("json")
     loop = asyncio.get_running_loop()

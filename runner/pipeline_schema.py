@@ -199,6 +199,7 @@ def structure_schema() -> dict[str, Any]:
                     "per_1k_chars": {"type": "number", "minimum": 0},
                     "per_second": {"type": "number", "minimum": 0},
                     "per_step": {"type": "number", "minimum": 0},
+                    "minimum": {"type": "number", "minimum": 0},
                 },
             },
         },

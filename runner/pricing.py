@@ -13,15 +13,18 @@ Defaults and their sources (override any of them with `prices:` in a manifest):
   characters; Flash/Turbo models cost half, set `prices:` when you use them).
 - speech-to-text (ElevenLabs direct): billed by audio hours on ElevenLabs plans;
   no credit figure is published in the docs here, so no default.
-- market models (kie.ai, apikley): the provider docs here publish no price list
-  (their callback examples show `consumeCredits: 100`, a placeholder). The
-  defaults below are estimates from kie.ai's public price page at the time of
-  writing and are marked as such in `runner plan`; set `prices:` from your
-  account's price page for exact figures.
+- market models (kie.ai, apikley): the provider docs available here publish no
+  price list (their callback examples show `consumeCredits: 100`, a
+  placeholder). The defaults are the sandbox's own price list (docs/sandbox.md):
+  12 credits per 1,000 characters of speech, 1.2 per second of sound effect,
+  3.5 per minute of transcribed audio, whole credits, at least 1 per request.
+  They are marked as estimates in `runner plan`; set `prices:` from your
+  account's price page for real figures.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,13 +42,18 @@ class Price:
     per_1k_chars: float = 0.0
     per_second: float = 0.0
     per_step: float = 0.0
+    minimum: float = 0.0  # the least a request costs
+    whole_credits: bool = False  # the provider bills whole credits (rounded up)
     estimate: bool = False  # not from a published price list
 
 
 DEFAULT_PRICES: dict[str, Price] = {
-    "elevenlabs/text-to-speech-turbo-2-5": Price(per_1k_chars=6.0, estimate=True),
-    "elevenlabs/sound-effect-v2": Price(per_second=2.4, estimate=True),
-    "elevenlabs/speech-to-text": Price(per_second=0.06, estimate=True),
+    "elevenlabs/text-to-speech-turbo-2-5": Price(per_1k_chars=12.0, minimum=1.0,
+                                                 whole_credits=True, estimate=True),
+    "elevenlabs/sound-effect-v2": Price(per_second=1.2, minimum=1.0, whole_credits=True,
+                                        estimate=True),
+    "elevenlabs/speech-to-text": Price(per_second=3.5 / 60, minimum=1.0, whole_credits=True,
+                                       estimate=True),
     "stable-audio": Price(per_step=252.0),
     "text-to-speech": Price(per_1k_chars=1000.0),
     "text-to-speech-with-timestamps": Price(per_1k_chars=1000.0),
@@ -56,7 +64,7 @@ DEFAULT_PRICES: dict[str, Price] = {
 def price_table(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Price]:
     table = dict(DEFAULT_PRICES)
     for model, fields in overrides.items():
-        table[model] = Price(**{k: float(v) for k, v in fields.items()})
+        table[model] = Price(**{k: float(v) for k, v in fields.items()})  # type: ignore[arg-type]
     return table
 
 
@@ -82,7 +90,9 @@ def estimate(job: Job, prices: Mapping[str, Price],
         if seconds is None:
             return None
         cost += price.per_second * seconds
-    return round(cost, 4)
+    if price.whole_credits:
+        cost = math.ceil(round(cost, 6))
+    return round(max(cost, price.minimum), 4)
 
 
 def _seconds(job: Job, audio_seconds: float | None) -> float | None:

@@ -18,7 +18,7 @@ from runner.layout import BuildLayout
 from runner.manifest import JobKind
 from runner.models import Kind
 from runner.plan import PlannedJob
-from runner.store.cache import Blob, ContentCache
+from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.lockfile import LockEntry
 
@@ -44,6 +44,9 @@ def materialize(pj: PlannedJob, asset: AssetRow, cache: ContentCache, layout: Bu
         written = write_programme_companions(dest, asset.payload)
     companions = {kind: path.relative_to(layout.output_dir).as_posix()
                   for kind, path in written.items()}
+    for relative, path in zip(companions.values(), written.values()):
+        st = path.stat()  # recorded so that `runner clean` knows the runner wrote them
+        journal.record_output(relative, file_digest(path), st.st_size, st.st_mtime_ns)
     return lock_entry(pj, asset, companions)
 
 

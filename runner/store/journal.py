@@ -303,5 +303,8 @@ class Journal:
         rows = self.db.execute("SELECT path, sha256, size, mtime_ns FROM outputs").fetchall()
         return {path: (sha, size, mtime) for path, sha, size, mtime in rows}
 
+    def forget_asset(self, key: str) -> None:
+        self._write("DELETE FROM assets WHERE key = ?", (key,))
+
     def forget_output(self, path: str) -> None:
         self._write("DELETE FROM outputs WHERE path = ?", (path,))
