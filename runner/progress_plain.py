@@ -28,11 +28,10 @@ from dataclasses import replace
 from typing import TextIO
 
 from runner.events import Event, EventKind
-from runner.retry import JobOutcome
+from runner.progress_state import FAILURES
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 
-FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.UNCERTAIN, JobOutcome.SKIPPED})
 _NORMAL_KINDS = frozenset({
     EventKind.RUN_STARTED, EventKind.SUBMITTED, EventKind.RETRY, EventKind.FINISHED,
     EventKind.ACCOUNT_STOPPED, EventKind.BUDGET_STOPPED, EventKind.RUN_FINISHED,

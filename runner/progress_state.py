@@ -29,6 +29,8 @@ SUBMIT_RATE_WINDOW_S = 10
 # ETA averages over a longer window than the submit rate.
 FINISH_RATE_WINDOW_S = 30
 LOCAL = "local"  # the row of events without a provider (Tally uses the same name)
+# Outcomes that need the user's attention: those of `Tally.failures`.
+FAILURES = frozenset({JobOutcome.FAILED, JobOutcome.UNCERTAIN, JobOutcome.SKIPPED})
 
 
 class RateWindow:
@@ -84,10 +86,10 @@ class AccountRow:
 
     @property
     def failed(self) -> int:
-        """Every outcome that is not an asset: failed, uncertain, skipped, interrupted
-        (the summary tells them apart)."""
-        return sum(self.outcomes.values()) - self.outcomes[JobOutcome.DONE] \
-            - self.outcomes[JobOutcome.CACHED]
+        """Failed, uncertain and skipped jobs, as the summary lists them. Interrupted
+        ones are not failures (the next run resumes them): after Ctrl-C they only
+        leave the pending count."""
+        return sum(self.outcomes[outcome] for outcome in FAILURES)
 
 
 @dataclass(frozen=True, slots=True)

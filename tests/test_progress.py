@@ -297,6 +297,16 @@ def test_eta_ignores_cached_jobs() -> None:
     assert state.eta_s() == 0.0
 
 
+def test_interrupted_jobs_are_not_failures() -> None:
+    state = RunState(clock=lambda: T0 + 1)
+    state(Event(K.RUN_STARTED, total=3, time_s=T0))
+    for job, outcome in (("a", JobOutcome.INTERRUPTED), ("b", JobOutcome.SKIPPED),
+                         ("c", JobOutcome.UNCERTAIN)):
+        state(Event(K.QUEUED, job, "kie", time_s=T0))
+        state(Event(K.FINISHED, job, "kie", outcome=outcome, time_s=T0))
+    assert state.rows["kie"].failed == 2 and state.remaining == 0
+
+
 def test_sandbox_run_json_log(tmp_path: Path, sandbox: SandboxServer) -> None:
     manifest = write_manifest(tmp_path, """
         - id: beep_{n}
