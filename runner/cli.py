@@ -85,6 +85,17 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="where the local callback receiver listens (default 127.0.0.1:0)")
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="after Ctrl-C, keep collecting tasks in flight this long")
+    shown = run.add_argument_group("progress output (on stderr; the summary goes to stdout)")
+    shown.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a live table per provider account (default: when stderr is a "
+                            "terminal); --no-progress: one plain line per event instead")
+    shown.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="json: one JSON object per event, for CI (default: text)")
+    loudness = shown.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                          default=0, help="print only failures and the summary")
+    loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                          help="also print each job's steps (queued, polls, uploads, stored)")
     run.set_defaults(handler=cmd_run)
     from runner.report_cli import add_run_option, configure as configure_report
 
@@ -183,16 +194,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runner.progress import cli_observers
     from runner.run import RunOptions, print_summary, run_pipeline
 
+    observers, close_progress = cli_observers(log_format=args.log_format,
+                                              progress=args.progress, verbosity=args.verbosity)
     options = RunOptions(
         sandbox=args.sandbox, sandbox_url=args.sandbox_url, only=args.only, force=args.force,
         fail_fast=args.fail_fast, max_active_jobs=args.jobs, locked=args.locked,
         max_credits=args.max_credits, resubmit_uncertain=args.resubmit_uncertain,
         callback_url=args.callback_url, callback_listen=args.callback_listen,
-        grace_s=args.grace,
+        grace_s=args.grace, observers=observers,
     )
-    code, plan, result, tally = run_pipeline(args.file, options)
+    try:
+        code, plan, result, tally = run_pipeline(args.file, options)
+    finally:
+        close_progress()  # the live table's last frame, and the cursor back, before the summary
     print_summary(plan, result, tally, args.file, options)
     if args.report:
         from runner.report_cli import report_after_run

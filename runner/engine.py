@@ -78,8 +78,8 @@ class Engine:
         self._interrupts = 0
 
     async def run(self) -> RunResult:
-        self.ctx.bus.emit(Event(EventKind.RUN_STARTED, total=sum(
-            1 for p in self.jobs if p.state.needs_work)))
+        self.ctx.bus.emit(Event(EventKind.RUN_STARTED, message=self.plan.pipeline.name,
+                                total=sum(1 for p in self.jobs if p.state.needs_work)))
         self.tasks = [asyncio.create_task(self._job(p), name=p.job.id) for p in self.jobs]
         await asyncio.gather(*self.tasks)
         self.ctx.bus.emit(Event(EventKind.RUN_FINISHED))
@@ -118,6 +118,8 @@ class Engine:
             self.ctx.emit(EventKind.QUEUED, pj)
             async with self.active or contextlib.nullcontext():
                 outcome = await self._build(pj)
+            asset = self.ctx.assets.get(job.id)
+            task_id = asset.task_id if asset is not None else None
         except Finish as finish:
             outcome, message, task_id = finish.outcome, finish.message, finish.task_id
         except asyncio.CancelledError:

@@ -97,6 +97,7 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
         loop.call_soon_threadsafe(lambda: ctx.emit(EventKind.STITCH_PROGRESS, pj, done=done,
                                                    total=total))
 
+    progress(0, len(inputs))  # decoding comes first: show the bar from the start
     try:
         result = await asyncio.to_thread(stitch, inputs, tmp, settings,
                                          sidecar_path=sidecar_tmp, progress=progress)

@@ -518,3 +518,26 @@ def test_injected_clock_and_sleep() -> None:
         return state["t"]
 
     assert asyncio.run(main()) == 20.0
+
+
+def test_cancelling_every_waiter_at_once_leaves_the_gate_usable() -> None:
+    """Ctrl-C's grace period ends by cancelling all waiting jobs in one go."""
+    from runner.limits import SlidingWindow
+    from runner.testing.clock import run_virtual
+
+    async def scenario() -> int:
+        window = SlidingWindow(2, 10.0)
+        for _ in range(2):
+            (await window.acquire()).answered()
+        waiters = [asyncio.ensure_future(window.acquire()) for _ in range(20)]
+        await asyncio.sleep(1.0)
+        for task in waiters:
+            task.cancel()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+        assert window.waiting == 0
+        await asyncio.sleep(10.0)
+        (await window.acquire()).answered()  # the window works after the storm
+        return window.counters.submitted
+
+    assert run_virtual(scenario()) == 3

@@ -34,7 +34,6 @@ class Gate:
         self._sleep: Sleep = sleep or asyncio.sleep
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._changed: asyncio.Future[None] | None = None
-        self._stale = 0  # cancelled waiters not yet popped: leaving is O(1), not a scan
 
     def _delay_s(self, now: float) -> float:
         """0 when one may be taken now; else seconds to wait (inf: until a change)."""
@@ -45,7 +44,9 @@ class Gate:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters) - self._stale
+        # Cancelled waiters stay queued until they reach the head (leaving is O(1));
+        # counting them out is O(n), fine for a display that asks a few times a second.
+        return sum(1 for waiter in self._waiters if not waiter.cancelled())
 
     async def _enter(self) -> None:
         now = self._clock()
@@ -60,13 +61,14 @@ class Gate:
             while (delay_s := self._delay_s(now := self._clock())) > 0.0:
                 await self._wait_for_change(delay_s)
         except BaseException:
-            if self._waiters[0] is me:
+            # Many waiters may be cancelled at once (Ctrl-C's grace period ending): the
+            # first to clean up may already have popped the others' cancelled futures
+            # from the head, so `me` may be anywhere in the queue, or gone.
+            if self._waiters and self._waiters[0] is me:
                 self._waiters.popleft()
                 self._wake_head()
-            elif me.cancelled():
-                self._stale += 1  # popped when it reaches the head
-            else:
-                self._waiters.remove(me)
+            elif not me.done():
+                me.cancel()  # left in place; popped when it reaches the head
             raise
         self._waiters.popleft()
         self._take(now)
@@ -89,7 +91,6 @@ class Gate:
         waiters = self._waiters
         while waiters and waiters[0].cancelled():
             waiters.popleft()
-            self._stale -= 1
         if waiters and not waiters[0].done():
             waiters[0].set_result(None)
 

@@ -147,3 +147,22 @@ def test_a_callback_driven_run(tmp_path: Path, sandbox: SandboxServer) -> None:
     assert sandbox_stats["callbacks"]["delivered"] >= 6
     # Every job learnt its result from a callback: polling (every 30 s) never ran.
     assert "GET /api/v1/jobs/recordInfo" not in sandbox_stats["requests"]
+
+
+def test_a_budget_smaller_than_the_plan_stops_in_time(tmp_path: Path,
+                                                      sandbox: SandboxServer) -> None:
+    manifest = sfx_manifest(tmp_path, 60)  # 2 credits each: 120 planned
+    # 50 tasks in flight at once: each reserves its cost before it is sent.
+    text = manifest.read_text().replace("requests_per_window: 200, window_s: 1",
+                                        "requests_per_window: 200, window_s: 1, max_in_flight: 50")
+    manifest.write_text(text)
+    code, plan, result, tally = run(manifest, sandbox.url, max_credits=31)
+    assert plan.estimated_cost == 120
+    assert code == ExitCode.JOBS_FAILED
+    assert tally.budget_stop and "--max-credits 31" in tally.budget_stop
+    done = tally.outcomes[JobOutcome.DONE]
+    assert done == 15  # 15 x 2 = 30 fits, a 16th would make 32
+    skipped = [f for f in tally.failures if result.outcomes[f.job_id] is JobOutcome.SKIPPED]
+    assert len(skipped) == 45 and all("--max-credits 31" in f.reason for f in skipped)
+    assert stats(sandbox.url)["credits_used"]["total"] <= 31
+    assert stats(sandbox.url)["tasks"]["total"] == 15
