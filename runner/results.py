@@ -42,6 +42,8 @@ def materialize(pj: PlannedJob, asset: AssetRow, cache: ContentCache, layout: Bu
         written = write_transcript_companions(dest, blob, asset.duration_s)
     elif job.kind is JobKind.STITCH and asset.payload:
         written = write_programme_companions(dest, asset.payload)
+    for path in written.values():
+        cache.discard_leftovers(path)  # of earlier writes cut short by a kill
     companions = {kind: path.relative_to(layout.output_dir).as_posix()
                   for kind, path in written.items()}
     for relative, path in zip(companions.values(), written.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 
 from runner import atomic
 from runner.errors import StoreError
+
+# The names `runner.atomic.temp_beside` gives temp files: `.NAME.xxxxxxxx.tmp`.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,8 @@ class ContentCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.incoming = root / ".incoming"
+        # Per output folder, listed once: temp files a killed run left, by final name.
+        self._leftovers: dict[Path, dict[str, list[Path]]] = {}
 
     def blob_path(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.{ext}"
@@ -72,6 +78,7 @@ class ContentCache:
         A copy, not a hard link: a tool that edits the output in place must not
         change the cached original. Returns the output's mtime in ns.
         """
+        self.discard_leftovers(dest)
         digest = hashlib.sha256()
         with atomic.staged(dest) as tmp:
             with blob.path.open("rb") as src, tmp.open("wb") as out:
@@ -82,6 +89,17 @@ class ContentCache:
                 raise StoreError(f"cache file {blob.path} is damaged (its content no longer "
                                  "matches its name); delete it and run again")
         return dest.stat().st_mtime_ns
+
+    def discard_leftovers(self, final: Path) -> None:
+        """Remove the temp files that earlier writes of `final` left beside it when their
+        process was killed before the rename. Each folder is listed once per run (the
+        first time an output goes there), so writing N outputs stays O(N); temp files
+        this run creates later are never in that listing."""
+        folder = self._leftovers.get(final.parent)
+        if folder is None:
+            folder = self._leftovers[final.parent] = leftover_temps(final.parent)
+        for tmp in folder.pop(final.name, ()):
+            tmp.unlink(missing_ok=True)
 
     def blobs(self) -> Iterator[Blob]:
         if not self.root.is_dir():
@@ -99,6 +117,20 @@ class ContentCache:
     def clear_incoming(self) -> None:
         """Temp files of downloads cut short by a crash."""
         shutil.rmtree(self.incoming, ignore_errors=True)
+
+
+def leftover_temps(folder: Path) -> dict[str, list[Path]]:
+    """Temp files of atomic writes in `folder`, by the name of the file they were for."""
+    found: dict[str, list[Path]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet: nothing left over
+        return found
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match is not None:
+            found.setdefault(match["name"], []).append(Path(entry.path))
+    return found
 
 
 def file_digest(path: Path) -> str:

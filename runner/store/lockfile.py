@@ -14,6 +14,7 @@ from typing import Any
 
 from runner import atomic
 from runner.errors import StoreError
+from runner.store.cache import leftover_temps
 
 LOCK_VERSION = 1
 
@@ -72,6 +73,8 @@ def render_lockfile(pipeline_name: str, entries: dict[str, LockEntry]) -> str:
 def write_lockfile(path: Path, pipeline_name: str, entries: dict[str, LockEntry]) -> bool:
     """Write the lockfile if its content changed; returns whether it was written."""
     text = render_lockfile(pipeline_name, entries)
+    for tmp in leftover_temps(path.parent).get(path.name, ()):
+        tmp.unlink(missing_ok=True)  # a write of an earlier run cut short by a kill
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
