@@ -80,7 +80,8 @@ def _check_ids(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     problems = []
     first: dict[str, Job] = {}
     for job in jobs:
-        if job.segment is None and not _JOB_ID.match(job.base_id):
+        generated = job.segment is not None or job.verifies is not None  # ids made by us
+        if not generated and not _JOB_ID.match(job.base_id):
             problems.append(doc.problem(("jobs", job.template, "id"), f"job id '{job.base_id}' "
                                         "may use only letters, digits, '_', '.' and '-', "
                                         "starting with a letter or digit", job_id=job.id))

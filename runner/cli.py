@@ -48,6 +48,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                       help="plan the sandbox build (<output_dir>.sandbox) instead of the live one")
     plan.add_argument("--force", nargs="+", default=[], metavar="ID",
                       help="show these jobs as forced")
+    plan.add_argument("--recontext", action="store_true",
+                      help="count a change of a narration segment's neighbours as a change")
     plan.set_defaults(handler=cmd_plan)
 
     run = commands.add_parser(
@@ -72,6 +74,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                        help="a failed job does not stop the others (default)")
     going.add_argument("--fail-fast", dest="fail_fast", action="store_true",
                        help="stop submitting after the first failed job")
+    run.add_argument("--recontext", action="store_true",
+                     help="also regenerate narration segments whose neighbours' text changed "
+                          "(default: only segments whose own text changed)")
     run.add_argument("--locked", action="store_true",
                      help="generate nothing: exit 2 listing what would be generated")
     run.add_argument("--max-credits", type=float, default=None, metavar="N",
@@ -185,7 +190,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     pipeline = load_pipeline(args.file)
     target = Target.SANDBOX if args.sandbox else Target.LIVE
-    plan = make_plan(pipeline, layout_for(pipeline, target), force=args.force)
+    plan = make_plan(pipeline, layout_for(pipeline, target), force=args.force,
+                     recontext=args.recontext)
     if args.json:
         print(json.dumps(plan_json(plan), indent=2))
     else:
@@ -204,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast, max_active_jobs=args.jobs, locked=args.locked,
         max_credits=args.max_credits, resubmit_uncertain=args.resubmit_uncertain,
         callback_url=args.callback_url, callback_listen=args.callback_listen,
-        grace_s=args.grace, observers=observers,
+        grace_s=args.grace, observers=observers, recontext=args.recontext,
     )
     try:
         code, plan, result, tally = run_pipeline(args.file, options)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
 
 GOOD = (JobOutcome.DONE, JobOutcome.CACHED)
+# ElevenLabs accepts request ids for stitching only if they are this recent (FACTS.md §3.4),
+# with a margin for the time the request spends queued.
+REQUEST_ID_MAX_AGE_S = 2 * 3600.0 - 300.0
 
 
 @dataclass
@@ -147,7 +151,7 @@ class Engine:
     async def _build(self, pj: PlannedJob) -> JobOutcome:
         ctx = self.ctx
         # A forced job pays for a new take on purpose: the cache does not answer for it.
-        asset = None if pj.state is State.FORCED else (
+        asset = None if pj.state.new_take else (
             ctx.journal.asset(pj.key) or self._adopt_locked(pj))
         outcome = JobOutcome.DONE
         if asset is not None and ctx.cache.get(asset.sha256, asset.ext) is not None:
@@ -194,7 +198,19 @@ class Engine:
             from runner.narrate import stitch_job
 
             return await stitch_job(self.ctx, pj, self.plan)
-        return await produce(self.ctx, pj, await self._request(pj))
+        request = await self._request(pj)
+        try:
+            return await produce(self.ctx, pj, request)
+        except Finish as finish:
+            if "previous_request_ids" not in request.input or "request id" not in finish.message:
+                raise
+            # The provider no longer accepts the earlier requests' ids (too old, or
+            # made elsewhere): nothing was generated; the neighbours' text still applies.
+            self.ctx.emit(EventKind.RETRY, pj, message=f"{finish.message}; retrying with the "
+                          "neighbours' text only", delay_s=0.0)
+            payload = {k: v for k, v in request.input.items() if k != "previous_request_ids"}
+            return await produce(self.ctx, pj, Request(request.job_id, request.model, payload,
+                                                       request.callback_url, request.audio_file))
 
     async def _request(self, pj: PlannedJob) -> Request:
         job = pj.job
@@ -202,8 +218,23 @@ class Engine:
         callback = None
         if self.ctx.callbacks is not None and account.config.family is Family.MARKET:
             callback = self.ctx.callbacks.url
-        request = Request(job.id, job.model, dict(job.input), callback)
+        payload = dict(job.input)
+        request_ids = self._request_ids(job.context_from)
+        if request_ids:
+            payload["previous_request_ids"] = request_ids
+        request = Request(job.id, job.model, payload, callback)
         return await prepare_audio(self.ctx, pj, request)
+
+    def _request_ids(self, previous: tuple[str, ...]) -> list[str]:
+        """ElevenLabs request stitching: the request ids of the segments before this
+        one, if fresh enough (younger than 2 hours); else the text context applies."""
+        ids = []
+        for job_id in previous:
+            asset = self.ctx.assets.get(job_id)
+            if asset is not None and asset.task_id and \
+                    time.time() - asset.created_at < REQUEST_ID_MAX_AGE_S:
+                ids.append(asset.task_id)
+        return ids[-3:]
 
     def _finish(self, pj: PlannedJob, asset: AssetRow) -> None:
         entry = materialize(pj, asset, self.ctx.cache, self.ctx.layout, self.ctx.journal)

@@ -30,6 +30,7 @@ class EventKind(StrEnum):
     FINISHED = "finished"  # the job's one outcome
     ACCOUNT_STOPPED = "account_stopped"
     BUDGET_STOPPED = "budget_stopped"
+    WARNING = "warning"  # done, but a person should look (e.g. a segment's transcript differs)
     RUN_FINISHED = "run_finished"
 
 
@@ -81,6 +82,7 @@ class Tally:
     failures: list[Failure] = field(default_factory=list)
     stopped_accounts: dict[str, str] = field(default_factory=dict)
     budget_stop: str | None = None
+    warnings: list[str] = field(default_factory=list)
     started_s: float = field(default_factory=time.time)
     finished_s: float | None = None
 
@@ -105,6 +107,8 @@ class Tally:
             self.stopped_accounts[event.provider] = event.message
         elif event.kind is EventKind.BUDGET_STOPPED:
             self.budget_stop = event.message
+        elif event.kind is EventKind.WARNING:
+            self.warnings.append(f"{event.job_id}: {event.message}")
         elif event.kind is EventKind.RUN_FINISHED:
             self.finished_s = event.time_s
 

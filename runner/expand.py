@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import functools
 import itertools
-import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from runner.accounts import DEFAULT_FOR_FAMILY
 from runner.errors import Problem
 from runner.manifest import (
-    AudioKind, AudioSource, Job, JobKind, NarrationSpec, Pipeline, Segment,
+    AudioKind,
+    AudioSource,
+    Job,
+    JobKind,
+    Pipeline,
 )
 from runner.models import MODELS, Kind, ModelInfo
+from runner.programmes import programme_jobs
 from runner.schemas import suggest
 
 DocPath = tuple[str | int, ...]
@@ -30,6 +33,7 @@ _WHOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
 # Fields of a TTS request that carry the neighbours' text: sent, but (by default)
 # not part of the cache key, so editing one paragraph regenerates that paragraph only.
 CONTEXT_FIELDS = ("previous_text", "next_text")
+REQUEST_ID_FIELDS = ("previous_request_ids", "next_request_ids")
 OUTPUT_VARS = ("id", "variant", "ext")
 
 
@@ -74,6 +78,10 @@ def _default_provider(ctx: _Context, model: ModelInfo) -> str:
     if account is not None and account.family is model.family:
         return account.name
     return DEFAULT_FOR_FAMILY[model.family]
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def matrix_rows(matrix: Any) -> list[dict[str, Any]]:
@@ -146,7 +154,8 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
         return
     for row in rows:
         unknown: set[str] = set()
-        sub = (lambda v: substitute(v, row, unknown)) if has_matrix else (lambda v: v)
+        sub: Any = functools.partial(substitute, row=row, unknown=unknown) if has_matrix \
+            else _identity
         job_id = str(sub(t["id"]))
         provider = str(sub(t.get("provider")) or _default_provider(ctx, model))
         own_input = sub(t.get("input") or {})
@@ -159,10 +168,13 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
                         f"{', '.join(row) or 'none'} (write {{{{ and }}}} for literal braces)",
                         job_id)
         audio = _audio_source(ctx, model, t, sub, request, base, job_id)
-        common = dict(template=index, model=model, provider=provider, freeze=bool(t.get("freeze")),
-                      matrix=row, notes=str(t.get("notes", "")))
-        if "narration" in t:
-            yield from _narration_jobs(ctx, t, sub, request, job_id, base, common, variants)
+        common = {"template": index, "model": model, "provider": provider,
+                  "freeze": bool(t.get("freeze")), "matrix": row, "notes": str(t.get("notes", ""))}
+        if "narration" in t or "dialogue" in t:
+            yield from programme_jobs(
+                ctx, t, sub, request, job_id, base, common, variants,
+                output_for=functools.partial(_output, ctx, t, sub, base, job_id, 1, 1),
+                format_of=functools.partial(_format, model))
             continue
         fmt = _format(model, request)
         for variant in range(1, variants + 1):
@@ -235,72 +247,3 @@ def _audio_source(ctx: _Context, model: ModelInfo, t: dict[str, Any], sub: Any,
         ctx.problem((*base, "audio"), f"no such audio file: {value} (looked for {path})", job_id)
         return None
     return AudioSource(AudioKind.FILE, str(path))
-
-
-def _narration_spec(ctx: _Context, raw: dict[str, Any], base: DocPath,
-                    job_id: str) -> NarrationSpec | None:
-    text = raw.get("text")
-    text_file = raw.get("text_file")
-    if text_file is not None:
-        path = ctx.pipeline.path.parent / str(text_file)
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except FileNotFoundError:
-            ctx.problem((*base, "narration", "text_file"), f"no such text file: {text_file}",
-                        job_id)
-            return None
-        except UnicodeDecodeError as exc:
-            ctx.problem((*base, "narration", "text_file"), f"{text_file} is not UTF-8 "
-                        f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})", job_id)
-            return None
-    if not isinstance(text, str) or not text.strip():
-        ctx.problem((*base, "narration"), "the narration text is empty", job_id)
-        return None
-    fields = {k: v for k, v in raw.items() if k not in ("text", "text_file")}
-    return NarrationSpec(text=text, text_file=str(text_file) if text_file else None, **fields)
-
-
-def _narration_jobs(ctx: _Context, t: dict[str, Any], sub: Any, request: dict[str, Any],
-                    job_id: str, base: DocPath, common: dict[str, Any],
-                    variants: int) -> Iterator[Job]:
-    from runner.narration import neighbour_context, split_text
-
-    model: ModelInfo = common["model"]
-    if model.kind is not Kind.SPEECH:
-        ctx.problem((*base, "model"), f"a narration needs a text-to-speech model; {model.id} "
-                    "is not one", job_id)
-        return
-    if variants != 1:
-        ctx.problem((*base, "variants"), "variants are not supported for narration jobs; "
-                    "use a matrix (e.g. over voices) instead", job_id)
-        return
-    raw = sub(t["narration"])
-    max_chars = raw.get("max_chars", 1500) if isinstance(raw, dict) else None
-    if not isinstance(max_chars, int) or not 50 <= max_chars <= 5000:
-        return  # the structure check has reported it
-    spec = _narration_spec(ctx, raw, base, job_id)
-    if spec is None:
-        return
-    segments = split_text(spec.text, spec.max_chars)
-    seg_format = _format(model, request)
-    fmt = spec.output_format or seg_format
-    output = _output(ctx, t, sub, base, job_id, 1, 1, fmt)
-    if output is None:
-        return
-    stem = posixpath.splitext(output)[0]
-    seg_ids = []
-    for i, segment in enumerate(segments):
-        previous_text, next_text = neighbour_context(segments, i)
-        seg_input = {**plain_copy(request), "text": segment.text}
-        if previous_text:
-            seg_input["previous_text"] = previous_text
-        if next_text:
-            seg_input["next_text"] = next_text
-        seg_id = f"{job_id}/{i + 1:03d}"
-        seg_ids.append(seg_id)
-        yield Job(id=seg_id, kind=JobKind.GENERATE, input=seg_input,
-                  output=f"{stem}.segments/{i + 1:03d}.{extension_for(seg_format)}",
-                  format=seg_format, segment=Segment(job_id, i, segment.paragraph_index),
-                  **common)
-    yield Job(id=job_id, kind=JobKind.STITCH, input={}, output=output, format=fmt,
-              narration=spec, depends_on=tuple(seg_ids), **common)

@@ -47,9 +47,20 @@ class AudioSource:
 
 
 @dataclass(frozen=True, slots=True)
-class NarrationSpec:
+class DialogueLine:
     text: str
-    text_file: str | None
+    voice: str | None = None
+    input: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationSpec:
+    """A programme made of TTS segments: a narration (one text, split) or a dialogue
+    (ordered lines, each with its own voice and settings), and how to stitch it."""
+
+    text: str
+    text_file: str | None = None
+    lines: tuple[DialogueLine, ...] = ()  # a dialogue's lines; empty for a narration
     max_chars: int = 1500
     gap_ms: int = 250
     paragraph_gap_ms: int = 750
@@ -59,6 +70,15 @@ class NarrationSpec:
     loudness_lufs: float = -16.0
     output_format: str | None = None
     subtitles: bool = True
+    # How segments learn their neighbours: text (previous_text/next_text), request
+    # ids (ElevenLabs request stitching, segments then run in order), or auto.
+    context: str = "auto"
+    verify: str | None = None  # "transcript": transcribe each segment, report its WER
+    max_wer: float = 0.15
+
+    @property
+    def is_dialogue(self) -> bool:
+        return bool(self.lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +109,11 @@ class Job:
     depends_on: tuple[str, ...] = ()
     narration: NarrationSpec | None = None
     segment: Segment | None = None
+    # ElevenLabs request stitching: the segments whose request ids go in
+    # previous_request_ids (the engine fills them when those are fresh).
+    context_from: tuple[str, ...] = ()
+    # A segment's transcription check (verify: transcript): the segment it checks.
+    verifies: str | None = None
     matrix: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 

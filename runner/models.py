@@ -45,6 +45,8 @@ class ModelInfo:
     # transcribe, for a public URL and for local bytes (None: upload, then URL).
     audio_url_field: str | None = None
     audio_file_field: str | None = None
+    # Speech models: the input field naming the voice (dialogue lines set it).
+    voice_field: str | None = None
 
     @property
     def schema_name(self) -> str:
@@ -63,6 +65,7 @@ MODELS: dict[str, ModelInfo] = {
             "elevenlabs/text-to-speech-turbo-2-5", Family.MARKET, Kind.SPEECH,
             format_field=None, default_format="mp3_44100_128",
             summary="ElevenLabs Turbo v2.5 text to speech on the market jobs API",
+            voice_field="voice",
         ),
         ModelInfo(
             "elevenlabs/sound-effect-v2", Family.MARKET, Kind.SOUND_EFFECT,
@@ -84,11 +87,13 @@ MODELS: dict[str, ModelInfo] = {
             "text-to-speech", Family.ELEVENLABS, Kind.SPEECH,
             format_field="output_format", default_format="mp3_44100_128",
             summary="ElevenLabs direct: POST /v1/text-to-speech/{voice_id}",
+            voice_field="voice_id",
         ),
         ModelInfo(
             "text-to-speech-with-timestamps", Family.ELEVENLABS, Kind.SPEECH,
             format_field="output_format", default_format="mp3_44100_128",
             summary="ElevenLabs direct: POST /v1/text-to-speech/{voice_id}/with-timestamps",
+            voice_field="voice_id",
         ),
         ModelInfo(
             "sound-generation", Family.ELEVENLABS, Kind.SOUND_EFFECT,

@@ -11,6 +11,7 @@ asset, so a restore from the cache brings them back too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from runner.audioformat import FormatSpec
@@ -24,7 +25,7 @@ from runner.store.journal import AssetRow
 
 
 def _subtitles(ctx: RunContext, segments: list[PlannedJob], sidecar: dict[str, Any],
-               duration_s: float) -> dict[str, str]:
+               duration_s: float, dialogue: bool) -> dict[str, str]:
     """SRT and VTT for the programme: word timings where every segment has them,
     otherwise one cue per segment placed by the sidecar."""
     from runner.subtitles import (
@@ -43,7 +44,12 @@ def _subtitles(ctx: RunContext, segments: list[PlannedJob], sidecar: dict[str, A
         if alignment is None:
             per_segment = {}
             break
-        per_segment[seg.job.id] = words_from_alignment(alignment)
+        words = words_from_alignment(alignment)
+        voice_field = seg.job.model.voice_field
+        speaker = seg.job.input.get(voice_field) if dialogue and voice_field else None
+        if speaker:  # a dialogue's cues say who speaks (VTT voice tags)
+            words = [dataclasses.replace(w, speaker=str(speaker)) for w in words]
+        per_segment[seg.job.id] = words
     if per_segment:
         cues = make_cues(shift_words(per_segment, sidecar), audio_duration_s=duration_s)
     else:
@@ -66,6 +72,30 @@ def _alignment(payload: Any) -> dict[str, Any] | None:
     return None
 
 
+def _verify(ctx: RunContext, pj: PlannedJob, checks: list[PlannedJob],
+            texts: dict[str, str], max_wer: float) -> dict[str, Any]:
+    """Each segment's word error rate against its own transcript; warns above `max_wer`."""
+    from runner.transcripts import parse_stt
+    from runner.wer import wer
+
+    by_segment: dict[str, float] = {}
+    for check in checks:
+        segment_id = str(check.job.verifies)
+        asset = ctx.assets.get(check.job.id)
+        blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
+        if blob is None:
+            continue
+        heard = parse_stt(blob.path.read_bytes()).text
+        by_segment[segment_id] = round(wer(texts[segment_id], heard), 4)
+    above = {s: w for s, w in by_segment.items() if w > max_wer}
+    if above:
+        worst = ", ".join(f"{s} ({w:.0%})" for s, w in sorted(above.items()))
+        ctx.emit(EventKind.WARNING, pj, message=(
+            f"{len(above)} segment(s) above the word error rate {max_wer:.0%}: {worst}; "
+            f"listen, and regenerate with --force {' '.join(sorted(above))}"))
+    return {"max_wer": max_wer, "wer": by_segment, "above": sorted(above)}
+
+
 async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
     from runner.stitch import SegmentInput, StitchSettings, stitch
 
@@ -73,7 +103,8 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
     spec = job.narration
     assert spec is not None
     by_id = {p.job.id: p for p in plan.jobs}
-    segments = [by_id[dep] for dep in job.depends_on]
+    segments = [by_id[dep] for dep in job.depends_on if by_id[dep].job.segment is not None]
+    checks = [by_id[dep] for dep in job.depends_on if by_id[dep].job.verifies is not None]
     inputs = []
     for seg in segments:
         asset = ctx.assets.get(seg.job.id)
@@ -107,8 +138,12 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
         tmp.unlink(missing_ok=True)
         sidecar_tmp.unlink(missing_ok=True)
     payload: dict[str, Any] = {"sidecar": result.sidecar}
+    if checks:
+        texts = {seg.job.id: str(seg.job.input.get("text", "")) for seg in segments}
+        result.sidecar["verify"] = _verify(ctx, pj, checks, texts, spec.max_wer)
     if spec.subtitles:
-        payload["subtitles"] = _subtitles(ctx, segments, result.sidecar, result.info.duration_s)
+        payload["subtitles"] = _subtitles(ctx, segments, result.sidecar, result.info.duration_s,
+                                          spec.is_dialogue)
     ctx.journal.record_asset(pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext,
                              duration_s=result.info.duration_s, credits=0.0, task_id=None,
                              result_url=None, payload=payload)

@@ -91,8 +91,34 @@ def _audio_source() -> dict[str, Any]:
     }
 
 
-def _narration() -> dict[str, Any]:
+def _programme_settings() -> dict[str, Any]:
+    """How segments are generated and stitched: shared by narrations and dialogues."""
     ms = {"type": "integer", "minimum": 0, "maximum": 60_000}
+    return {
+        "gap_ms": {**ms, "default": 250,
+                   "description": "Silence between segments of one paragraph (or line)."},
+        "paragraph_gap_ms": {**ms, "default": 750,
+                             "description": "Silence between paragraphs (dialogue: lines)."},
+        "crossfade_ms": {**ms, "default": 0, "description": "Overlap at seams with no gap."},
+        "fade_ms": {**ms, "default": 10, "description": "Fade in/out at every seam."},
+        "trim_silence": {"type": "boolean", "default": True},
+        "loudness_lufs": {"type": "number", "minimum": -40, "maximum": -5, "default": -16,
+                          "description": "Integrated loudness of the whole programme."},
+        "output_format": {"type": "string",
+                          "description": "Format of the stitched file (default: the segments')."},
+        "subtitles": {"type": "boolean", "default": True},
+        "context": {"enum": ["auto", "text", "request_ids"], "default": "auto",
+                    "description": "How a segment hears its neighbours: previous_text/next_text, "
+                                   "or ElevenLabs request ids (segments then run in order); "
+                                   "auto: request ids on the ElevenLabs API, text elsewhere."},
+        "verify": {"enum": ["transcript"],
+                   "description": "Transcribe every segment and report its word error rate."},
+        "max_wer": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.15,
+                    "description": "Segments above this word error rate are reported."},
+    }
+
+
+def _narration() -> dict[str, Any]:
     return {
         "type": "object",
         "additionalProperties": False,
@@ -103,14 +129,31 @@ def _narration() -> dict[str, Any]:
             "text_file": {"type": "string", "minLength": 1,
                           "description": "A UTF-8 text file, relative to the manifest."},
             "max_chars": {"type": "integer", "minimum": 50, "maximum": 5000, "default": 1500},
-            "gap_ms": {**ms, "default": 250},
-            "paragraph_gap_ms": {**ms, "default": 750},
-            "crossfade_ms": {**ms, "default": 0},
-            "fade_ms": {**ms, "default": 10},
-            "trim_silence": {"type": "boolean", "default": True},
-            "loudness_lufs": {"type": "number", "minimum": -40, "maximum": -5, "default": -16},
-            "output_format": {"type": "string"},
-            "subtitles": {"type": "boolean", "default": True},
+            **_programme_settings(),
+        },
+    }
+
+
+def _dialogue() -> dict[str, Any]:
+    line = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["text"],
+        "properties": {
+            "text": {"type": "string", "minLength": 1},
+            "voice": {"type": "string", "minLength": 1,
+                      "description": "The line's voice (the model's voice field)."},
+            "input": {"type": "object", "description": "Settings for this line only."},
+        },
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["lines"],
+        "description": "Ordered lines, each with its own voice and settings, stitched in order.",
+        "properties": {
+            "lines": {"type": "array", "minItems": 1, "items": line},
+            **_programme_settings(),
         },
     }
 
@@ -148,6 +191,7 @@ def _job() -> dict[str, Any]:
                        "description": "Keep the locked asset even if the input changes."},
             "audio": _audio_source(),
             "narration": _narration(),
+            "dialogue": _dialogue(),
             "notes": {"type": "string"},
         },
     }

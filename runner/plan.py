@@ -4,8 +4,9 @@ A job's cache key is the sha256 of the canonical JSON of what was asked: the
 target (live or sandbox), provider family, model, the input with the schema's
 defaults filled in, the variant, the audio it hears, and the keys of the jobs it
 depends on. Neighbour context sent with narration segments (`previous_text`,
-`next_text`) is left out unless asked (`recontext`): editing one paragraph
-regenerates that paragraph, not its neighbours.
+`next_text`) is left out: editing one paragraph regenerates that paragraph, not
+its neighbours. Each segment's context has its own digest, kept in the lockfile;
+with `recontext`, a segment whose context digest changed is regenerated too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from runner.expand import CONTEXT_FIELDS
+from runner.expand import CONTEXT_FIELDS, REQUEST_ID_FIELDS
 from runner.layout import BuildLayout
 from runner.manifest import AudioKind, Job, JobKind, Pipeline
 from runner.pricing import Price, estimate, price_table
@@ -34,12 +35,18 @@ class State(StrEnum):
     CHANGED = "changed"
     FORCED = "forced"
     RESTORE = "restore"  # same request, but the output file is missing or altered
+    RECONTEXT = "context changed"  # a segment's neighbours changed (runner run --recontext)
     UP_TO_DATE = "up to date"
     FROZEN = "frozen"  # changed, but `freeze: true` keeps the locked asset
 
     @property
     def needs_work(self) -> bool:
-        return self in (State.NEW, State.CHANGED, State.FORCED, State.RESTORE)
+        return self in (State.NEW, State.CHANGED, State.FORCED, State.RESTORE, State.RECONTEXT)
+
+    @property
+    def new_take(self) -> bool:
+        """A new take is wanted although the same request may be in the cache."""
+        return self in (State.FORCED, State.RECONTEXT)
 
 
 @dataclass(slots=True)
@@ -85,8 +92,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def key_document(job: Job, target: str, upstream: list[str], audio_digest: str | None,
-                 recontext: bool = False) -> dict[str, Any]:
+def key_document(job: Job, target: str, upstream: list[str],
+                 audio_digest: str | None) -> dict[str, Any]:
     """What a job's cache key is the hash of (shown by `runner plan --json --explain`)."""
     doc: dict[str, Any] = {
         "v": KEY_VERSION,
@@ -103,8 +110,10 @@ def key_document(job: Job, target: str, upstream: list[str], audio_digest: str |
         doc["stitch"] = {**settings, "format": job.format}
         return doc
     request = job.input
-    if job.segment is not None and not recontext:
+    if job.segment is not None:
         request = {k: v for k, v in request.items() if k not in CONTEXT_FIELDS}
+    # Request ids are filled at run time and change with every take: never part of a key.
+    request = {k: v for k, v in request.items() if k not in REQUEST_ID_FIELDS}
     doc["input"] = fill_defaults(job.model, request)
     if job.audio is not None:
         doc["audio"] = {"kind": job.audio.kind.value,
@@ -113,11 +122,20 @@ def key_document(job: Job, target: str, upstream: list[str], audio_digest: str |
     return doc
 
 
+def context_digest(job: Job) -> str | None:
+    """A narration segment's neighbour context, hashed (None for other jobs)."""
+    if job.segment is None:
+        return None
+    context = {k: job.input.get(k) for k in CONTEXT_FIELDS}
+    return hashlib.sha256(canonical_json(context)).hexdigest()[:16]
+
+
 def _narration_settings(job: Job) -> dict[str, Any]:
     assert job.narration is not None
     spec = job.narration
+    # The words are in the segments' keys (upstream); here only how they are joined.
     return {name: getattr(spec, name) for name in spec.__slots__
-            if name not in ("text", "text_file")}
+            if name not in ("text", "text_file", "lines")}
 
 
 def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str] = (),
@@ -139,10 +157,13 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
             audio_digest = digests.get(job.audio.value) or file_sha256(Path(job.audio.value))
             digests[job.audio.value] = audio_digest
         upstream = [keys[d] for d in job.depends_on if d in keys]
-        doc = key_document(job, layout.target.value, upstream, audio_digest, recontext)
+        doc = key_document(job, layout.target.value, upstream, audio_digest)
         key = hashlib.sha256(canonical_json(doc)).hexdigest()
         entry = locked.get(job.id)
         state = _state(job, key, entry, layout, forced, outputs)
+        if recontext and state is State.UP_TO_DATE and entry is not None \
+                and entry.context is not None and entry.context != context_digest(job):
+            state = State.RECONTEXT  # its neighbours' text changed, and that was asked for
         if state is State.FROZEN and entry is not None:
             key = entry.key  # dependents build on the asset that is kept
         keys[job.id] = key

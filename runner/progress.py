@@ -57,7 +57,8 @@ MAX_BARS = 6  # more stitches at once are summarised in one line
 MAX_NAME = 24  # longer account names and job ids are cut
 _COLUMNS = ("submit/s", "in flight", "fetch", "pending", "done", "cached", "failed",
             "retries", "credits")
-_ALERT_KINDS = frozenset({EventKind.ACCOUNT_STOPPED, EventKind.BUDGET_STOPPED})
+_ALERT_KINDS = frozenset({EventKind.ACCOUNT_STOPPED, EventKind.BUDGET_STOPPED,
+                          EventKind.WARNING})
 
 
 def make_observers(*, stream: TextIO, is_terminal: bool, mode: Mode = "auto",

@@ -35,6 +35,7 @@ QUIET, NORMAL, VERBOSE = -1, 0, 1
 _NORMAL_KINDS = frozenset({
     EventKind.RUN_STARTED, EventKind.SUBMITTED, EventKind.RETRY, EventKind.FINISHED,
     EventKind.ACCOUNT_STOPPED, EventKind.BUDGET_STOPPED, EventKind.RUN_FINISHED,
+    EventKind.WARNING,
 })
 # Stitch progress lines at normal verbosity: about this many per stitch.
 _STITCH_STEPS = 10

@@ -17,7 +17,7 @@ from runner import atomic
 from runner.layout import BuildLayout
 from runner.manifest import JobKind
 from runner.models import Kind
-from runner.plan import PlannedJob
+from runner.plan import PlannedJob, context_digest
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.lockfile import LockEntry
@@ -59,6 +59,7 @@ def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> L
         sha256=asset.sha256, size=asset.size, created_at=iso(asset.created_at),
         task_id=asset.task_id, result_url=asset.result_url, duration_s=asset.duration_s,
         credits=asset.credits, variant=job.variant, companions=companions,
+        context=context_digest(job),
     )
 
 

@@ -51,6 +51,7 @@ class RunOptions:
     callback_url: str | None = None
     callback_listen: str | None = None
     grace_s: float = 30.0
+    recontext: bool = False  # regenerate segments whose neighbours' text changed
     observers: list[Observer] = field(default_factory=list)
     # Programmatic knobs (tests and benchmarks): the retry policy and the HTTP read timeout.
     retry_policy: RetryPolicy | None = None
@@ -138,7 +139,8 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
     sandboxed = options.sandbox or options.sandbox_url is not None
     layout = layout_for(pipeline, Target.SANDBOX if sandboxed else Target.LIVE)
     with Journal(layout.journal) as journal:
-        plan = make_plan(pipeline, layout, force=options.force, outputs=journal.outputs())
+        plan = make_plan(pipeline, layout, force=options.force, recontext=options.recontext,
+                         outputs=journal.outputs())
         if options.locked and plan.to_generate:
             names = ", ".join(p.job.id for p in plan.to_generate[:20])
             more = f" and {len(plan.to_generate) - 20} more" if len(plan.to_generate) > 20 else ""

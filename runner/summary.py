@@ -38,6 +38,8 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
         lines.append(f"account '{account}' stopped: {reason}")
     if tally.budget_stop:
         lines.append(f"budget stopped the run: {tally.budget_stop}")
+    for warning in tally.warnings:
+        lines.append(f"warning: {warning}")
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for failure in tally.failures:
         outcome = result.outcomes.get(failure.job_id, JobOutcome.FAILED).value

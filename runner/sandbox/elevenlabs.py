@@ -173,6 +173,9 @@ async def _tts(request: Request, *, with_timestamps: bool) -> Response:
         raise _Refused(detail(400, "max_character_limit_exceeded", f"Text is too long: at most "
                               f"{_TTS_LIMITS[model_id]} characters for {model_id}."))
     _check_request_ids(sandbox, body)
+    for field in ("previous_request_ids", "next_request_ids"):
+        if body.get(field):
+            sandbox.state.stats.stitched[field] += 1
     _faults(sandbox)
     cost = float(len(text))
     _admit(sandbox, account, cost)

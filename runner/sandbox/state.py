@@ -97,6 +97,8 @@ class Stats:
         self.credits_used: dict[str, float] = {}
         self.callbacks: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        # ElevenLabs request stitching: requests that named earlier requests by id.
+        self.stitched: Counter[str] = Counter()
         self.peak_concurrent = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -120,6 +122,7 @@ class Stats:
                              **{k: round(v, 4) for k, v in self.credits_used.items()}},
             "callbacks": dict(self.callbacks),
             "faults": dict(self.faults),
+            "request_stitching": dict(self.stitched),
         }
 
 

@@ -33,6 +33,8 @@ class LockEntry:
     duration_s: float | None = None
     credits: float | None = None
     variant: int = 1
+    # Narration segments: digest of the neighbours' text the take was made with.
+    context: str | None = None
     # Extra files written beside the output (transcript .txt/.srt/.vtt, narration sidecar).
     companions: dict[str, str] = field(default_factory=dict)
 
