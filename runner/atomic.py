@@ -14,22 +14,40 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+_KNOWN_FOLDERS: set[Path] = set()
+
+
 def temp_beside(final: Path, suffix: str = ".tmp") -> Path:
     """A new, empty, uniquely named hidden file in `final`'s folder.
 
     Created with mode 0o666 less the umask, like any new file, because it becomes
     the output: `tempfile.mkstemp` would leave the published file private (0o600).
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.parent not in _KNOWN_FOLDERS:  # one mkdir per folder and process, not per file
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _KNOWN_FOLDERS.add(final.parent)
     for _ in range(100):
         tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        except FileNotFoundError:  # the folder was removed since it was made
+            final.parent.mkdir(parents=True, exist_ok=True)
+            continue
         os.close(fd)
         return tmp
     raise FileExistsError(f"no free temporary name beside {final}")
+
+
+def temp_name(final: Path, suffix: str = ".tmp") -> Path:
+    """A fresh temp file name beside `final`, not created: the writer creates it
+    exclusively (open mode "xb"). One file-system operation fewer per file than
+    `temp_beside`, which matters on the hot path of a 10,000-job run."""
+    if final.parent not in _KNOWN_FOLDERS:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _KNOWN_FOLDERS.add(final.parent)
+    return final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -45,10 +63,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def commit(tmp: Path, final: Path) -> None:
-    """fsync `tmp`, rename it over `final`, fsync the folder."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
+def commit(tmp: Path, final: Path, *, synced: bool = False) -> None:
+    """fsync `tmp` (unless the writer already did: `synced`), rename it over `final`,
+    fsync the folder."""
+    if not synced:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, final)
     _fsync_dir(final.parent)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from runner.manifest import JobKind
 from runner.models import Family
 from runner.plan import Plan, PlannedJob, State
 from runner.providers.base import Request
-from runner.results import materialize
+from runner.results import record, write_files
 from runner.retry import JobOutcome
 from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
@@ -84,7 +85,14 @@ class Engine:
     async def run(self) -> RunResult:
         self.ctx.bus.emit(Event(EventKind.RUN_STARTED, message=self.plan.pipeline.name,
                                 total=sum(1 for p in self.jobs if p.state.needs_work)))
-        self.tasks = [asyncio.create_task(self._job(p), name=p.job.id) for p in self.jobs]
+        for p in self.jobs:
+            if not p.state.needs_work:
+                # Up to date or frozen: no task; dependents fetch its asset if they need it.
+                if p.locked is not None:
+                    self.ctx.locked_keys[p.job.id] = p.locked.key
+                self.done[p.job.id].set()
+        self.tasks = [asyncio.create_task(self._job(p), name=p.job.id)
+                      for p in self.jobs if p.state.needs_work]
         await asyncio.gather(*self.tasks)
         self.ctx.bus.emit(Event(EventKind.RUN_FINISHED))
         return self.result
@@ -109,6 +117,7 @@ class Engine:
         outcome: JobOutcome | None = None
         message = ""
         task_id: str | None = None
+        recorded = False
         try:
             for dep in job.depends_on:
                 if dep in self.done:
@@ -116,14 +125,12 @@ class Engine:
                     if self.result.outcomes.get(dep, JobOutcome.DONE) not in GOOD:
                         raise Finish(JobOutcome.SKIPPED, f"its input '{dep}' was not built "
                                                          f"({self.result.outcomes[dep].value})")
-            if not pj.state.needs_work:
-                self._keep_locked(pj)
-                return
             self.ctx.emit(EventKind.QUEUED, pj)
             async with self.active or contextlib.nullcontext():
-                outcome = await self._build(pj)
+                outcome = await self._build(pj)  # journals the outcome with the output
             asset = self.ctx.assets.get(job.id)
             task_id = asset.task_id if asset is not None else None
+            recorded = True
         except Finish as finish:
             outcome, message, task_id = finish.outcome, finish.message, finish.task_id
         except asyncio.CancelledError:
@@ -133,20 +140,14 @@ class Engine:
         finally:
             if outcome is not None:
                 self.result.outcomes[job.id] = outcome
-                self.ctx.journal.record_outcome(job.id, pj.key, outcome.value, message, task_id)
+                if not recorded:
+                    self.ctx.journal.record_outcome(job.id, pj.key, outcome.value, message,
+                                                    task_id)
                 self.ctx.bus.emit(Event(EventKind.FINISHED, job.id, job.provider,
                                         outcome=outcome, message=message, task_id=task_id))
                 if outcome is JobOutcome.FAILED and self.fail_fast:
                     self.ctx.stopping.set()
             self.done[job.id].set()
-
-    def _keep_locked(self, pj: PlannedJob) -> None:
-        """An up-to-date or frozen job: nothing to do but tell dependents what it holds."""
-        entry = pj.locked
-        if entry is not None:
-            asset = self.ctx.journal.asset(entry.key)
-            if asset is not None:
-                self.ctx.assets[pj.job.id] = asset
 
     async def _build(self, pj: PlannedJob) -> JobOutcome:
         ctx = self.ctx
@@ -176,7 +177,7 @@ class Engine:
                     JobOutcome.FAILED, str(error) or type(error).__name__))
                 raise
             future.set_result(asset)
-        self._finish(pj, asset)
+        await self._finish(pj, asset, outcome)
         return outcome
 
     def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
@@ -188,10 +189,12 @@ class Engine:
         ext = entry.output.rsplit(".", 1)[-1]
         if self.ctx.cache.get(entry.sha256, ext) is None:
             return None
-        self.ctx.journal.record_asset(pj.key, sha256=entry.sha256, size=entry.size, ext=ext,
-                                      duration_s=entry.duration_s, credits=entry.credits,
-                                      task_id=entry.task_id, result_url=entry.result_url)
-        return self.ctx.journal.asset(pj.key)
+        made = dt.datetime.strptime(entry.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC).timestamp()  # the take keeps its own date
+        return self.ctx.journal.record_asset(
+            pj.key, sha256=entry.sha256, size=entry.size, ext=ext, duration_s=entry.duration_s,
+            credits=entry.credits, task_id=entry.task_id, result_url=entry.result_url,
+            created_at=made)
 
     async def _produce(self, pj: PlannedJob) -> AssetRow:
         if pj.job.kind is JobKind.STITCH:
@@ -230,16 +233,18 @@ class Engine:
         one, if fresh enough (younger than 2 hours); else the text context applies."""
         ids = []
         for job_id in previous:
-            asset = self.ctx.assets.get(job_id)
+            asset = self.ctx.asset_of(job_id)
             if asset is not None and asset.task_id and \
                     time.time() - asset.created_at < REQUEST_ID_MAX_AGE_S:
                 ids.append(asset.task_id)
         return ids[-3:]
 
-    def _finish(self, pj: PlannedJob, asset: AssetRow) -> None:
-        entry = materialize(pj, asset, self.ctx.cache, self.ctx.layout, self.ctx.journal)
-        self.ctx.assets[pj.job.id] = asset
-        self.result.lock_entries[pj.job.id] = entry
+    async def _finish(self, pj: PlannedJob, asset: AssetRow, outcome: JobOutcome) -> None:
+        ctx = self.ctx
+        written = await asyncio.to_thread(write_files, pj, asset, ctx.cache, ctx.layout)
+        self.result.lock_entries[pj.job.id] = record(pj, asset, written, ctx.journal)
+        ctx.journal.record_outcome(pj.job.id, pj.key, outcome.value, "", asset.task_id)
+        ctx.assets[pj.job.id] = asset
 
 
 def states_needing_work(plan: Plan) -> list[PlannedJob]:

@@ -54,13 +54,40 @@ class Finish(Exception):
 
 class LatencyEstimate:
     """How long this account's tasks take (EWMA): the first poll goes when the
-    result is likely ready instead of on a fixed schedule."""
+    result is likely ready instead of on a fixed schedule.
+
+    Until the first task finishes nothing is known, and every task of the first
+    wave would sleep the provider's initial interval (2 s on the market API). So
+    one task, the prober, polls quickly (0.1 s, growing) while the others wait for
+    what it learns; polls stay at about one per task.
+    """
 
     def __init__(self) -> None:
         self.mean_s: float | None = None
+        self.spread_s = 0.0  # EWMA of |observed - mean|: how much to wait beyond the mean
+        self.probing = False
+        self._learned: asyncio.Event | None = None
 
     def observe(self, seconds: float) -> None:
-        self.mean_s = seconds if self.mean_s is None else 0.8 * self.mean_s + 0.2 * seconds
+        if self.mean_s is None:
+            self.mean_s = seconds
+        else:
+            self.spread_s = 0.8 * self.spread_s + 0.2 * abs(seconds - self.mean_s)
+            self.mean_s = 0.8 * self.mean_s + 0.2 * seconds
+        if self._learned is not None:
+            self._learned.set()
+
+    async def learned_within(self, timeout_s: float) -> bool:
+        """Wait until a first latency is known, at most `timeout_s`; True if it is."""
+        if self.mean_s is not None:
+            return True
+        if self._learned is None:
+            self._learned = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._learned.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 @dataclass
@@ -93,6 +120,17 @@ class RunContext:
     budget_stopped: bool = False
     # Assets of finished jobs by job id: what dependent jobs (transcriptions) hear.
     assets: dict[str, AssetRow] = field(default_factory=dict)
+    # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
+    locked_keys: dict[str, str] = field(default_factory=dict)
+
+    def asset_of(self, job_id: str) -> AssetRow | None:
+        """The asset a job holds now: built in this run, or kept from before."""
+        asset = self.assets.get(job_id)
+        if asset is None and job_id in self.locked_keys:
+            asset = self.journal.asset(self.locked_keys[job_id])
+            if asset is not None:
+                self.assets[job_id] = asset
+        return asset
 
     def emit(self, kind: EventKind, pj: PlannedJob, **fields: Any) -> None:
         self.bus.emit(Event(kind, pj.job.id, pj.job.provider, **fields))
@@ -109,7 +147,8 @@ def job_ext(pj: PlannedJob) -> str:
 async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow:
     """Get the job's asset into the cache and the journal, resuming what a previous run began."""
     account = ctx.accounts[pj.job.provider]
-    live = ctx.journal.live_task(pj.key)
+    seen = ctx.journal.has_tasks(pj.key)  # most jobs of a run are new: no lookups then
+    live = ctx.journal.live_task(pj.key) if seen else None
     if live is not None and live.state in (TaskRowState.SUBMITTING, TaskRowState.UNCERTAIN):
         if pj.job.id not in ctx.resubmit_uncertain and "*" not in ctx.resubmit_uncertain:
             raise Finish(JobOutcome.UNCERTAIN, uncertain_message(pj, live.created_at),
@@ -127,7 +166,7 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
         return await store(ctx, account, pj, result, live.id)
     if account.adapter.synchronous:
         return await generate_sync(ctx, account, pj, request)
-    generation = ctx.journal.failed_generations(pj.key)
+    generation = ctx.journal.failed_generations(pj.key) if seen else 0
     while True:
         async with account.limiter.in_flight:
             if live is not None and live.task_id:
@@ -137,9 +176,9 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
                 row_id, task_id = await submit(ctx, account, pj, request, generation)
             status = await wait_for(ctx, account, pj, task_id, row_id)
         if status.state is TaskState.SUCCEEDED and status.result is not None:
+            # Not journaled until stored: if the run dies while downloading, the task is
+            # still `submitted` and the next run polls it again (polls cost nothing).
             result = status.result
-            ctx.journal.set_task(row_id, TaskRowState.SUCCEEDED, result=_result_json(result),
-                                 credits=result.credits)
             ctx.emit(EventKind.SUCCEEDED, pj, task_id=task_id, credits=result.credits)
             return await store(ctx, account, pj, result, row_id)
         reason = f"generation failed: {status.fail_code or ''} {status.fail_message or ''}".strip()
@@ -209,6 +248,7 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             ctx.budget.release(pj.job.id)
             _check_can_submit(ctx, account, pj)
         row_id = ctx.journal.begin_submit(pj.key, pj.job.id, account.config.name, generation)
+        await ctx.journal.durable()  # journal before network
         try:
             with slot:  # resolves the rate window from how the call ended (a 429 or not)
                 answer = await call()
@@ -242,17 +282,21 @@ async def submit(ctx: RunContext, account: Account, pj: PlannedJob, request: Req
     row_id, submitted = await _send(ctx, account, pj, generation,
                                     lambda: account.adapter.submit(request))
     ctx.journal.set_task(row_id, TaskRowState.SUBMITTED, task_id=submitted.task_id)
+    await ctx.journal.durable()  # the task id is safe before anything else is asked
     ctx.emit(EventKind.SUBMITTED, pj, task_id=submitted.task_id)
     return row_id, str(submitted.task_id)
 
 
 def poll_delay(elapsed_s: float, expected_s: float | None, account: ProviderAccount,
-               jitter: float) -> float:
-    """When to look next: just after the expected finish, then the provider's advice
-    (every few seconds at first, slower later), with ±10% jitter."""
+               jitter: float, spread_s: float = 0.0) -> float:
+    """When to look next: just after the expected finish (the mean plus its usual
+    spread), then the provider's advice (every few seconds at first, slower
+    later), with ±10% jitter."""
     policy = account.poll
-    if expected_s is not None and elapsed_s < expected_s * 1.05:
-        return max(0.05, expected_s * 1.05 - elapsed_s + 0.02)
+    if expected_s is not None:
+        first_look_s = expected_s + spread_s + 0.01
+        if elapsed_s < first_look_s:
+            return max(0.01, first_look_s - elapsed_s)
     if elapsed_s < 30:
         base = policy.initial_interval_s
     elif elapsed_s < 120:
@@ -275,15 +319,26 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
     deadline = started + account.config.poll.deadline_s
     waiter = ctx.callbacks.waiter(task_id) if ctx.callbacks is not None else None
     attempt = 0
+    latency = account.latency
+    prober, probes = False, 0
     try:
         while True:
             elapsed = ctx.clock() - started
-            delay = poll_delay(elapsed, account.latency.mean_s, account.config, random.random())
+            delay = poll_delay(elapsed, latency.mean_s, account.config, random.random(),
+                               latency.spread_s)
+            if latency.mean_s is None and not latency.probing and waiter is None:
+                latency.probing = prober = True
             if waiter is not None:
                 delay = max(delay, account.config.poll.max_interval_s)
                 status = await waiter.wait(delay)
                 if status is not None and status.state is not TaskState.PENDING:
                     return _finished(account, status, ctx.clock() - started)
+            elif prober and latency.mean_s is None:
+                await ctx.sleep(min(delay, 0.1 * 1.5 ** probes))
+                probes += 1
+            elif latency.mean_s is None:
+                if await latency.learned_within(delay):
+                    continue  # the prober learnt how long tasks take: plan again with that
             else:
                 await ctx.sleep(delay)
             if ctx.clock() > deadline:
@@ -319,6 +374,8 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
             if status.state is not TaskState.PENDING:
                 return _finished(account, status, ctx.clock() - started)
     finally:
+        if prober:
+            latency.probing = False  # another waiting task takes over if nothing was learnt
         if waiter is not None:
             waiter.close()
 
@@ -350,16 +407,14 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
         url = result.urls[0]
         fetched = await fetch_result(ctx, account, pj, url, result.task_id)
         blob, duration_s = fetched.blob, fetched.info.duration_s if fetched.info else None
-    ctx.journal.record_asset(pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext,
-                             duration_s=duration_s, credits=result.credits,
-                             task_id=result.task_id, result_url=url, payload=(
-                                 result.payload if pj.job.model.kind is not Kind.TRANSCRIPT
-                                 else None))
-    ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED)
+    asset = ctx.journal.record_asset(
+        pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext, duration_s=duration_s,
+        credits=result.credits, task_id=result.task_id, result_url=url,
+        payload=result.payload if pj.job.model.kind is not Kind.TRANSCRIPT else None)
+    ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED, result=_result_json(result),
+                         credits=result.credits)
     ctx.budget.settle(pj.job.id, result.credits)
     ctx.emit(EventKind.STORED, pj, task_id=result.task_id)
-    asset = ctx.journal.asset(pj.key)
-    assert asset is not None
     return asset
 
 
@@ -377,7 +432,7 @@ async def _fetch_json(ctx: RunContext, account: Account, pj: PlannedJob, url: st
 def _source_duration(ctx: RunContext, pj: PlannedJob) -> float | None:
     audio = pj.job.audio
     if audio is not None and audio.kind is AudioKind.FROM:
-        upstream = ctx.assets.get(audio.value)
+        upstream = ctx.asset_of(audio.value)
         return upstream.duration_s if upstream is not None else None
     return None
 
@@ -430,8 +485,6 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
         row_id, answer = await _send(ctx, account, pj, 0, call)
     ctx.emit(EventKind.SUBMITTED, pj, task_id=answer.request_id)
     ctx.emit(EventKind.SUCCEEDED, pj, task_id=answer.request_id, credits=answer.credits)
-    ctx.journal.set_task(row_id, TaskRowState.SUCCEEDED, task_id=answer.request_id,
-                         credits=answer.credits)
     if pj.job.model.kind is Kind.TRANSCRIPT:
         if answer.payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript")
@@ -441,14 +494,13 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
         fetched = fetched_holder[0]
         blob, duration_s = fetched.blob, fetched.info.duration_s if fetched.info else None
         payload = answer.payload
-    ctx.journal.record_asset(pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext,
-                             duration_s=duration_s, credits=answer.credits,
-                             task_id=answer.request_id, result_url=None, payload=payload)
-    ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED)
+    asset = ctx.journal.record_asset(
+        pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext, duration_s=duration_s,
+        credits=answer.credits, task_id=answer.request_id, result_url=None, payload=payload)
+    ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED, task_id=answer.request_id,
+                         credits=answer.credits)
     ctx.budget.settle(pj.job.id, answer.credits)
     ctx.emit(EventKind.STORED, pj, task_id=answer.request_id)
-    asset = ctx.journal.asset(pj.key)
-    assert asset is not None
     return asset
 
 
@@ -462,7 +514,7 @@ async def prepare_audio(ctx: RunContext, pj: PlannedJob, request: Request) -> Re
     if audio.kind is AudioKind.URL:
         return _with_input(request, str(model.audio_url_field), audio.value)
     if audio.kind is AudioKind.FROM:
-        upstream = ctx.assets.get(audio.value)
+        upstream = ctx.asset_of(audio.value)
         if upstream is None:
             raise Finish(JobOutcome.SKIPPED, f"the audio of job '{audio.value}' is not built")
         fresh = time.time() - upstream.created_at < FRESH_RESULT_URL_S

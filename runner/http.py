@@ -20,14 +20,13 @@ from runner.errors import RequestRejected, TransportError
 USER_AGENT = f"Mozilla/5.0 (compatible; runner/{__version__}; +https://runner.invalid)"
 
 
-def make_client(*, max_connections: int = 200, connect_timeout_s: float = 10.0,
+def make_client(*, max_connections: int = 100, connect_timeout_s: float = 10.0,
                 read_timeout_s: float = 60.0) -> httpx.AsyncClient:
-    """The run's shared client: keep-alive pool, no transport retries, a User-Agent."""
-    transport = httpx.AsyncHTTPTransport(
-        retries=0,
-        limits=httpx.Limits(max_connections=max_connections,
-                            max_keepalive_connections=max_connections),
-    )
+    """The run's shared client: keep-alive pool (aiohttp's, see runner/transport.py),
+    no transport retries, a User-Agent."""
+    from runner.transport import AiohttpTransport
+
+    transport = AiohttpTransport(max_connections=max_connections)
     return httpx.AsyncClient(
         transport=transport,
         headers={"User-Agent": USER_AGENT},

@@ -39,7 +39,7 @@ def _subtitles(ctx: RunContext, segments: list[PlannedJob], sidecar: dict[str, A
 
     per_segment = {}
     for seg in segments:
-        asset = ctx.assets.get(seg.job.id)
+        asset = ctx.asset_of(seg.job.id)
         alignment = _alignment(asset.payload if asset else None)
         if alignment is None:
             per_segment = {}
@@ -81,7 +81,7 @@ def _verify(ctx: RunContext, pj: PlannedJob, checks: list[PlannedJob],
     by_segment: dict[str, float] = {}
     for check in checks:
         segment_id = str(check.job.verifies)
-        asset = ctx.assets.get(check.job.id)
+        asset = ctx.asset_of(check.job.id)
         blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
         if blob is None:
             continue
@@ -107,7 +107,7 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
     checks = [by_id[dep] for dep in job.depends_on if by_id[dep].job.verifies is not None]
     inputs = []
     for seg in segments:
-        asset = ctx.assets.get(seg.job.id)
+        asset = ctx.asset_of(seg.job.id)
         blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
         if blob is None:
             raise Finish(JobOutcome.FAILED, f"segment {seg.job.id} is not in the cache")

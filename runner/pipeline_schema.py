@@ -29,15 +29,17 @@ def _limits() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "requests_per_window": {
-                "type": "integer", "minimum": 1,
-                "description": "Generation requests (createTask) allowed in any window.",
+                "type": "integer", "minimum": 0,
+                "description": "Generation requests (createTask) allowed in any window; "
+                               "0: unknown, discover it from the provider's 429s.",
             },
             "window_s": {"type": "number", "exclusiveMinimum": 0,
                          "description": "Length of the rate window in seconds."},
             "max_in_flight": {"type": "integer", "minimum": 1,
                               "description": "Tasks submitted and not yet finished."},
-            "polls_per_s": {"type": "number", "exclusiveMinimum": 0,
-                            "description": "Status polls per second (a separate budget)."},
+            "polls_per_s": {"type": "number", "minimum": 0,
+                            "description": "Status polls per second (a separate budget); "
+                                           "0: unlimited."},
         },
     }
 

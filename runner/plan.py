@@ -65,6 +65,8 @@ class Plan:
     jobs: list[PlannedJob]
     prices: dict[str, Price]
     counts: dict[State, int] = field(default_factory=dict)
+    # Every job id the lockfile had, including jobs no longer in the manifest.
+    locked_ids: frozenset[str] = frozenset()
 
     @property
     def to_generate(self) -> list[PlannedJob]:
@@ -171,7 +173,7 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
     counts: dict[State, int] = {}
     for p in planned:
         counts[p.state] = counts.get(p.state, 0) + 1
-    return Plan(pipeline, layout, planned, prices, counts)
+    return Plan(pipeline, layout, planned, prices, counts, frozenset(locked))
 
 
 def _state(job: Job, key: str, entry: LockEntry | None, layout: BuildLayout,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner import atomic
+from runner.errors import StoreError
 from runner.layout import BuildLayout
 from runner.manifest import JobKind
 from runner.models import Kind
@@ -27,29 +29,50 @@ def iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def materialize(pj: PlannedJob, asset: AssetRow, cache: ContentCache, layout: BuildLayout,
-                journal: Journal) -> LockEntry:
-    """Write the job's output (and companions) from the cache; returns its lock entry."""
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Files written for one job: (relative path, sha256, size, mtime_ns) each."""
+
+    output: tuple[str, str, int, int]
+    companions: dict[str, tuple[str, str, int, int]]  # kind -> file
+
+
+def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
+                layout: BuildLayout) -> Written:
+    """Write the job's output and companions from the cache. Pure file work (no
+    journal), so the engine runs it in a worker thread: fsyncs never stall the loop."""
     job = pj.job
     blob = cache.get(asset.sha256, asset.ext)
     if blob is None:
-        raise FileNotFoundError(f"cache file for {job.id} ({asset.sha256[:12]}) is missing")
+        raise StoreError(f"cache file for {job.id} ({asset.sha256[:12]}) is missing")
     dest = layout.output_path(job.output)
     mtime_ns = cache.materialize(blob, dest)
-    journal.record_output(job.output, blob.sha256, blob.size, mtime_ns)
-    written: dict[str, Path] = {}
+    paths: dict[str, Path] = {}
     if job.model.kind is Kind.TRANSCRIPT:
-        written = write_transcript_companions(dest, blob, asset.duration_s)
+        paths = write_transcript_companions(dest, blob, asset.duration_s)
     elif job.kind is JobKind.STITCH and asset.payload:
-        written = write_programme_companions(dest, asset.payload)
-    for path in written.values():
+        paths = write_programme_companions(dest, asset.payload)
+    companions = {}
+    for kind, path in paths.items():
         cache.discard_leftovers(path)  # of earlier writes cut short by a kill
-    companions = {kind: path.relative_to(layout.output_dir).as_posix()
-                  for kind, path in written.items()}
-    for relative, path in zip(companions.values(), written.values()):
-        st = path.stat()  # recorded so that `runner clean` knows the runner wrote them
-        journal.record_output(relative, file_digest(path), st.st_size, st.st_mtime_ns)
-    return lock_entry(pj, asset, companions)
+        st = path.stat()
+        companions[kind] = (path.relative_to(layout.output_dir).as_posix(), file_digest(path),
+                            st.st_size, st.st_mtime_ns)
+    return Written((job.output, blob.sha256, blob.size, mtime_ns), companions)
+
+
+def record(pj: PlannedJob, asset: AssetRow, written: Written, journal: Journal) -> LockEntry:
+    """Journal what was written (so `runner clean` knows the runner wrote it) and
+    return the job's lock entry."""
+    for relative, sha, size, mtime_ns in (written.output, *written.companions.values()):
+        journal.record_output(relative, sha, size, mtime_ns)
+    return lock_entry(pj, asset, {kind: f[0] for kind, f in written.companions.items()})
+
+
+def materialize(pj: PlannedJob, asset: AssetRow, cache: ContentCache, layout: BuildLayout,
+                journal: Journal) -> LockEntry:
+    """`write_files` then `record`, in the calling thread."""
+    return record(pj, asset, write_files(pj, asset, cache, layout), journal)
 
 
 def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> LockEntry:

@@ -149,13 +149,17 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
         needed = _needed_accounts(plan, options.only)
         keys = _keys(pipeline, needed, env, sandboxed)
         tally = Tally()
-        with _sandbox(options, bool(needed)) as sandbox_url:
-            accounts = pipeline.accounts if sandbox_url is None else \
-                _sandbox_accounts(pipeline.accounts, sandbox_url)
-            result = asyncio.run(_run(plan, layout, journal, accounts, keys, options,
-                                      [tally, *options.observers], env))
+        if not any(p.state.needs_work for p in select(plan, options.only)):
+            result = RunResult()  # a no-op: no event loop, no client, no sandbox
+        else:
+            with _sandbox(options, bool(needed)) as sandbox_url:
+                accounts = pipeline.accounts if sandbox_url is None else \
+                    _sandbox_accounts(pipeline.accounts, sandbox_url)
+                result = asyncio.run(_run(plan, layout, journal, accounts, keys, options,
+                                          [tally, *options.observers], env))
         entries = merged_lock_entries(plan, result)
-        write_lockfile(layout.lockfile, pipeline.name, entries)
+        if result.lock_entries or set(entries) != plan.locked_ids:
+            write_lockfile(layout.lockfile, pipeline.name, entries)
     return exit_code(result, tally), plan, result, tally
 
 
@@ -191,6 +195,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
     from runner.providers import make_adapter
 
     journal.start_run(layout.target.value)
+    journal.preload()
     cache = ContentCache(Path(env.get("RUNNER_CACHE_DIR") or layout.cache_dir))
     cache.clear_incoming()
     async with make_client(read_timeout_s=options.read_timeout_s) as client:

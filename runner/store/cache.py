@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +50,17 @@ class ContentCache:
 
     def new_temp(self, suffix: str) -> Path:
         """A fresh temp file in the cache's own file system, for a download in progress."""
-        return atomic.temp_beside(self.incoming / f"download.{suffix}")
+        return atomic.temp_name(self.incoming / f"download.{suffix}")
 
-    def adopt(self, tmp: Path, sha256: str, ext: str) -> Blob:
-        """Move a finished, verified temp file into the cache under its digest."""
+    def adopt(self, tmp: Path, sha256: str, ext: str, *, synced: bool = False) -> Blob:
+        """Move a finished, verified temp file into the cache under its digest
+        (`synced`: its writer has fsynced it already)."""
         final = self.blob_path(sha256, ext)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             tmp.unlink(missing_ok=True)  # the same bytes are already here
         else:
-            atomic.commit(tmp, final)
+            atomic.commit(tmp, final, synced=synced)
         return Blob(sha256, ext, final, final.stat().st_size)
 
     def put_bytes(self, data: bytes, ext: str) -> Blob:
@@ -80,14 +80,20 @@ class ContentCache:
         """
         self.discard_leftovers(dest)
         digest = hashlib.sha256()
-        with atomic.staged(dest) as tmp:
-            with blob.path.open("rb") as src, tmp.open("wb") as out:
+        tmp = atomic.temp_name(dest)
+        try:
+            with blob.path.open("rb") as src, tmp.open("xb") as out:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     digest.update(block)
                     out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
             if digest.hexdigest() != blob.sha256:
                 raise StoreError(f"cache file {blob.path} is damaged (its content no longer "
                                  "matches its name); delete it and run again")
+            atomic.commit(tmp, dest, synced=True)
+        finally:
+            tmp.unlink(missing_ok=True)
         return dest.stat().st_mtime_ns
 
     def discard_leftovers(self, final: Path) -> None:
@@ -116,7 +122,10 @@ class ContentCache:
 
     def clear_incoming(self) -> None:
         """Temp files of downloads cut short by a crash."""
-        shutil.rmtree(self.incoming, ignore_errors=True)
+        # The files, not the folder: writers assume a folder they have seen stays.
+        if self.incoming.is_dir():
+            for leftover in self.incoming.iterdir():
+                leftover.unlink(missing_ok=True)
 
 
 def leftover_temps(folder: Path) -> dict[str, list[Path]]:

@@ -15,6 +15,7 @@ throughput.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from runner.errors import StoreError
 
@@ -161,7 +162,8 @@ _ASSET_COLUMNS = ("key, sha256, size, ext, duration_s, credits, task_id, result_
 
 
 class Journal:
-    """One build's journal. Methods commit before returning."""
+    """One build's journal. Writes are committed by `durable()` (in a run) or
+    `commit()` / `close()` (elsewhere)."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -178,33 +180,89 @@ class Journal:
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the journal ({exc})") from exc
         self.run_id: int | None = None
+        # In-memory mirrors for a run's hot path (see `preload`); None: read the database.
+        self._assets: dict[str, AssetRow] | None = None
+        self._task_keys: set[str] | None = None
+        self._group: asyncio.Future[None] | None = None
+
+    def preload(self) -> None:
+        """Read assets and the keys that have tasks once, so that the per-job lookups of
+        a large run are dictionary lookups; the write methods keep the mirrors current."""
+        self._assets = self.all_assets()
+        self._task_keys = {r[0] for r in self.db.execute("SELECT DISTINCT key FROM tasks")}
+
+    def has_tasks(self, key: str) -> bool:
+        """Whether any request was ever journaled for this key (cheap after `preload`)."""
+        if self._task_keys is not None:
+            return key in self._task_keys
+        return self.db.execute("SELECT 1 FROM tasks WHERE key = ? LIMIT 1",
+                               (key,)).fetchone() is not None
 
     def close(self) -> None:
+        self.commit()
         self.db.close()
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- writing: group commit -------------------------------------------------------
+    # Writes join an open transaction; `durable()` commits it, and every job that asks
+    # during the same turn of the event loop shares that one commit. A job awaits
+    # `durable()` before each request it sends, so "committed before the next request"
+    # holds, at one WAL append per batch instead of one per write (on slow file
+    # systems a commit costs ~0.1-0.2 ms; a 10,000-job run makes ~80,000 writes).
+
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
-            cursor = self.db.execute(sql, args)  # autocommit: one statement, one commit
+            if not self.db.in_transaction:
+                self.db.execute("BEGIN")
+            cursor = self.db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: journal write failed ({exc})") from exc
         return int(cursor.lastrowid or 0)
+
+    def commit(self) -> None:
+        if self.db.in_transaction:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: journal commit failed ({exc})") from exc
+
+    async def durable(self) -> None:
+        """Return once every write made so far is committed."""
+        if not self.db.in_transaction:
+            return
+        if self._group is None:
+            loop = asyncio.get_running_loop()
+            self._group = loop.create_future()
+            loop.call_soon(self._commit_group)
+        await asyncio.shield(self._group)
+
+    def _commit_group(self) -> None:
+        group, self._group = self._group, None
+        assert group is not None
+        try:
+            self.commit()
+        except StoreError as exc:
+            group.set_exception(exc)
+        else:
+            group.set_result(None)
 
     # --- runs ---------------------------------------------------------------------------
     def start_run(self, target: str) -> int:
         self.run_id = self._write("INSERT INTO runs (started_at, target) VALUES (?, ?)",
                                   (time.time(), target))
+        self.commit()
         return self.run_id
 
     def finish_run(self, outcome: str) -> None:
         if self.run_id is not None:
             self._write("UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?",
                         (time.time(), outcome, self.run_id))
+        self.commit()
 
     def record_outcome(self, job_id: str, key: str, outcome: str, message: str = "",
                        task_id: str | None = None) -> None:
@@ -229,6 +287,8 @@ class Journal:
     def begin_submit(self, key: str, job_id: str, provider: str, attempt: int) -> int:
         """Record that a request is about to be sent. Committed before it is sent."""
         now = time.time()
+        if self._task_keys is not None:
+            self._task_keys.add(key)
         return self._write(
             "INSERT INTO tasks (key, job_id, provider, attempt, state, created_at, updated_at,"
             " run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -277,16 +337,24 @@ class Journal:
     # --- assets and outputs -----------------------------------------------------------
     def record_asset(self, key: str, *, sha256: str, size: int, ext: str,
                      duration_s: float | None, credits: float | None, task_id: str | None,
-                     result_url: str | None, payload: dict[str, Any] | None = None) -> None:
+                     result_url: str | None, payload: dict[str, Any] | None = None,
+                     created_at: float | None = None) -> AssetRow:
+        asset = AssetRow(key, sha256, size, ext, duration_s, credits, task_id, result_url,
+                         payload, created_at or time.time(), self.run_id)
         self._write(
             f"INSERT OR REPLACE INTO assets ({_ASSET_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, sha256, size, ext, duration_s, credits, task_id, result_url,
              json.dumps(payload, sort_keys=True) if payload is not None else None,
-             time.time(), self.run_id),
+             asset.created_at, self.run_id),
         )
+        if self._assets is not None:
+            self._assets[key] = asset
+        return asset
 
     def asset(self, key: str) -> AssetRow | None:
+        if self._assets is not None:
+            return self._assets.get(key)
         row = self.db.execute(f"SELECT {_ASSET_COLUMNS} FROM assets WHERE key = ?",
                               (key,)).fetchone()
         return _asset(row) if row else None
@@ -305,6 +373,8 @@ class Journal:
 
     def forget_asset(self, key: str) -> None:
         self._write("DELETE FROM assets WHERE key = ?", (key,))
+        if self._assets is not None:
+            self._assets.pop(key, None)
 
     def forget_output(self, path: str) -> None:
         self._write("DELETE FROM outputs WHERE path = ?", (path,))

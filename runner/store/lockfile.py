@@ -8,7 +8,7 @@ atomically (temp file in the same folder, fsync, rename).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ class LockEntry:
     companions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+        # Field by field, not dataclasses.asdict: this runs for every job of every run.
+        values = ((name, getattr(self, name)) for name in self.__dataclass_fields__)
+        return {k: v for k, v in values if v is not None and v != {}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LockEntry:

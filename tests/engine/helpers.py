@@ -19,13 +19,13 @@ FAST = """
 providers:
   kie:
     poll: {initial_interval_s: 0.02, max_interval_s: 0.05}
-    limits: {requests_per_window: 200, window_s: 1}
+    limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500}
   apikley:
     poll: {initial_interval_s: 0.02, max_interval_s: 0.05}
-    limits: {requests_per_window: 200, window_s: 1}
+    limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500}
   aimlapi:
     poll: {initial_interval_s: 0.02, max_interval_s: 0.05}
-    limits: {requests_per_window: 200, window_s: 1}
+    limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500}
 """
 # Retries without the real backoff's seconds: the decisions are the same.
 QUICK_RETRIES = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05)

@@ -153,8 +153,8 @@ def test_a_budget_smaller_than_the_plan_stops_in_time(tmp_path: Path,
                                                       sandbox: SandboxServer) -> None:
     manifest = sfx_manifest(tmp_path, 60)  # 2 credits each: 120 planned
     # 50 tasks in flight at once: each reserves its cost before it is sent.
-    text = manifest.read_text().replace("requests_per_window: 200, window_s: 1",
-                                        "requests_per_window: 200, window_s: 1, max_in_flight: 50")
+    text = manifest.read_text().replace("requests_per_window: 200, window_s: 1, polls_per_s: 500",
+                                        "requests_per_window: 200, window_s: 1, polls_per_s: 500, max_in_flight: 50")
     manifest.write_text(text)
     code, plan, result, tally = run(manifest, sandbox.url, max_credits=31)
     assert plan.estimated_cost == 120

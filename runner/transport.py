@@ -1,0 +1,115 @@
+"""An httpx transport over aiohttp's connection pool.
+
+The adapters speak httpx (`httpx.AsyncClient`, its `Request`/`Response`, its
+exceptions, `ASGITransport` and `MockTransport` in tests). Underneath, httpcore's
+pool re-scans every connection on each request and response, which made the
+HTTP layer most of the runner's CPU per job (bench/bench_scale.py: ~16 ms per
+job at 200 connections). aiohttp's pool does the same work in a fraction of
+that, so the client's transport is this one; everything above it is unchanged.
+
+aiohttp's errors become the httpx errors that `runner.http.translate_errors`
+understands, keeping "was the request sent?" right: a refused connection is
+`ConnectError`; a timeout or a dropped connection after sending is a read error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+
+_HOP_BY_HOP = {b"host", b"transfer-encoding", b"connection", b"keep-alive"}
+_CHUNK_BYTES = 256 * 1024
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_chunked(_CHUNK_BYTES):
+                yield chunk
+        except aiohttp.ClientPayloadError as exc:  # cut short: Content-Length not reached
+            raise httpx.RemoteProtocolError(f"incomplete body: {exc}",
+                                            request=self._request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=self._request) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out reading the body", request=self._request) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+async def _request_body(request: httpx.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream:  # type: ignore[union-attr]
+        yield chunk
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """`httpx.AsyncBaseTransport` sending through one `aiohttp.ClientSession`."""
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Made lazily: a ClientSession belongs to the running event loop.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                auto_decompress=False,  # httpx decodes Content-Encoding itself
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._open()
+        timeouts = request.extensions.get("timeout", {})
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                   if k.lower() not in _HOP_BY_HOP]
+        data: Any = None
+        if request.method not in ("GET", "HEAD"):
+            # Stream the body (uploads can be hundreds of MB); small bodies are ready bytes.
+            data = request.content if isinstance(request.stream, httpx.ByteStream) \
+                else _request_body(request)
+        try:
+            response = await session.request(
+                request.method, str(request.url), headers=headers, data=data,
+                allow_redirects=False,  # httpx's client follows redirects itself
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.get("connect"),
+                    sock_read=timeouts.get("read")),
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: nothing was sent
+            raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
+        except aiohttp.InvalidURL as exc:
+            raise httpx.InvalidURL(str(exc)) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                aiohttp.ClientPayloadError) as exc:
+            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__,
+                                            request=request) from exc
+        except aiohttp.ClientResponseError as exc:  # a malformed answer
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from exc
+        return httpx.Response(
+            response.status,
+            headers=[(k, v) for k, v in response.raw_headers],
+            stream=_ResponseStream(response, request),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            await asyncio.sleep(0)  # let the connector close its sockets
