@@ -157,8 +157,8 @@ def _check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
             continue
         normal = posixpath.normpath(out.replace("\\", "/"))
         if normal == ".." or normal.startswith("../") or normal in (".", ""):
-            problems.append(doc.problem(path, f"output '{out}' leaves output_dir ({root})",
-                                        job_id=job.id))
+            problems.append(doc.problem(path, f"output '{out}' leaves output_dir "
+                                        f"({os.path.relpath(root)})", job_id=job.id))
             continue
         folder, name = posixpath.split(normal)
         real_dir = real_dirs.get(folder)
