@@ -9,7 +9,6 @@ account name upper-cased with other characters turned into `_`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace

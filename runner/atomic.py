@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-
 _KNOWN_FOLDERS: set[Path] = set()
 
 

@@ -102,7 +102,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
                           help="also print each job's steps (queued, polls, uploads, stored)")
     run.set_defaults(handler=cmd_run)
-    from runner.report_cli import add_run_option, configure as configure_report
+    from runner.report_cli import add_run_option
+    from runner.report_cli import configure as configure_report
 
     add_run_option(run)  # runner run --report
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]

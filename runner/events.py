@@ -102,7 +102,7 @@ class Tally:
             counter["retries"] += 1
         elif event.kind is EventKind.SUCCEEDED and event.credits:
             self.credits += event.credits
-            counter["credits"] += int(round(event.credits))
+            counter["credits"] += round(event.credits)
         elif event.kind is EventKind.ACCOUNT_STOPPED and event.provider:
             self.stopped_accounts[event.provider] = event.message
         elif event.kind is EventKind.BUDGET_STOPPED:

@@ -90,13 +90,7 @@ def _compile(schema: Any, compiler: _Compiler) -> Predicate:
         checks.append(compiler.ref(schema["$ref"]))
     for keyword in ("oneOf", "anyOf", "allOf"):
         if keyword in schema:
-            parts = [compiler.compile(sub) for sub in schema[keyword]]
-            if keyword == "oneOf":
-                checks.append(lambda v, parts=parts: sum(1 for p in parts if p(v)) == 1)
-            elif keyword == "anyOf":
-                checks.append(lambda v, parts=parts: any(p(v) for p in parts))
-            else:
-                checks.append(lambda v, parts=parts: all(p(v) for p in parts))
+            checks.append(_combine(keyword, [compiler.compile(sub) for sub in schema[keyword]]))
     if "type" in schema:
         names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         if any(n not in _TYPES for n in names):
@@ -122,19 +116,30 @@ def _compile(schema: Any, compiler: _Compiler) -> Predicate:
     return lambda v: all(check(v) for check in checks)
 
 
+def _combine(keyword: str, parts: list[Predicate]) -> Predicate:
+    if keyword == "oneOf":
+        return lambda v: sum(1 for p in parts if p(v)) == 1
+    if keyword == "anyOf":
+        return lambda v: any(p(v) for p in parts)
+    return lambda v: all(p(v) for p in parts)
+
+
+def _bounded(ok: Callable[[Any, Any], bool], bound: Any) -> Predicate:
+    return lambda v: not _is_number(v) or ok(v, bound)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _numeric(schema: dict[str, Any], checks: list[Predicate]) -> None:
-    bounds = [
+    bounds: list[tuple[str, Callable[[Any, Any], bool]]] = [
         ("minimum", lambda v, b: v >= b), ("maximum", lambda v, b: v <= b),
         ("exclusiveMinimum", lambda v, b: v > b), ("exclusiveMaximum", lambda v, b: v < b),
     ]
     for keyword, ok in bounds:
         if keyword in schema:
-            bound = schema[keyword]
-            checks.append(lambda v, b=bound, ok=ok: not _is_number(v) or ok(v, b))
+            checks.append(_bounded(ok, schema[keyword]))
 
 
 def _string(schema: dict[str, Any], checks: list[Predicate]) -> None:

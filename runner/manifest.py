@@ -174,7 +174,8 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
 
     manifest_dir = path.resolve().parent
     output_dir = (manifest_dir / str(data.get("output_dir") or f"build/{data.get('name')}"))
-    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    declared = data.get("providers")
+    providers: dict[str, Any] = declared if isinstance(declared, dict) else {}
     accounts = resolve_accounts(
         {k: v for k, v in providers.items() if isinstance(v, dict)}, env
     )

@@ -37,7 +37,7 @@ def _subtitles(ctx: RunContext, segments: list[PlannedJob], sidecar: dict[str, A
         words_from_alignment,
     )
 
-    per_segment = {}
+    per_segment: dict[str, list[Any]] = {}
     for seg in segments:
         asset = ctx.asset_of(seg.job.id)
         alignment = _alignment(asset.payload if asset else None)

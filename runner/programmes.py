@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.manifest import (
-    AudioKind, AudioSource, DialogueLine, Job, JobKind, NarrationSpec, Segment,
+    AudioKind,
+    AudioSource,
+    DialogueLine,
+    Job,
+    JobKind,
+    NarrationSpec,
+    Segment,
 )
 from runner.models import MODELS, Family, Kind, ModelInfo
 
@@ -32,7 +38,8 @@ DocPath = tuple[str | int, ...]
 MAX_REQUEST_IDS = 3
 # The transcription model of each family, for `verify: transcript`.
 VERIFY_MODEL = {Family.MARKET: "elevenlabs/speech-to-text", Family.ELEVENLABS: "speech-to-text"}
-VERIFY_INPUT = {Family.MARKET: {"diarize": False, "tag_audio_events": False},
+VERIFY_INPUT: dict[Family, dict[str, Any]] = {
+                Family.MARKET: {"diarize": False, "tag_audio_events": False},
                 Family.ELEVENLABS: {"model_id": "scribe_v1", "tag_audio_events": False}}
 
 

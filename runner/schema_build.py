@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner import atomic
 from runner.openapi import derive_model_schemas, stale_model_schemas, write_model_schemas
 from runner.paths import MODEL_SCHEMAS_DIR, OPENAPI_DIR, PIPELINE_SCHEMA_PATH
 from runner.pipeline_schema import editor_schema
-from runner import atomic
 
 
 def _dump(schema: dict[str, Any]) -> str:

@@ -94,7 +94,8 @@ def fill_defaults(model: ModelInfo, value: dict[str, Any]) -> dict[str, Any]:
     Cache keys are computed from this, so writing a default out explicitly does not
     make a job look changed.
     """
-    return _fill(model_schema(model), value, model_schema(model))
+    filled: dict[str, Any] = _fill(model_schema(model), value, model_schema(model))
+    return filled
 
 
 def _fill(schema: dict[str, Any], value: Any, root: dict[str, Any]) -> Any:
@@ -192,7 +193,7 @@ def _explain(error: ValidationError) -> Iterator[SchemaIssue]:
         return
     if keyword == "type":
         names = expected if isinstance(expected, list) else [expected]
-        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        wanted = " or ".join(_TYPE_NAMES.get(str(n), str(n)) for n in names)
         yield SchemaIssue(path, f"expected {wanted}, got {_describe(value)}")
         return
     bounds = {

@@ -29,9 +29,10 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
     parts = [f"{tally.outcomes[o]} {o.value}" for o in _ORDER if tally.outcomes[o]]
     if up_to_date:
         parts.append(f"{up_to_date} up to date")
-    lines = [f"{plan.pipeline.name}: {len(plan.jobs)} jobs: {', '.join(parts) or 'nothing to do'}"
-             f" in {tally.elapsed_s:.1f} s; {tally.requests_submitted} requests, "
-             f"{tally.retries} retries, {tally.credits:g} credits"]
+    lines = [(f"{plan.pipeline.name}: {len(plan.jobs)} jobs: "
+              f"{', '.join(parts) or 'nothing to do'} in {tally.elapsed_s:.1f} s; "
+              f"{tally.requests_submitted} requests, {tally.retries} retries, "
+              f"{tally.credits:g} credits")]
     lines.append(f"outputs in {os.path.relpath(plan.layout.output_dir)}, "
                  f"lockfile {os.path.relpath(plan.layout.lockfile)}")
     for account, reason in tally.stopped_accounts.items():

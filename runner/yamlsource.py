@@ -74,8 +74,16 @@ class _Stop(Exception):
 class _Frame:
     """A mapping or list under construction."""
 
-    __slots__ = ("value", "is_map", "anchor", "size", "key", "pending_merge", "merges",
-                 "key_marks")
+    __slots__ = (
+        "anchor",
+        "is_map",
+        "key",
+        "key_marks",
+        "merges",
+        "pending_merge",
+        "size",
+        "value",
+    )
 
     def __init__(self, value: dict[str, Any] | list[Any], anchor: str | None) -> None:
         self.value = value
@@ -157,13 +165,13 @@ class _Builder:
                 raise _Stop
             value, size = self.anchors[event.anchor]
             return self._place(stack, path, value, size, event)
-        tag = event.tag  # type: ignore[attr-defined]
+        tag = event.tag
         if tag is not None and tag != "!" and tag not in _ALLOWED_TAGS:
             self.problem(_loc(event), f"tag {tag.replace(_CORE, '!!')} is not allowed: a manifest "
                                       "holds plain data (strings, numbers, lists, mappings)",
                          _render(path))
             raise _Stop
-        anchor = event.anchor  # type: ignore[attr-defined]
+        anchor = event.anchor
         if isinstance(event, yaml.ScalarEvent):
             value = _scalar(event)
             if tag is not None and tag != "!":
@@ -317,7 +325,7 @@ class YamlDocument:
         return Problem(self.display, line, column, _render(path), message, job_id)
 
 
-def _loader() -> type:
+def _loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
