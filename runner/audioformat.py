@@ -39,7 +39,7 @@ from runner.audioparse import (
     parse_ogg_opus,
     parse_wav,
 )
-from runner.mp3frames import mp3_header_description, parse_mp3
+from runner.mp3frames import RELEASE_BEHIND, mp3_header_description, parse_mp3
 
 __all__ = [
     "AudioInfo", "Codec", "FormatSpec", "InvalidAudio", "Sniffed", "WavWriter",
@@ -251,9 +251,19 @@ class _Content:
             self.data = self._file.read()
 
     def __enter__(self) -> Self:
+        if self._map is not None:
+            self._token = RELEASE_BEHIND.set(self._release_behind)
         return self
 
+    def _release_behind(self, pos: int) -> None:
+        assert self._map is not None
+        end = pos - pos % mmap.PAGESIZE
+        if end > 0 and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED, 0, end)
+
     def __exit__(self, *exc: object) -> None:
+        if self._map is not None:
+            RELEASE_BEHIND.reset(self._token)
         if isinstance(self.data, memoryview):
             self.data.release()
         if self._map is not None:

@@ -12,7 +12,9 @@ at a frame boundary.
 
 from __future__ import annotations
 
+import contextvars
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.audioparse import Buffer, InvalidAudio, StreamInfo
@@ -176,6 +178,13 @@ _STREAM_BITS = (3 << 19) | (3 << 17) | (3 << 10)  # version, layer, sample rate
 _UNSEEN = _Frame(0, 0, 0, 0, 0, 0, 0, False)
 
 
+# Set (by runner.audioformat) while walking a memory-mapped file: called with how far
+# the walk has got, so the pages behind it can leave the process's resident memory.
+RELEASE_BEHIND: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
+    "RELEASE_BEHIND", default=None)
+_RELEASE_EVERY_BYTES = 8 << 20
+
+
 def _walk_frames(buf: Buffer, pos: int, end: int) -> dict[_Frame, int]:
     """Count frames by shape from `pos` to exactly `end`; raise at the first bad one.
 
@@ -186,7 +195,15 @@ def _walk_frames(buf: Buffer, pos: int, end: int) -> dict[_Frame, int]:
     header = int.from_bytes(buf[pos:pos + 4], "big")
     stream = header & _STREAM_BITS
     number = 0
+    release = RELEASE_BEHIND.get()
+    next_release = pos + _RELEASE_EVERY_BYTES if release is not None else end
     while pos < end:
+        if pos >= next_release:
+            # A memory-mapped file's walked pages stay in RSS until released: a 200 MB
+            # download must not add 200 MB to the runner's footprint.
+            assert release is not None
+            release(pos)
+            next_release = pos + _RELEASE_EVERY_BYTES
         if end - pos < 4:
             raise InvalidAudio(f"truncated: {end - pos} stray bytes after frame {number} "
                                f"at byte {pos}")
