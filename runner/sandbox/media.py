@@ -130,8 +130,17 @@ class MediaStore:
             self.registry.popitem(last=False)
 
     def recognise(self, data: bytes) -> dict[str, Any] | None:
-        """What a file made by this sandbox (or a sandbox before a restart) contains."""
-        return self.registry.get(hashlib.sha256(data).hexdigest()) or read_marker(data)
+        """What a file made by this sandbox (or a sandbox before a restart) contains.
+
+        Raw PCM / G.711 answers carry no marker, and clients wrap them in a WAV
+        header (the runner does): the WAV's data chunk is then the sandbox's bytes.
+        """
+        found = self.registry.get(hashlib.sha256(data).hexdigest()) or read_marker(data)
+        if found is None and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+            payload = _wav_data(data)
+            if payload is not None:
+                found = self.registry.get(hashlib.sha256(payload).hexdigest())
+        return found
 
     def _remember(self, file_id: str, data: bytes) -> None:
         self._cache[file_id] = data
@@ -139,3 +148,14 @@ class MediaStore:
         while self._cache_bytes > _CACHE_BYTES and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
             self._cache_bytes -= len(dropped)
+
+
+def _wav_data(data: bytes) -> bytes | None:
+    """The payload of a WAV file's `data` chunk, or None."""
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk == b"data":
+            return data[pos + 8:pos + 8 + size]
+        pos += 8 + size + (size & 1)
+    return None

@@ -50,7 +50,7 @@ def test_every_model_through_every_provider(tmp_path: Path, sandbox: SandboxServ
           input: {text: Thunder, duration_seconds: 2, output_format: ulaw_8000}
         - id: direct_stt
           model: speech-to-text
-          audio: {from: direct_tts_ts}
+          audio: {from: direct_tts}
           input: {model_id: scribe_v1}
     """)
     code, plan, result, tally = run(manifest, sandbox.url)
@@ -69,7 +69,7 @@ def test_every_model_through_every_provider(tmp_path: Path, sandbox: SandboxServ
         text = output(manifest, f"{job_id}.txt").read_text()
         provider = job_id.removeprefix("stt_")
         source = f"The keep gates open at dawn for {provider}" if job_id != "direct_stt" \
-            else "With timings"
+            else "Hello there"
         assert source.lower() in text.lower(), (job_id, text)
         assert output(manifest, f"{job_id}.srt").read_text().startswith("1\n")
         assert lock[job_id]["companions"]["vtt"] == f"{job_id}.vtt"
