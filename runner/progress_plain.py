@@ -15,14 +15,16 @@ the verbosity (-1 quiet, 0 normal, 1 verbose):
 
 JSON leaves out polls at normal verbosity because a long task is polled many
 times and each poll only repeats "still running"; everything else is one
-object per event, for machines to filter. Lines are flushed one by one so a
-`tail -f` or a CI log shows them as they happen.
+object per event, for machines to filter. Lines reach the stream within 0.2 s
+(a `tail -f` or a CI log shows them as they happen) without a write system
+call per line: a 10,000-job run makes ~50,000 events.
 
 Events carry no secrets (no keys, no headers), and neither do these lines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from typing import TextIO
@@ -122,6 +124,31 @@ class Lines:
         return format_line(event, self.started_s) if wanted else None
 
 
+class _Flusher:
+    """Flushes a stream at most every `FLUSH_AFTER_S`, soon after a write."""
+
+    FLUSH_AFTER_S = 0.2
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.pending = False
+
+    def wrote(self) -> None:
+        if self.pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not inside a run's event loop: flush at once
+            self.stream.flush()
+            return
+        self.pending = True
+        loop.call_later(self.FLUSH_AFTER_S, self.flush)
+
+    def flush(self) -> None:
+        self.pending = False
+        self.stream.flush()
+
+
 class PlainLog:
     """An observer writing one plain line per event that matters (see the module table)."""
 
@@ -129,15 +156,16 @@ class PlainLog:
         self.stream = stream
         self.verbosity = verbosity
         self.lines = Lines()
+        self.flusher = _Flusher(stream)
 
     def __call__(self, event: Event) -> None:
         line = self.lines.line(event, plain_wanted(event, self.verbosity))
         if line is not None:
             self.stream.write(line + "\n")
-            self.stream.flush()
+            self.flusher.wrote()
 
     def close(self) -> None:
-        self.stream.flush()
+        self.flusher.flush()
 
 
 class JsonLog:
@@ -146,11 +174,12 @@ class JsonLog:
     def __init__(self, stream: TextIO, verbosity: int = NORMAL) -> None:
         self.stream = stream
         self.verbosity = verbosity
+        self.flusher = _Flusher(stream)
 
     def __call__(self, event: Event) -> None:
         if json_wanted(event, self.verbosity):
             self.stream.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
-            self.stream.flush()
+            self.flusher.wrote()
 
     def close(self) -> None:
-        self.stream.flush()
+        self.flusher.flush()
