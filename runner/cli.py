@@ -83,6 +83,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="stop submitting before the estimated spend would exceed N credits")
     run.add_argument("--resubmit-uncertain", nargs="+", default=[], metavar="ID",
                      help="send again requests whose answer was lost (may pay twice; '*' = all)")
+    run.add_argument("--adopt-task", nargs="+", default=[], metavar="ID=TASK",
+                     help="collect this task (found in the provider's log) for a job whose "
+                          "request went unanswered, instead of sending it again")
     run.add_argument("--callback-url", metavar="PUBLIC_URL",
                      help="receive provider callbacks at this public URL (forwarded to "
                           "--callback-listen)")
@@ -200,6 +203,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    from runner.errors import UsageError
+
+    pairs = {}
+    for value in values:
+        name, sep, task = value.partition("=")
+        if not sep or not name or not task:
+            raise UsageError(f"{option} takes ID=TASK, not {value!r}")
+        pairs[name] = task
+    return pairs
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.progress import cli_observers
     from runner.run import RunOptions, print_summary, run_pipeline
@@ -210,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sandbox=args.sandbox, sandbox_url=args.sandbox_url, only=args.only, force=args.force,
         fail_fast=args.fail_fast, max_active_jobs=args.jobs, locked=args.locked,
         max_credits=args.max_credits, resubmit_uncertain=args.resubmit_uncertain,
+        adopt=_pairs(args.adopt_task, "--adopt-task"),
         callback_url=args.callback_url, callback_listen=args.callback_listen,
         grace_s=args.grace, observers=observers, recontext=args.recontext,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -32,6 +33,8 @@ _WRITE_BYTES = 256 * 1024
 # Above this size, verification (pure Python) runs in a worker thread.
 _VERIFY_INLINE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1 << 30
+_PROGRESS_ABOVE_BYTES = 8 << 20
+Progress = Callable[[int, int], None]
 
 
 class ResultExpired(DownloadError):
@@ -61,7 +64,8 @@ class CacheWriter:
     """
 
     def __init__(self, cache: ContentCache, *, spec: FormatSpec | None, ext: str,
-                 max_bytes: int = DEFAULT_MAX_BYTES, job_id: str | None = None) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, job_id: str | None = None,
+                 progress: Progress | None = None, expected_bytes: int | None = None) -> None:
         self.cache = cache
         self.path = cache.new_temp(ext)
         self.spec = spec
@@ -73,6 +77,10 @@ class CacheWriter:
         self.size = 0
         self.file: Any = None
         self.fetched: Fetched | None = None
+        # Large results report their progress (in MiB) for the live display.
+        self.progress = progress if expected_bytes and expected_bytes > _PROGRESS_ABOVE_BYTES \
+            else None
+        self.expected_mib = (expected_bytes or 0) >> 20
 
     async def __aenter__(self) -> Self:
         # The file is opened only when the first 256 KiB are buffered: a small result
@@ -99,6 +107,8 @@ class CacheWriter:
         self.buffer += chunk
         if len(self.buffer) >= _WRITE_BYTES:
             await self._flush()
+            if self.progress is not None and (self.size >> 20) != ((self.size - len(chunk)) >> 20):
+                self.progress(self.size >> 20, self.expected_mib)
 
     async def _flush(self) -> None:
         if self.buffer:
@@ -161,7 +171,8 @@ async def _verify(path: Path, spec: FormatSpec | None, size: int) -> AudioInfo |
 
 async def fetch(client: httpx.AsyncClient, url: str, cache: ContentCache, *,
                 spec: FormatSpec | None, ext: str, provider: str, job_id: str | None,
-                task_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Fetched:
+                task_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                progress: Progress | None = None) -> Fetched:
     """Download a result URL into the cache. Raises ResultExpired, DownloadError,
     TransportError (retryable: a download may always be repeated)."""
     check_url(url, job_id)
@@ -177,8 +188,10 @@ async def fetch(client: httpx.AsyncClient, url: str, cache: ContentCache, *,
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadError(f"result is {int(declared):,} bytes, over the "
                                     f"{max_bytes:,}-byte cap", job_id=job_id)
+            expected = int(declared) if declared and declared.isdigit() else None
             async with CacheWriter(cache, spec=spec, ext=ext, max_bytes=max_bytes,
-                                   job_id=job_id) as writer:
+                                   job_id=job_id, progress=progress,
+                                   expected_bytes=expected) as writer:
                 async for chunk in response.aiter_bytes():
                     await writer.write(chunk)
             assert writer.fetched is not None

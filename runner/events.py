@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     SUCCEEDED = "succeeded"  # the provider finished the task
     STORED = "stored"  # the result is verified and in the cache
     STITCH_PROGRESS = "stitch_progress"
+    DOWNLOAD_PROGRESS = "download_progress"  # a large result: done/total in MiB
     FINISHED = "finished"  # the job's one outcome
     ACCOUNT_STOPPED = "account_stopped"
     BUDGET_STOPPED = "budget_stopped"

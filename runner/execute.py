@@ -113,6 +113,7 @@ class RunContext:
     bus: Bus
     stopping: asyncio.Event
     resubmit_uncertain: set[str] = field(default_factory=set)
+    adopt: dict[str, str] = field(default_factory=dict)  # job id -> task id (--adopt-task)
     max_download_bytes: int = download.DEFAULT_MAX_BYTES
     callbacks: Any = None  # runner.callbacks.CallbackHub when callbacks are on
     clock: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
@@ -147,6 +148,8 @@ def job_ext(pj: PlannedJob) -> str:
 async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow:
     """Get the job's asset into the cache and the journal, resuming what a previous run began."""
     account = ctx.accounts[pj.job.provider]
+    if pj.job.id in ctx.adopt:
+        _adopt(ctx, account, pj, ctx.adopt[pj.job.id])
     seen = ctx.journal.has_tasks(pj.key)  # most jobs of a run are new: no lookups then
     live = ctx.journal.live_task(pj.key) if seen else None
     if live is not None and live.state in (TaskRowState.SUBMITTING, TaskRowState.UNCERTAIN):
@@ -193,11 +196,28 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
                  delay_s=0.0)
 
 
+def _adopt(ctx: RunContext, account: Account, pj: PlannedJob, task_id: str) -> None:
+    """`--adopt-task JOB=TASK`: a person found the task of an unanswered request in the
+    provider's log; collect it instead of sending the request again."""
+    if account.adapter.synchronous:
+        raise Finish(JobOutcome.FAILED, f"--adopt-task: {account.config.name} answers at once; "
+                     "it has no task to collect")
+    live = ctx.journal.live_task(pj.key) if ctx.journal.has_tasks(pj.key) else None
+    if live is not None and live.state is TaskRowState.SUBMITTED and live.task_id != task_id:
+        raise Finish(JobOutcome.FAILED, f"--adopt-task: the journal already holds task "
+                     f"{live.task_id} for this job", live.task_id)
+    row_id = live.id if live is not None else ctx.journal.begin_submit(
+        pj.key, pj.job.id, account.config.name, 0)
+    ctx.journal.set_task(row_id, TaskRowState.SUBMITTED, task_id=task_id,
+                         error="adopted on request (--adopt-task)")
+
+
 def uncertain_message(pj: PlannedJob, sent_at: float) -> str:
     return (f"a request for this job was sent at {iso(sent_at)} but its answer was never "
             "recorded, so the provider may have created (and billed) a task. Check the "
-            "provider's task log; to send it again anyway, run with "
-            f"--resubmit-uncertain {pj.job.id}")
+            "provider's task log: if the task is there, run with --adopt-task "
+            f"{pj.job.id}=TASK_ID to collect it; if not, with --resubmit-uncertain {pj.job.id} "
+            "to send it again")
 
 
 def _result_json(result: TaskResult) -> dict[str, Any]:
@@ -443,10 +463,12 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
     refreshed = False
     while True:
         try:
-            return await download.fetch(ctx.client, url, ctx.cache, spec=job_spec(pj),
-                                        ext=job_ext(pj), provider=account.config.name,
-                                        job_id=pj.job.id, task_id=task_id,
-                                        max_bytes=ctx.max_download_bytes)
+            return await download.fetch(
+                ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
+                provider=account.config.name, job_id=pj.job.id, task_id=task_id,
+                max_bytes=ctx.max_download_bytes,
+                progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
+                                                      done=done, total=total))
         except download.ResultExpired as error:
             fresh = None if refreshed else await account.adapter.refresh_url(url)
             if fresh is None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +47,7 @@ class RunOptions:
     locked: bool = False
     max_credits: float | None = None
     resubmit_uncertain: list[str] = field(default_factory=list)
+    adopt: dict[str, str] = field(default_factory=dict)  # --adopt-task JOB=TASK
     callback_url: str | None = None
     callback_listen: str | None = None
     grace_s: float = 30.0
@@ -216,7 +216,8 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                          accounts=runtime, policy=options.retry_policy or RetryPolicy(),
                          budget=Budget(options.max_credits), bus=Bus(observers),
                          stopping=asyncio.Event(),
-                         resubmit_uncertain=set(options.resubmit_uncertain), callbacks=hub)
+                         resubmit_uncertain=set(options.resubmit_uncertain),
+                         adopt=dict(options.adopt), callbacks=hub)
         engine = Engine(plan, ctx, only=options.only, fail_fast=options.fail_fast,
                         max_active_jobs=options.max_active_jobs, grace_s=options.grace_s)
         loop = asyncio.get_running_loop()
@@ -236,7 +237,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
 
 
 def print_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
-                  options: RunOptions, stream: object = sys.stdout) -> None:
+                  options: RunOptions) -> None:
     from runner.summary import render_summary
 
-    print(render_summary(plan, result, tally, manifest, options), file=stream)  # type: ignore[call-overload]
+    print(render_summary(plan, result, tally, manifest, options))

@@ -55,10 +55,15 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
     retry = [f.job_id for f in tally.failures
              if result.outcomes.get(f.job_id) in (JobOutcome.FAILED, JobOutcome.SKIPPED,
                                                   JobOutcome.INTERRUPTED)]
+    base = ["runner", "run", os.path.relpath(manifest)]
+    if getattr(options, "sandbox", False):
+        base.append("--sandbox")
     if retry:
-        command = ["runner", "run", os.path.relpath(manifest)]
-        if getattr(options, "sandbox", False):
-            command.append("--sandbox")
-        command += ["--only", *sorted(set(retry))[:50]]
-        lines.append("to retry them: " + shlex.join(command))
+        lines.append("to retry them: " + shlex.join([*base, "--only", *sorted(set(retry))[:50]]))
+    uncertain = sorted({f.job_id for f in tally.failures
+                        if result.outcomes.get(f.job_id) is JobOutcome.UNCERTAIN})
+    if uncertain:
+        lines.append("unanswered requests: look for them in the provider's task log; then "
+                     "collect one with --adopt-task ID=TASK_ID, or send again with: "
+                     + shlex.join([*base, "--resubmit-uncertain", *uncertain[:50]]))
     return "\n".join(lines)
