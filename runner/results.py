@@ -89,20 +89,10 @@ def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> L
 def write_transcript_companions(dest: Path, blob: Blob,
                                 audio_duration_s: float | None) -> dict[str, Path]:
     """`.txt`, `.srt`, `.vtt` beside a transcript's JSON output."""
-    from runner.subtitles import to_srt, to_vtt
-    from runner.transcripts import cues, parse_stt, to_text
+    from runner.transcripts import parse_stt, write_readable
 
     transcript = parse_stt(blob.path.read_bytes())
-    stem = dest.with_suffix("")
-    written = {"txt": stem.with_name(stem.name + ".txt")}
-    atomic.write_text(written["txt"], to_text(transcript))
-    timed = cues(transcript, audio_duration_s=audio_duration_s)
-    if timed:
-        written["srt"] = stem.with_name(stem.name + ".srt")
-        written["vtt"] = stem.with_name(stem.name + ".vtt")
-        atomic.write_text(written["srt"], to_srt(timed))
-        atomic.write_text(written["vtt"], to_vtt(timed))
-    return written
+    return write_readable(transcript, dest.with_suffix(""), audio_duration_s=audio_duration_s)
 
 
 def write_programme_companions(dest: Path, payload: dict[str, Any]) -> dict[str, Path]:

@@ -131,12 +131,18 @@ def write_transcript(
     has timed words; the returned mapping names the files written.
     """
     stem = Path(stem)
-    transcript = parse_stt(payload)
     raw = payload if isinstance(payload, str | bytes) else json.dumps(
         payload, ensure_ascii=False, indent=2) + "\n"
-    written = {"json": stem.with_name(stem.name + ".json"),
-               "txt": stem.with_name(stem.name + ".txt")}
+    written = {"json": stem.with_name(stem.name + ".json")}
     atomic.write_bytes(written["json"], raw.encode("utf-8") if isinstance(raw, str) else raw)
+    written.update(write_readable(parse_stt(payload), stem, audio_duration_s=audio_duration_s))
+    return written
+
+
+def write_readable(transcript: Transcript, stem: Path, *,
+                   audio_duration_s: float | None = None) -> dict[str, Path]:
+    """`<stem>.txt`, and `.srt`/`.vtt` when the transcript has timed words (atomic)."""
+    written = {"txt": stem.with_name(stem.name + ".txt")}
     atomic.write_text(written["txt"], to_text(transcript))
     timed = cues(transcript, audio_duration_s=audio_duration_s)
     if timed:
