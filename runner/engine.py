@@ -25,7 +25,7 @@ from runner.events import Event, EventKind
 from runner.execute import Finish, RunContext, prepare_audio, produce
 from runner.manifest import JobKind
 from runner.models import Family
-from runner.plan import Plan, PlannedJob, State
+from runner.plan import Plan, PlannedJob
 from runner.providers.base import Request
 from runner.results import record, write_files
 from runner.retry import JobOutcome
@@ -245,7 +245,3 @@ class Engine:
         self.result.lock_entries[pj.job.id] = record(pj, asset, written, ctx.journal)
         ctx.journal.record_outcome(pj.job.id, pj.key, outcome.value, "", asset.task_id)
         ctx.assets[pj.job.id] = asset
-
-
-def states_needing_work(plan: Plan) -> list[PlannedJob]:
-    return [p for p in plan.jobs if p.state.needs_work and p.state is not State.RESTORE]

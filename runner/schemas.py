@@ -20,7 +20,7 @@ from jsonschema.exceptions import ValidationError
 
 from runner.errors import SchemaError
 from runner.fastschema import compile_schema
-from runner.models import MODELS, ModelInfo
+from runner.models import ModelInfo
 from runner.paths import MODEL_SCHEMAS_DIR
 
 DocPath = tuple[str | int, ...]
@@ -249,7 +249,3 @@ def _declared_properties(schema: dict[str, Any]) -> set[str]:
 
 def _pattern_match(schema: dict[str, Any], key: str) -> bool:
     return any(re.search(p, key) for p in schema.get("patternProperties", {}))
-
-
-def model_for(model_id: str) -> ModelInfo | None:
-    return MODELS.get(model_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from runner.plan import Plan, State
+from runner.plan import Plan
 
 
 def _fmt_cost(cost: float | None) -> str:
@@ -69,7 +69,3 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "unpriced": [p.job.id for p in plan.unpriced],
         },
     }
-
-
-def is_fresh(plan: Plan) -> bool:
-    return all(p.state in (State.UP_TO_DATE, State.FROZEN) for p in plan.jobs)

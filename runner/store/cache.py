@@ -148,12 +148,3 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def same_file(path: Path, size: int, mtime_ns: int) -> bool:
-    """Cheap check that an output is untouched since it was written (no hashing)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_size == size and st.st_mtime_ns == mtime_ns

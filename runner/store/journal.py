@@ -309,15 +309,6 @@ class Journal:
             args.append(json.dumps(result, sort_keys=True))
         self._write(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?", (*args, row_id))
 
-    def tasks_for(self, key: str) -> list[TaskRow]:
-        rows = self.db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE key = ? ORDER BY id",
-                               (key,)).fetchall()
-        return [_task(r) for r in rows]
-
-    def all_tasks(self) -> list[TaskRow]:
-        rows = self.db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY id").fetchall()
-        return [_task(r) for r in rows]
-
     def live_task(self, key: str) -> TaskRow | None:
         """The newest task of this request that must be collected, not re-sent."""
         row = self.db.execute(
