@@ -134,7 +134,7 @@ def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False) -> Cl
                     _remove_empty_parents(path.parent, layout.output_dir)
             if not dry_run:
                 journal.forget_output(output)
-        cache = ContentCache(Path(os.environ.get("RUNNER_CACHE_DIR") or layout.cache_dir))
+        cache = ContentCache(layout.cache_dir(os.environ))
         for blob in cache.blobs():
             if blob.sha256 in keep_blobs:
                 continue

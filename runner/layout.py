@@ -7,6 +7,7 @@ sandbox result can never satisfy a live job even if files were copied across.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,9 +31,9 @@ class BuildLayout:
     def journal(self) -> Path:
         return self.state_dir / "journal.sqlite"
 
-    @property
-    def cache_dir(self) -> Path:
-        return self.state_dir / "cache"
+    def cache_dir(self, env: Mapping[str, str]) -> Path:
+        """The content cache: `RUNNER_CACHE_DIR` (shared between checkouts) or the build's own."""
+        return Path(env.get("RUNNER_CACHE_DIR") or self.state_dir / "cache")
 
     def output_path(self, relative: str) -> Path:
         return self.output_dir / relative

@@ -25,6 +25,7 @@ from runner.layout import BuildLayout
 from runner.manifest import AudioKind, Job, JobKind, Pipeline
 from runner.pricing import Price, estimate, price_table
 from runner.schemas import fill_defaults
+from runner.store.cache import file_digest
 from runner.store.lockfile import LockEntry, read_lockfile
 
 KEY_VERSION = 1
@@ -84,14 +85,6 @@ class Plan:
 def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def key_document(job: Job, target: str, upstream: list[str],
@@ -156,7 +149,7 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
     for job in pipeline.jobs.values():  # dependencies come first
         audio_digest = None
         if job.audio is not None and job.audio.kind is AudioKind.FILE:
-            audio_digest = digests.get(job.audio.value) or file_sha256(Path(job.audio.value))
+            audio_digest = digests.get(job.audio.value) or file_digest(Path(job.audio.value))
             digests[job.audio.value] = audio_digest
         upstream = [keys[d] for d in job.depends_on if d in keys]
         doc = key_document(job, layout.target.value, upstream, audio_digest)
@@ -201,4 +194,4 @@ def _output_intact(layout: BuildLayout, output: str, entry: LockEntry,
     known = outputs.get(output)
     if known is not None and known == (entry.sha256, st.st_size, st.st_mtime_ns):
         return True
-    return file_sha256(Path(path)) == entry.sha256
+    return file_digest(Path(path)) == entry.sha256

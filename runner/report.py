@@ -27,8 +27,8 @@ from runner import atomic
 from runner.layout import BuildLayout, Target, layout_for
 from runner.manifest import AudioKind, Job, JobKind, Pipeline, load_pipeline
 from runner.models import Kind
-from runner.plan import file_sha256
 from runner.report_audio import AudioView, AudioViews
+from runner.store.cache import file_digest
 from runner.store.journal import AssetRow, JobOutcomeRow, Journal
 from runner.store.lockfile import LockEntry, read_lockfile
 from runner.subtitles import Cue, parse_vtt
@@ -137,7 +137,7 @@ def _content_sha(path: Path, output: str, entry: LockEntry,
     known = outputs.get(output)
     if known is not None and known == (entry.sha256, st.st_size, st.st_mtime_ns):
         return entry.sha256
-    return file_sha256(path)
+    return file_digest(path)
 
 
 def collect(manifest: Path, *, sandbox: bool = False) -> Build:
@@ -168,7 +168,7 @@ def collect(manifest: Path, *, sandbox: bool = False) -> Build:
             source = _local_source(job, layout)
             if source is not None:
                 heard[job.id] = source
-                to_decode.append((source, file_sha256(source), None,
+                to_decode.append((source, file_digest(source), None,
                                   None if source.is_relative_to(layout.output_dir)
                                   else "a copy of a file outside the report's folder"))
         else:

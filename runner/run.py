@@ -23,7 +23,7 @@ from runner.events import Bus, Observer, Tally
 from runner.execute import Account, RunContext
 from runner.exitcodes import ExitCode
 from runner.layout import BuildLayout, Target, layout_for
-from runner.manifest import Pipeline, load_pipeline
+from runner.manifest import JobKind, Pipeline, load_pipeline
 from runner.models import Family
 from runner.plan import Plan, make_plan
 from runner.retry import JobOutcome, RetryPolicy
@@ -84,7 +84,7 @@ def environment(manifest: Path) -> dict[str, str]:
 
 def _needed_accounts(plan: Plan, only: list[str]) -> list[str]:
     return sorted({p.job.provider for p in select(plan, only) if p.state.needs_work
-                   and p.job.kind.value == "generate"})
+                   and p.job.kind is JobKind.GENERATE})
 
 
 def _keys(pipeline: Pipeline, names: list[str], env: Mapping[str, str],
@@ -196,7 +196,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
 
     journal.start_run(layout.target.value)
     journal.preload()
-    cache = ContentCache(Path(env.get("RUNNER_CACHE_DIR") or layout.cache_dir))
+    cache = ContentCache(layout.cache_dir(env))
     cache.clear_incoming()
     async with make_client(read_timeout_s=options.read_timeout_s) as client:
         runtime = {}
