@@ -1,11 +1,17 @@
-"""An httpx transport over aiohttp's connection pool.
+"""HTTP over aiohttp's connection pool, behind httpx's interface.
 
-The adapters speak httpx (`httpx.AsyncClient`, its `Request`/`Response`, its
-exceptions, `ASGITransport` and `MockTransport` in tests). Underneath, httpcore's
-pool re-scans every connection on each request and response, which made the
-HTTP layer most of the runner's CPU per job (bench/bench_scale.py: ~16 ms per
-job at 200 connections). aiohttp's pool does the same work in a fraction of
-that, so the client's transport is this one; everything above it is unchanged.
+The adapters speak httpx (`httpx.AsyncClient`, its `Response`, its exceptions,
+`ASGITransport` and `MockTransport` in tests). Underneath, httpcore's pool
+re-scans every connection on each request and response, which made the HTTP
+layer most of the runner's CPU per job (bench/bench_scale.py: ~16 ms per job at
+200 connections); aiohttp's pool does the same work in a fraction of that.
+
+Two ways in, sharing one session and one error mapping:
+- `AiohttpTransport.handle_async_request`: an ordinary httpx transport, for
+  whatever httpx itself sends (uploads, redirects, auth flows).
+- `AiohttpTransport.send_fast`: used by `runner.http.LeanClient` for plain JSON
+  requests and downloads; it skips building an `httpx.Request` (whose pure-Python
+  URL parsing cost more than the request itself) unless an error needs one.
 
 aiohttp's errors become the httpx errors that `runner.http.translate_errors`
 understands, keeping "was the request sent?" right: a refused connection is
@@ -15,7 +21,7 @@ understands, keeping "was the request sent?" right: a refused connection is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -23,10 +29,11 @@ import httpx
 
 _HOP_BY_HOP = {b"host", b"transfer-encoding", b"connection", b"keep-alive"}
 _CHUNK_BYTES = 256 * 1024
+RequestFactory = Callable[[], httpx.Request]
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, request: RequestFactory) -> None:
         self._response = response
         self._request = request
 
@@ -36,11 +43,13 @@ class _ResponseStream(httpx.AsyncByteStream):
                 yield chunk
         except aiohttp.ClientPayloadError as exc:  # cut short: Content-Length not reached
             raise httpx.RemoteProtocolError(f"incomplete body: {exc}",
-                                            request=self._request) from exc
+                                            request=self._request()) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=self._request) from exc
+            raise httpx.ReadError(str(exc) or type(exc).__name__,
+                                  request=self._request()) from exc
         except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out reading the body", request=self._request) from exc
+            raise httpx.ReadTimeout("timed out reading the body",
+                                    request=self._request()) from exc
 
     async def aclose(self) -> None:
         self._response.release()
@@ -68,8 +77,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
+    async def _start(self, method: str, url: str, headers: Any, data: Any,
+                     timeout: aiohttp.ClientTimeout,
+                     request: RequestFactory) -> aiohttp.ClientResponse:
+        """Send, and wait for the status line and headers; httpx errors on failure."""
+        try:
+            return await self._open().request(
+                method, url, headers=headers, data=data,
+                allow_redirects=False,  # redirects are httpx's, with its header rules
+                timeout=timeout)
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request()) from exc
+        except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: nothing was sent
+            raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request()) from exc
+        except aiohttp.InvalidURL as exc:
+            raise httpx.InvalidURL(str(exc)) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                aiohttp.ClientPayloadError) as exc:
+            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__,
+                                            request=request()) from exc
+        except aiohttp.ClientResponseError as exc:  # a malformed answer
+            raise httpx.RemoteProtocolError(str(exc), request=request()) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out waiting for the answer",
+                                    request=request()) from exc
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
         timeouts = request.extensions.get("timeout", {})
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                    if k.lower() not in _HOP_BY_HOP]
@@ -78,35 +111,42 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # Stream the body (uploads can be hundreds of MB); small bodies are ready bytes.
             data = request.content if isinstance(request.stream, httpx.ByteStream) \
                 else _request_body(request)
-        try:
-            response = await session.request(
-                request.method, str(request.url), headers=headers, data=data,
-                allow_redirects=False,  # httpx's client follows redirects itself
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeouts.get("connect"),
-                    sock_read=timeouts.get("read")),
-            )
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: nothing was sent
-            raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-        except aiohttp.InvalidURL as exc:
-            raise httpx.InvalidURL(str(exc)) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                aiohttp.ClientPayloadError) as exc:
-            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__,
-                                            request=request) from exc
-        except aiohttp.ClientResponseError as exc:  # a malformed answer
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from exc
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.get("connect"),
+                                        sock_read=timeouts.get("read"))
+        response = await self._start(request.method, str(request.url), headers, data, timeout,
+                                     lambda: request)
         return httpx.Response(
             response.status,
-            headers=[(k, v) for k, v in response.raw_headers],
-            stream=_ResponseStream(response, request),
+            headers=response.raw_headers,
+            stream=_ResponseStream(response, lambda: request),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    async def send_fast(self, method: str, url: str, headers: dict[str, str],
+                        body: bytes | None, timeout: aiohttp.ClientTimeout, *,
+                        stream: bool) -> httpx.Response:
+        """One request from ready parts (`url` already encoded). The answer is an
+        `httpx.Response` without a `request` (nothing here reads it); its body is read
+        unless `stream`. An `httpx.Request` is built only to go with an error."""
+        def request() -> httpx.Request:
+            return httpx.Request(method, url)
+
+        response = await self._start(method, url, headers, body, timeout, request)
+        if stream:
+            return httpx.Response(response.status, headers=response.raw_headers,
+                                  stream=_ResponseStream(response, request))
+        try:
+            content = await response.read()
+        except aiohttp.ClientPayloadError as exc:
+            raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request()) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request()) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out reading the body", request=request()) from exc
+        finally:
+            response.release()
+        return httpx.Response(response.status, headers=response.raw_headers, content=content)
 
     async def aclose(self) -> None:
         if self._session is not None:
