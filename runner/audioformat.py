@@ -389,27 +389,42 @@ def verify_audio(
     path = Path(path)
     try:
         with _Content(path) as content:
-            info = _parse_as(content.data, spec, check_crc)
-    except InvalidAudio as exc:
-        exc.path, exc.expected = str(path), exc.expected or spec.name
-        raise
+            info = _checked(content.data, spec, str(path), min_duration_s, check_crc)
     except OSError as exc:
         raise InvalidAudio(f"cannot read: {exc.strerror}", path=str(path),
                            expected=spec.name) from exc
-    _check_stream(info, spec, path)
-    if info.duration_s < min_duration_s:
-        raise InvalidAudio(f"holds {info.duration_s * 1000:.0f} ms of audio, "
-                           f"less than the {min_duration_s * 1000:.0f} ms minimum",
-                           path=str(path), expected=spec.name)
     if decode_check:
         decoded_s = decode_pcm(path, spec).duration_s
         if abs(decoded_s - info.duration_s) > 0.05:
             raise InvalidAudio(f"decodes to {decoded_s:.3f} s of audio, its headers say "
                                f"{info.duration_s:.3f} s", path=str(path), expected=spec.name)
+    return info
+
+
+def verify_audio_bytes(data: Buffer, spec: FormatSpec | str, *, label: str,
+                       min_duration_s: float = 0.05, check_crc: bool = True) -> AudioInfo:
+    """`verify_audio` for bytes already in memory (a small download): the same checks,
+    without writing and reading the file back. `label` names it in errors."""
+    spec = FormatSpec.parse(spec) if isinstance(spec, str) else spec
+    return _checked(data, spec, label, min_duration_s, check_crc)
+
+
+def _checked(buf: Buffer, spec: FormatSpec, label: str, min_duration_s: float,
+             check_crc: bool) -> AudioInfo:
+    try:
+        info = _parse_as(buf, spec, check_crc)
+    except InvalidAudio as exc:
+        exc.path, exc.expected = label, exc.expected or spec.name
+        raise
+    _check_stream(info, spec, label)
+    if info.duration_s < min_duration_s:
+        raise InvalidAudio(f"holds {info.duration_s * 1000:.0f} ms of audio, "
+                           f"less than the {min_duration_s * 1000:.0f} ms minimum",
+                           path=label, expected=spec.name)
     return AudioInfo(info.codec, info.sample_rate, info.channels, info.duration_s, info.bitrate_kbps)
 
 
-def _check_stream(info: StreamInfo, spec: FormatSpec, path: Path) -> None:
+def _check_stream(info: StreamInfo, spec: FormatSpec, label: str) -> None:
     problem = None
     if spec.raw and info.codec != spec.codec.value:
         problem = f"expected {spec.describe()}, found WAV {info.codec} {info.sample_rate} Hz"
@@ -420,7 +435,7 @@ def _check_stream(info: StreamInfo, spec: FormatSpec, path: Path) -> None:
             info.container, info.codec)
         problem = f"expected {spec.describe()}, found {kind} {info.sample_rate} Hz"
     if problem:
-        raise InvalidAudio(problem, path=str(path), expected=spec.name)
+        raise InvalidAudio(problem, path=label, expected=spec.name)
 
 
 # Decoding needs ffmpeg; it lives in its own module (bottom import: it uses FormatSpec).

@@ -241,7 +241,12 @@ class Engine:
 
     async def _finish(self, pj: PlannedJob, asset: AssetRow, outcome: JobOutcome) -> None:
         ctx = self.ctx
-        written = await asyncio.to_thread(write_files, pj, asset, ctx.cache, ctx.layout)
+        if ctx.cache.is_recent(asset.sha256):
+            # Just stored from memory (a small result): one small write and fsync, cheaper
+            # here than the hand-off to a worker thread (see CacheWriter._finish_in_memory).
+            written = write_files(pj, asset, ctx.cache, ctx.layout)
+        else:
+            written = await asyncio.to_thread(write_files, pj, asset, ctx.cache, ctx.layout)
         self.result.lock_entries[pj.job.id] = record(pj, asset, written, ctx.journal)
         ctx.journal.record_outcome(pj.job.id, pj.key, outcome.value, "", asset.task_id)
         ctx.assets[pj.job.id] = asset

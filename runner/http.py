@@ -70,19 +70,26 @@ class LeanClient(httpx.AsyncClient):
         if any(v is not None and v is not httpx.USE_CLIENT_DEFAULT for v in options.values()):
             return None  # content, data, files, cookies, auth, timeout, extensions
         if params:
-            if not isinstance(params, Mapping) or "?" in url:
+            # Only what urlencode spells as httpx does: httpx writes True as "true",
+            # None as an empty value and a list as a repeated key.
+            if not isinstance(params, Mapping) or "?" in url or \
+                    any(type(v) not in (str, int, float) for v in params.values()):
                 return None
             url = f"{url}?{urlencode(params)}"
         merged = dict(self._fast_headers)
         if headers:
             if not isinstance(headers, Mapping):
                 return None
-            merged.update(headers)
+            for name, value in headers.items():  # a caller's header replaces a default
+                for default in [d for d in merged if d.lower() == name.lower()]:
+                    del merged[default]
+                merged[name] = value
         body = None
         if json_body is not None:
             body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"),
                               allow_nan=False).encode("utf-8")
-            merged["Content-Type"] = "application/json"
+            if not any(name.lower() == "content-type" for name in merged):
+                merged["Content-Type"] = "application/json"
         return url, merged, body
 
     async def request(self, method: str, url: httpx.URL | str, **options: Any) -> httpx.Response:

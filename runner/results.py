@@ -40,7 +40,8 @@ class Written:
 def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
                 layout: BuildLayout) -> Written:
     """Write the job's output and companions from the cache. Pure file work (no
-    journal), so the engine runs it in a worker thread: fsyncs never stall the loop."""
+    journal): the engine runs it in a worker thread unless the blob's bytes are
+    still in memory (`ContentCache.is_recent`), when it is one small write."""
     job = pj.job
     blob = cache.get(asset.sha256, asset.ext)
     if blob is None:

@@ -41,15 +41,15 @@ class _ResponseStream(httpx.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_chunked(_CHUNK_BYTES):
                 yield chunk
+        except TimeoutError as exc:  # first: aiohttp's read timeout is a ClientError too
+            raise httpx.ReadTimeout("timed out reading the body",
+                                    request=self._request()) from exc
         except aiohttp.ClientPayloadError as exc:  # cut short: Content-Length not reached
             raise httpx.RemoteProtocolError(f"incomplete body: {exc}",
                                             request=self._request()) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise httpx.ReadError(str(exc) or type(exc).__name__,
                                   request=self._request()) from exc
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out reading the body",
-                                    request=self._request()) from exc
 
     async def aclose(self) -> None:
         self._response.release()
@@ -109,7 +109,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         data: Any = None
         if request.method not in ("GET", "HEAD"):
             # Stream the body (uploads can be hundreds of MB); small bodies are ready bytes.
-            data = request.content if isinstance(request.stream, httpx.ByteStream) \
+            # (A request httpx rebuilt for a 307/308 redirect has not read its body yet.)
+            data = await request.aread() if isinstance(request.stream, httpx.ByteStream) \
                 else _request_body(request)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.get("connect"),
                                         sock_read=timeouts.get("read"))
@@ -138,12 +139,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                   stream=_ResponseStream(response, request))
         try:
             content = await response.read()
+        except TimeoutError as exc:  # first: aiohttp's read timeout is a ClientError too
+            raise httpx.ReadTimeout("timed out reading the body", request=request()) from exc
         except aiohttp.ClientPayloadError as exc:
             raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request()) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise httpx.ReadError(str(exc) or type(exc).__name__, request=request()) from exc
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out reading the body", request=request()) from exc
         finally:
             response.release()
         return httpx.Response(response.status, headers=response.raw_headers, content=content)

@@ -30,12 +30,19 @@ class Blob:
     size: int
 
 
+# Bytes of blobs written from memory, kept until their output is written from them
+# (see `put_verified`); bounded so that outputs never written cannot pile up.
+_RECENT_MAX_BYTES = 32 << 20
+
+
 class ContentCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.incoming = root / ".incoming"
         # Per output folder, listed once: temp files a killed run left, by final name.
         self._leftovers: dict[Path, dict[str, list[Path]]] = {}
+        self._recent: dict[str, bytes] = {}
+        self._recent_bytes = 0
 
     def blob_path(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.{ext}"
@@ -64,13 +71,24 @@ class ContentCache:
         return Blob(sha256, ext, final, final.stat().st_size)
 
     def put_bytes(self, data: bytes, ext: str) -> Blob:
-        sha = hashlib.sha256(data).hexdigest()
-        existing = self.get(sha, ext)
-        if existing is not None:
-            return existing
-        tmp = self.new_temp(ext)
-        tmp.write_bytes(data)
-        return self.adopt(tmp, sha, ext)
+        return self.put_verified(data, hashlib.sha256(data).hexdigest(), ext)
+
+    def put_verified(self, data: bytes, sha256: str, ext: str) -> Blob:
+        """Store bytes already in memory whose digest is `sha256` (a small download,
+        hashed and verified on the way in). The bytes are kept until `materialize`
+        writes an output from them, so that output costs no read and no second hash."""
+        final = self.blob_path(sha256, ext)
+        if not final.exists():
+            atomic.mkdir_once(final.parent)
+            atomic.publish(data, self.new_temp(ext), final)
+        if sha256 not in self._recent and self._recent_bytes + len(data) <= _RECENT_MAX_BYTES:
+            self._recent[sha256] = data
+            self._recent_bytes += len(data)
+        return Blob(sha256, ext, final, len(data))
+
+    def is_recent(self, sha256: str) -> bool:
+        """Whether the blob's bytes are still in memory (`materialize` is then cheap)."""
+        return sha256 in self._recent
 
     def materialize(self, blob: Blob, dest: Path) -> int:
         """Copy a cached file to `dest` atomically, checking its digest on the way.
@@ -79,8 +97,13 @@ class ContentCache:
         change the cached original. Returns the output's mtime in ns.
         """
         self.discard_leftovers(dest)
-        digest = hashlib.sha256()
         tmp = atomic.temp_name(dest)
+        data = self._recent.pop(blob.sha256, None)
+        if data is not None:  # written from these very bytes moments ago
+            self._recent_bytes -= len(data)
+            atomic.publish(data, tmp, dest)
+            return dest.stat().st_mtime_ns
+        digest = hashlib.sha256()
         try:
             with blob.path.open("rb") as src, tmp.open("xb") as out:
                 for block in iter(lambda: src.read(1 << 20), b""):

@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
+from runner.atomic import full_sync
 from runner.errors import StoreError
 
 SCHEMA = """
@@ -174,8 +175,7 @@ class Journal:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(path, isolation_level=None)
                 self.db.execute("PRAGMA journal_mode=WAL")
-                sync = os.environ.get("RUNNER_JOURNAL_SYNC", "NORMAL").upper()
-                self.db.execute(f"PRAGMA synchronous={'FULL' if sync == 'FULL' else 'NORMAL'}")
+                self.db.execute(f"PRAGMA synchronous={'FULL' if full_sync() else 'NORMAL'}")
                 self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the journal ({exc})") from exc
