@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 import aiofiles
 import httpx
 
-from runner.audioformat import (AudioInfo, FormatSpec, verify_audio, verify_audio_bytes,
-                                wav_header)
+from runner.audioformat import AudioInfo, FormatSpec, verify_audio, verify_audio_bytes, wav_header
 from runner.errors import AudioError, DownloadError
 from runner.http import translate_errors
 from runner.store.cache import Blob, ContentCache, file_digest

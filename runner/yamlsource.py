@@ -63,7 +63,7 @@ def resolve_plain(text: str) -> Any:
         if _INT_HEX.match(text):
             return int(text, 16)
         if _INT_OCT.match(text):
-            return int(text[2:], 8)
+            return int(text, 0)  # "0o17": the pattern allows nothing else
     return text
 
 
