@@ -107,12 +107,12 @@ def test_ctrl_c_collects_what_is_in_flight_then_exits_130(
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == ExitCode.INTERRUPTED, err
+    assert process.returncode == ExitCode.INTERRUPTED, (out, err)
     made = created(slow_sandbox.url)
-    assert 0 < made < 40
+    assert 0 < made < 40, (made, out, err)
     rows = _journal_rows(manifest)
     # Everything submitted was collected within the grace period; nothing half-done.
-    assert {state for state, _ in rows} <= {"materialized", "submitted"}
+    assert {state for state, _ in rows} <= {"materialized", "submitted"}, (rows, out, err)
     # The next run finishes the rest and sends none of those again (at full speed:
     # limits are not part of what was asked).
     manifest.write_text(text.replace("requests_per_window: 2, window_s: 1",
