@@ -340,7 +340,7 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
     waiter = ctx.callbacks.waiter(task_id) if ctx.callbacks is not None else None
     attempt = 0
     latency = account.latency
-    prober, probes = False, 0
+    prober, probes, just_learned = False, 0, False
     try:
         while True:
             elapsed = ctx.clock() - started
@@ -354,12 +354,18 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                 if status is not None and status.state is not TaskState.PENDING:
                     return _finished(account, status, ctx.clock() - started)
             elif prober and latency.mean_s is None:
-                await ctx.sleep(min(delay, 0.1 * 1.5 ** probes))
+                # Fine steps: the whole first wave waits for what the prober sees, so
+                # each step it overshoots the first finish costs every waiting task.
+                await ctx.sleep(min(delay, 0.1 * 1.25 ** probes))
                 probes += 1
             elif latency.mean_s is None:
                 if await latency.learned_within(delay):
+                    just_learned = True
                     continue  # the prober learnt how long tasks take: plan again with that
+            elif just_learned and elapsed >= latency.mean_s + latency.spread_s:
+                just_learned = False  # waited past the usual finish already: look now
             else:
+                just_learned = False
                 await ctx.sleep(delay)
             if ctx.clock() > deadline:
                 raise Finish(JobOutcome.FAILED, f"task {task_id} is not finished after "

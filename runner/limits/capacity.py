@@ -73,6 +73,9 @@ class InFlight(Gate):
     def _take(self, now: float) -> None:
         self._in_use += 1
 
+    def _untake(self) -> None:
+        self._in_use -= 1
+
 
 class RetryBudget(Gate):
     """Retries an account may make, so a failing provider is not hammered.
@@ -134,3 +137,7 @@ class RetryBudget(Gate):
     def _take(self, now: float) -> None:
         self._tokens = max(0.0, self._tokens - 1.0)
         self.spent += 1
+
+    def _untake(self) -> None:
+        self._tokens += 1.0
+        self.spent -= 1

@@ -2,9 +2,13 @@
 
 Only the head waiter looks at the clock. It sleeps until the subclass's
 `_delay_s` says it may go, or until `_notify()` reports a change that may let
-it go sooner, and then hands the head to the next waiter. Nobody else wakes, so
-there is no thundering herd. A cancelled waiter leaves the queue and takes
-nothing.
+it go sooner. When it goes, it also admits, in the same step, every waiter
+behind it that may go now (a burst of releases frees many permits at once, and
+handing the head on one waiter per turn of the event loop made the last of 50
+wait ~40 ms on a busy loop), and hands the head to the first that may not.
+Nobody else wakes, so there is no thundering herd. A cancelled waiter leaves
+the queue and takes nothing; one cancelled after it was admitted gives back
+what it was given.
 
 Time comes from `clock` (default: the running loop's `time`) and waiting from
 `sleep` (default `asyncio.sleep`), so tests run on
@@ -32,7 +36,8 @@ class Gate:
     def __init__(self, clock: Clock | None, sleep: Sleep | None) -> None:
         self._clock: Clock = clock or _loop_time
         self._sleep: Sleep = sleep or asyncio.sleep
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # A waiter's future: False when it becomes the head, True when it is admitted.
+        self._waiters: deque[asyncio.Future[bool]] = deque()
         self._changed: asyncio.Future[None] | None = None
 
     def _delay_s(self, now: float) -> float:
@@ -40,6 +45,10 @@ class Gate:
         raise NotImplementedError
 
     def _take(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _untake(self) -> None:
+        """Give back one `_take` (its waiter was cancelled before it could use it)."""
         raise NotImplementedError
 
     @property
@@ -53,14 +62,18 @@ class Gate:
         if not self._waiters and self._delay_s(now) <= 0.0:
             self._take(now)
             return
-        me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        me: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(me)
         try:
-            if self._waiters[0] is not me:
-                await me  # resolved by the waiter ahead when it leaves
+            if self._waiters[0] is not me and await me:
+                return  # admitted by the waiter ahead (`_admit_following`)
             while (delay_s := self._delay_s(now := self._clock())) > 0.0:
                 await self._wait_for_change(delay_s)
         except BaseException:
+            if me.done() and not me.cancelled() and me.result():
+                self._untake()  # admitted, then cancelled before it could go
+                self._notify()
+                raise
             # Many waiters may be cancelled at once (Ctrl-C's grace period ending): the
             # first to clean up may already have popped the others' cancelled futures
             # from the head, so `me` may be anywhere in the queue, or gone.
@@ -72,6 +85,20 @@ class Gate:
             raise
         self._waiters.popleft()
         self._take(now)
+        self._admit_following(now)
+
+    def _admit_following(self, now: float) -> None:
+        """Admit the waiters behind the one that just went while they may go now, then
+        make the first that may not the head (it watches the clock from there)."""
+        waiters = self._waiters
+        while waiters:
+            if waiters[0].cancelled():
+                waiters.popleft()
+            elif self._delay_s(now) <= 0.0:
+                self._take(now)
+                waiters.popleft().set_result(True)
+            else:
+                break
         self._wake_head()
 
     async def _wait_for_change(self, delay_s: float) -> None:
@@ -92,7 +119,7 @@ class Gate:
         while waiters and waiters[0].cancelled():
             waiters.popleft()
         if waiters and not waiters[0].done():
-            waiters[0].set_result(None)
+            waiters[0].set_result(False)
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, None

@@ -215,6 +215,10 @@ class SlidingWindow(Gate):
         self._pending += 1
         self.counters.submitted += 1
 
+    def _untake(self) -> None:
+        self._pending -= 1
+        self.counters.submitted -= 1
+
     def _prune(self, now: float) -> None:
         answered, window_s = self._answered, self.window_s * self._scale
         while answered and answered[0][0] + window_s <= now:
