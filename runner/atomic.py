@@ -15,6 +15,7 @@ eighth of the whole per-job budget (bench/bench_scale.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -107,21 +108,31 @@ def write_bytes(final: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def _create_and_write(data: bytes, tmp: Path) -> int:
+    """Create `tmp` exclusively and write `data` to it; return the open descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:  # the folder was removed since this process made it
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def publish(data: bytes, tmp: Path, final: Path) -> None:
     """Write `data` to the new file `tmp` (created here, exclusively), fsync it and
     rename it over `final`: the whole of an atomic write in the fewest system calls,
     for bytes already in memory."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
+        fd = _create_and_write(data, tmp)
         try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileNotFoundError:  # the folder was removed since this process made it
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, flags, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -130,6 +141,25 @@ def publish(data: bytes, tmp: Path, final: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(final.parent)
+
+
+async def publish_async(data: bytes, tmp: Path, final: Path) -> None:
+    """`publish` from the event loop: the writing happens here (a copy into the page
+    cache), the wait for the disk (fsync) in a worker thread, so the loop goes on
+    serving other jobs' requests meanwhile. The worker does that one system call and
+    nothing else: every call it made would trade the GIL with the busy loop thread."""
+    try:
+        fd = _create_and_write(data, tmp)
+        try:
+            await asyncio.to_thread(os.fsync, fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if full_sync():
+        await asyncio.to_thread(_fsync_dir, final.parent)
 
 
 def write_text(final: Path, text: str) -> None:

@@ -125,7 +125,7 @@ class CacheWriter:
         if self.size == 0:
             raise DownloadError("the result is empty (0 bytes)", job_id=self.job_id)
         if self.path is None:
-            return self._finish_in_memory()
+            return await self._finish_in_memory()
         await self._flush()
         await self.file.flush()
         await asyncio.to_thread(os.fsync, self.file.fileno())
@@ -143,13 +143,11 @@ class CacheWriter:
         blob = await asyncio.to_thread(self.cache.adopt, self.path, sha, self.ext, synced=True)
         return Fetched(blob, info)
 
-    def _finish_in_memory(self) -> Fetched:
+    async def _finish_in_memory(self) -> Fetched:
         """A result that fits the write buffer (most sound effects and lines): verified
-        in memory and written to the cache here, on the event loop.
-
-        Two small writes and an fsync block the loop for well under a millisecond,
-        while a hand-off to a worker thread costs more CPU than the writing itself
-        (every system call there trades the GIL with this thread)."""
+        in memory and written to the cache from this thread; only the fsync waits in a
+        worker (a worker doing the whole write costs more CPU than the writing itself:
+        every system call there trades the GIL with this busy thread)."""
         data = bytes(self.buffer)
         self.buffer.clear()
         if self.spec is not None and self.spec.raw:  # the header's sizes, now known
@@ -164,7 +162,7 @@ class CacheWriter:
                 raise DownloadError(f"the result is not the audio that was asked for: {exc}",
                                     job_id=self.job_id) from exc
         sha = hashlib.sha256(data).hexdigest()
-        return Fetched(self.cache.put_verified(data, sha, self.ext), info)
+        return Fetched(await self.cache.put_verified_async(data, sha, self.ext), info)
 
 
 def _patch_header(path: Path, header: bytes) -> None:

@@ -27,7 +27,7 @@ from runner.manifest import JobKind
 from runner.models import Family
 from runner.plan import Plan, PlannedJob
 from runner.providers.base import Request
-from runner.results import record, write_files
+from runner.results import record, write_files, write_output_from_memory
 from runner.retry import JobOutcome
 from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
@@ -241,11 +241,9 @@ class Engine:
 
     async def _finish(self, pj: PlannedJob, asset: AssetRow, outcome: JobOutcome) -> None:
         ctx = self.ctx
-        if ctx.cache.is_recent(asset.sha256):
-            # Just stored from memory (a small result): one small write and fsync, cheaper
-            # here than the hand-off to a worker thread (see CacheWriter._finish_in_memory).
-            written = write_files(pj, asset, ctx.cache, ctx.layout)
-        else:
+        # A small result's bytes are still in memory: its output is written from them.
+        written = await write_output_from_memory(pj, asset, ctx.cache, ctx.layout)
+        if written is None:
             written = await asyncio.to_thread(write_files, pj, asset, ctx.cache, ctx.layout)
         self.result.lock_entries[pj.job.id] = record(pj, asset, written, ctx.journal)
         ctx.journal.record_outcome(pj.job.id, pj.key, outcome.value, "", asset.task_id)

@@ -40,8 +40,7 @@ class Written:
 def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
                 layout: BuildLayout) -> Written:
     """Write the job's output and companions from the cache. Pure file work (no
-    journal): the engine runs it in a worker thread unless the blob's bytes are
-    still in memory (`ContentCache.is_recent`), when it is one small write."""
+    journal), so the engine runs it in a worker thread: fsyncs never stall the loop."""
     job = pj.job
     blob = cache.get(asset.sha256, asset.ext)
     if blob is None:
@@ -60,6 +59,22 @@ def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
         companions[kind] = (path.relative_to(layout.output_dir).as_posix(), file_digest(path),
                             st.st_size, st.st_mtime_ns)
     return Written((job.output, blob.sha256, blob.size, mtime_ns), companions)
+
+
+async def write_output_from_memory(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
+                                   layout: BuildLayout) -> Written | None:
+    """`write_files` for an audio job whose bytes were just stored from memory
+    (`ContentCache.take_recent`): written from those bytes, the fsync in a worker
+    thread. None when this is not such a job (then use `write_files`)."""
+    job = pj.job
+    if job.model.kind is Kind.TRANSCRIPT or job.kind is JobKind.STITCH:
+        return None  # these have companions to write
+    data = cache.take_recent(asset.sha256)
+    if data is None:
+        return None
+    blob = Blob(asset.sha256, asset.ext, cache.blob_path(asset.sha256, asset.ext), len(data))
+    mtime_ns = await cache.materialize_recent(blob, data, layout.output_path(job.output))
+    return Written((job.output, blob.sha256, blob.size, mtime_ns), {})
 
 
 def record(pj: PlannedJob, asset: AssetRow, written: Written, journal: Journal) -> LockEntry:

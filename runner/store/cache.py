@@ -74,21 +74,43 @@ class ContentCache:
         return self.put_verified(data, hashlib.sha256(data).hexdigest(), ext)
 
     def put_verified(self, data: bytes, sha256: str, ext: str) -> Blob:
-        """Store bytes already in memory whose digest is `sha256` (a small download,
-        hashed and verified on the way in). The bytes are kept until `materialize`
-        writes an output from them, so that output costs no read and no second hash."""
+        """Store bytes already in memory whose digest is `sha256`. The bytes are kept
+        until `materialize` writes an output from them, so that output costs no read
+        and no second hash."""
         final = self.blob_path(sha256, ext)
         if not final.exists():
             atomic.mkdir_once(final.parent)
             atomic.publish(data, self.new_temp(ext), final)
+        return self._remember(data, sha256, ext, final)
+
+    async def put_verified_async(self, data: bytes, sha256: str, ext: str) -> Blob:
+        """`put_verified` from the event loop (a small download, hashed and verified on
+        the way in): the fsync waits in a worker thread (`atomic.publish_async`)."""
+        final = self.blob_path(sha256, ext)
+        if not final.exists():
+            atomic.mkdir_once(final.parent)
+            await atomic.publish_async(data, self.new_temp(ext), final)
+        return self._remember(data, sha256, ext, final)
+
+    def _remember(self, data: bytes, sha256: str, ext: str, final: Path) -> Blob:
         if sha256 not in self._recent and self._recent_bytes + len(data) <= _RECENT_MAX_BYTES:
             self._recent[sha256] = data
             self._recent_bytes += len(data)
         return Blob(sha256, ext, final, len(data))
 
-    def is_recent(self, sha256: str) -> bool:
-        """Whether the blob's bytes are still in memory (`materialize` is then cheap)."""
-        return sha256 in self._recent
+    def take_recent(self, sha256: str) -> bytes | None:
+        """The bytes of a blob just stored from memory, once (see `put_verified`)."""
+        data = self._recent.pop(sha256, None)
+        if data is not None:
+            self._recent_bytes -= len(data)
+        return data
+
+    async def materialize_recent(self, blob: Blob, data: bytes, dest: Path) -> int:
+        """`materialize` from bytes just stored (`take_recent`), on the event loop with
+        the fsync in a worker thread. Returns the output's mtime in ns."""
+        self.discard_leftovers(dest)
+        await atomic.publish_async(data, atomic.temp_name(dest), dest)
+        return dest.stat().st_mtime_ns
 
     def materialize(self, blob: Blob, dest: Path) -> int:
         """Copy a cached file to `dest` atomically, checking its digest on the way.
@@ -98,9 +120,8 @@ class ContentCache:
         """
         self.discard_leftovers(dest)
         tmp = atomic.temp_name(dest)
-        data = self._recent.pop(blob.sha256, None)
+        data = self.take_recent(blob.sha256)
         if data is not None:  # written from these very bytes moments ago
-            self._recent_bytes -= len(data)
             atomic.publish(data, tmp, dest)
             return dest.stat().st_mtime_ns
         digest = hashlib.sha256()
