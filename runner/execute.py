@@ -469,12 +469,13 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
     refreshed = False
     while True:
         try:
-            return await download.fetch(
-                ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
-                provider=account.config.name, job_id=pj.job.id, task_id=task_id,
-                max_bytes=ctx.max_download_bytes,
-                progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
-                                                      done=done, total=total))
+            async with account.limiter.downloads:
+                return await download.fetch(
+                    ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
+                    provider=account.config.name, job_id=pj.job.id, task_id=task_id,
+                    max_bytes=ctx.max_download_bytes,
+                    progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
+                                                          done=done, total=total))
         except download.ResultExpired as error:
             fresh = None if refreshed else await account.adapter.refresh_url(url)
             if fresh is None:

@@ -40,6 +40,9 @@ def _limits() -> dict[str, Any]:
             "polls_per_s": {"type": "number", "minimum": 0,
                             "description": "Status polls per second (a separate budget); "
                                            "0: unlimited."},
+            "max_downloads": {"type": "integer", "minimum": 1,
+                              "description": "Results downloaded and stored at once "
+                                             "(default 8)."},
         },
     }
 

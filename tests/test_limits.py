@@ -536,6 +536,8 @@ def test_account_limiter_from_limits() -> None:
         configured = AccountLimiter(Limits(20, 10.0, 100, 10.0))
         assert configured.submit.effective_limit == 20
         assert configured.in_flight.capacity == 100
+        assert configured.downloads.capacity == 8  # the runner's own default
+        assert AccountLimiter(Limits(20, 10.0, 100, 10.0, 3)).downloads.capacity == 3
         assert (configured.polls.limit, configured.polls.window_s) == (10, 1.0)
         discovering = AccountLimiter(Limits(0, 1.0, 5, 0.0))
         assert discovering.submit.limit is None

@@ -65,6 +65,7 @@ class AccountLimiter:
         configured = limits.requests_per_window
         self.limits = limits
         self.in_flight = InFlight(limits.max_in_flight)
+        self.downloads = InFlight(limits.max_downloads)
         self.submit = SlidingWindow(
             configured if configured and configured > 0 else None, limits.window_s,
             clock=clock, sleep=sleep, on_concurrency_limited=self.in_flight.concurrency_limited)

@@ -170,6 +170,11 @@ CASES: dict[str, tuple[str, list[tuple[int, str]]]] = {
         + sfx_job(),
         [(5, "1.5 is out of range: must be at most 1")],
     ),
+    "downloads_cap_zero": (
+        "version: 1\nname: t\nproviders:\n  kie:\n    limits: {max_downloads: 0}\njobs:\n"
+        + sfx_job(),
+        [(5, "$.providers.kie.limits.max_downloads: 0 is out of range: must be at least 1")],
+    ),
     "custom_provider_without_type": (
         "version: 1\nname: t\nproviders:\n  kie2:\n    api_key_env: K2\njobs:\n" + sfx_job(),
         [(4, "provider 'kie2' is not built in (did you mean 'kie'?); an extra account needs "

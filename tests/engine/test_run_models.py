@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from runner.sandbox import SandboxServer
 
@@ -99,3 +102,39 @@ def test_a_second_run_sends_nothing(tmp_path: Path, sandbox: SandboxServer) -> N
     assert provider_requests(sandbox.url) == before  # not one request
     assert tally.requests_submitted == 0 and not result.outcomes
     assert (tmp_path / "out.sandbox" / "t.lock.json").read_text() == lock_text
+
+
+def test_downloads_never_exceed_the_accounts_cap(tmp_path: Path, sandbox: SandboxServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`limits.max_downloads`: a wave of tasks finishing together is downloaded and stored
+    at most N at a time (real downloads; the spy only counts them)."""
+    from runner import download
+
+    active, peak = 0, 0
+    real_fetch = download.fetch
+
+    async def counting_fetch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            return await real_fetch(*args, **kwargs)
+        finally:
+            active -= 1
+
+    monkeypatch.setattr(download, "fetch", counting_fetch)
+    manifest = write_manifest(tmp_path, """
+        - id: hit_{n}
+          matrix: {n: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}
+          model: elevenlabs/sound-effect-v2
+          input: {text: "Impact number {n}", duration_seconds: 1}
+    """)
+    manifest.write_text(manifest.read_text().replace(
+        "limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500}",
+        "limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500, max_downloads: 2}",
+        1))
+    code, plan, result, tally = run(manifest, sandbox.url)
+    assert code == 0, tally.failures
+    assert peak == 2  # reached, never passed
+    for job_id, entry in lockfile(manifest).items():
+        assert_audio(output(manifest, entry["output"]), "mp3_44100_128", min_s=0.9), job_id
