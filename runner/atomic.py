@@ -108,38 +108,37 @@ def write_bytes(final: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _create_and_write(data: bytes, tmp: Path) -> int:
-    """Create `tmp` exclusively and write `data` to it; return the open descriptor."""
+@contextlib.contextmanager
+def _replacing(data: bytes, tmp: Path, final: Path) -> Iterator[int]:
+    """Create `tmp` exclusively holding `data` and yield its descriptor (for the
+    caller's fsync); then close it and rename it over `final`. On failure `tmp` is
+    removed and `final` is untouched."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:  # the folder was removed since this process made it
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def publish(data: bytes, tmp: Path, final: Path) -> None:
-    """Write `data` to the new file `tmp` (created here, exclusively), fsync it and
-    rename it over `final`: the whole of an atomic write in the fewest system calls,
-    for bytes already in memory."""
-    try:
-        fd = _create_and_write(data, tmp)
         try:
-            os.fsync(fd)
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:  # the folder was removed since this process made it
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            yield fd
         finally:
             os.close(fd)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def publish(data: bytes, tmp: Path, final: Path) -> None:
+    """Write `data` to the new file `tmp` (created here, exclusively), fsync it and
+    rename it over `final`: the whole of an atomic write in the fewest system calls,
+    for bytes already in memory."""
+    with _replacing(data, tmp, final) as fd:
+        os.fsync(fd)
     _fsync_dir(final.parent)
 
 
@@ -148,16 +147,8 @@ async def publish_async(data: bytes, tmp: Path, final: Path) -> None:
     cache), the wait for the disk (fsync) in a worker thread, so the loop goes on
     serving other jobs' requests meanwhile. The worker does that one system call and
     nothing else: every call it made would trade the GIL with the busy loop thread."""
-    try:
-        fd = _create_and_write(data, tmp)
-        try:
-            await asyncio.to_thread(os.fsync, fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _replacing(data, tmp, final) as fd:
+        await asyncio.to_thread(os.fsync, fd)
     if full_sync():
         await asyncio.to_thread(_fsync_dir, final.parent)
 
