@@ -11,6 +11,11 @@ its process alone (the sandbox and this script are other processes). On two or
 more cores the sandbox and the runner are pinned to different cores.
 
 Targets: CPU per job <= 2 ms; peak RSS <= 200 MB.
+
+The build folder is a temp folder: `TMPDIR=/dev/shm python bench/bench_scale.py`
+puts it on tmpfs, and the difference between the two runs is what the disk's
+fsyncs and file creations cost (two durable files per job: the cache's copy and
+the output).
 (The 200 MB download's memory is bench_download.py.)
 
     python bench/bench_scale.py [--quick] [--jobs 10000]
