@@ -138,3 +138,31 @@ def test_downloads_never_exceed_the_accounts_cap(tmp_path: Path, sandbox: Sandbo
     assert peak == 2  # reached, never passed
     for job_id, entry in lockfile(manifest).items():
         assert_audio(output(manifest, entry["output"]), "mp3_44100_128", min_s=0.9), job_id
+
+
+@pytest.mark.parametrize(("settings", "loop_module"), [
+    ({}, "uvloop"),  # the default where uvloop is installed (it is, on Linux)
+    ({"RUNNER_LOOP": "asyncio"}, "asyncio"),
+    ({"RUNNER_LOOP": "asyncio", "RUNNER_JOURNAL_SYNC": "FULL"}, "asyncio"),  # folders fsynced
+])
+def test_the_event_loop_and_full_sync_settings(tmp_path: Path, sandbox: SandboxServer,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               settings: dict[str, str],
+                                               loop_module: str) -> None:
+    import asyncio
+
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    loops: set[str] = set()
+    manifest = write_manifest(tmp_path, """
+        - id: hit_{n}
+          matrix: {n: [0, 1, 2]}
+          model: elevenlabs/sound-effect-v2
+          input: {text: "Impact number {n}", duration_seconds: 1}
+    """)
+    code, plan, result, tally = run(manifest, sandbox.url, observers=[
+        lambda event: loops.add(type(asyncio.get_running_loop()).__module__.split(".")[0])])
+    assert code == 0, tally.failures
+    assert loops == {loop_module}
+    for job_id, entry in lockfile(manifest).items():
+        assert_audio(output(manifest, entry["output"]), "mp3_44100_128", min_s=0.9), job_id
