@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from runner.accounts import Limits
-from runner.errors import ProviderUnavailable, RateLimited, TransportError
+from runner.errors import ConcurrencyLimited, ProviderUnavailable, RateLimited, TransportError
 from runner.limits import (
     AccountLimiter,
     InFlight,
     RetryBudget,
     SlidingWindow,
-    is_concurrency_limit,
     poll_window,
 )
 from runner.retry import Phase, RetryPolicy
@@ -178,7 +177,7 @@ def test_slot_resolves_itself_from_the_exception() -> None:
             await in_flight.acquire()
         failures: list[BaseException] = [
             RateLimited("slow down", retry_after_s=2.0),
-            RateLimited("Too many concurrent requests", code="concurrent_limit_exceeded"),
+            ConcurrencyLimited("Too many concurrent requests", code="concurrent_limit_exceeded"),
             TransportError("refused", request_sent=False),
             TransportError("read timeout", request_sent=True),
             ProviderUnavailable("maintenance", code=455),
@@ -196,12 +195,6 @@ def test_slot_resolves_itself_from_the_exception() -> None:
     assert (c.rate_limited, c.concurrency_limited, c.unsent, c.answered) == (1, 1, 1, 3)
     assert c.paused_s == 2.0
     assert in_flight.capacity == 2  # 3 running and one refused: the provider took 2
-
-
-def test_concurrency_wordings() -> None:
-    assert is_concurrency_limit(RateLimited("x", code="too_many_concurrent_requests"))
-    assert is_concurrency_limit(RateLimited("Too Many Requests: concurrency limit reached"))
-    assert not is_concurrency_limit(RateLimited("Rate limit exceeded", code=429))
 
 
 # --- adaptive control against a simulated provider ---------------------------

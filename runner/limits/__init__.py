@@ -22,16 +22,11 @@ from dataclasses import dataclass
 from runner.accounts import Limits
 from runner.limits.capacity import InFlight, RetryBudget
 from runner.limits.gate import Clock, Sleep
-from runner.limits.window import (
-    SlidingWindow,
-    Slot,
-    WindowCounters,
-    is_concurrency_limit,
-)
+from runner.limits.window import SlidingWindow, Slot, WindowCounters
 
 __all__ = [
     "AccountLimiter", "AccountStats", "Clock", "InFlight", "RetryBudget", "Sleep",
-    "SlidingWindow", "Slot", "WindowCounters", "is_concurrency_limit", "poll_window",
+    "SlidingWindow", "Slot", "WindowCounters", "poll_window",
 ]
 
 

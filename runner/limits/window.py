@@ -43,26 +43,12 @@ from enum import Enum
 from types import TracebackType
 from typing import Self
 
-from runner.errors import RateLimited, TransportError
+from runner.errors import ConcurrencyLimited, RateLimited, TransportError
 from runner.limits.gate import Clock, Gate, Sleep
 
 DISCOVERY_START = 4  # slots in the first window when the provider's limit is unknown
 MAX_PROBE_WINDOWS = 16  # refused probes back off to one attempt per 16 good windows
 MAX_WINDOW_SCALE = 64  # 1 request per 64 windows: the slowest a refused account goes
-# ElevenLabs `detail.code`/`status` values that mean "too many at once", not "too fast".
-_CONCURRENCY_CODES = frozenset({"concurrent_limit_exceeded", "too_many_concurrent_requests"})
-# Wordings with no code of their own: AI/ML API's "concurrency limit", and the
-# market's "too many running tasks" (the sandbox's; kie documents none).
-_CONCURRENCY_WORDS = ("concurren", "running tasks")
-
-
-def is_concurrency_limit(error: RateLimited) -> bool:
-    """A 429 for too many requests at once (wait for one to finish), not for going too fast."""
-    message = error.message.lower()
-    return (str(error.code) in _CONCURRENCY_CODES
-            or any(word in message for word in _CONCURRENCY_WORDS))
-
-
 class _Outcome(Enum):
     OK = "ok"
     RATE_LIMITED = "rate_limited"
@@ -74,9 +60,9 @@ class Slot:
     """One reserved request. Resolve it exactly once; later calls are ignored.
 
     As a context manager (`with await window.acquire() as slot:`) it resolves
-    itself from how the block ended: normally → answered; `RateLimited` →
-    rate or concurrency limited; `TransportError(request_sent=False)` →
-    unsent; anything else, cancellation included, → answered, because the
+    itself from how the block ended: normally → answered; `ConcurrencyLimited`
+    → concurrency limited; another `RateLimited` → rate limited;
+    `TransportError(request_sent=False)` → unsent; anything else, cancellation included, → answered, because the
     request may have been counted.
     """
 
@@ -113,11 +99,10 @@ class Slot:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if isinstance(exc, RateLimited):
-            if is_concurrency_limit(exc):
-                self.concurrency_limited()
-            else:
-                self.rate_limited(exc.retry_after_s)
+        if isinstance(exc, ConcurrencyLimited):  # the adapter read the provider's wording
+            self.concurrency_limited()
+        elif isinstance(exc, RateLimited):
+            self.rate_limited(exc.retry_after_s)
         elif isinstance(exc, TransportError) and not exc.request_sent:
             self.unsent()
         else:

@@ -3,7 +3,7 @@
     market.py     kie.ai and apikley (the market jobs API)
     aimlapi.py    AI/ML API (stable-audio)
     elevenlabs.py ElevenLabs direct (synchronous)
-    common.py     what they share: answer reading, Retry-After, ConcurrencyLimited
+    common.py     what they share: answer reading, Retry-After, keeping keys out
 """
 
 from __future__ import annotations

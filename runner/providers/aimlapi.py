@@ -19,6 +19,7 @@ import httpx
 from runner.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
+    ConcurrencyLimited,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -36,7 +37,6 @@ from runner.providers.base import (
     TaskStatus,
 )
 from runner.providers.common import (
-    ConcurrencyLimited,
     bearer,
     cloudflare_block,
     excerpt,

@@ -15,26 +15,13 @@ from typing import Any
 
 import httpx
 
-from runner.errors import RateLimited, RequestRejected
+from runner.errors import RequestRejected
 from runner.http import USER_AGENT
 
 Clock = Callable[[], float]
 
 # How much of an unreadable answer (an HTML error page, say) goes into a message.
 _EXCERPT_CHARS = 160
-
-
-class ConcurrencyLimited(RateLimited):
-    """A 429 that says too many requests are *in flight*, not too many per second.
-
-    The limiter should lower the account's in-flight cap and wait for running
-    requests to finish, instead of backing off its request rate
-    (ElevenLabs `concurrent_limit_exceeded`, FACTS §3.7). `concurrency` is True
-    here and absent on a plain `RateLimited`: read it with
-    `getattr(exc, "concurrency", False)`.
-    """
-
-    concurrency = True
 
 
 def ua_headers(client: httpx.AsyncClient) -> dict[str, str]:

@@ -29,6 +29,7 @@ import httpx
 from runner.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
+    ConcurrencyLimited,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -37,7 +38,6 @@ from runner.errors import (
 from runner.http import translate_errors
 from runner.providers.base import Request, Sink, Submitted, SyncResult, TaskStatus
 from runner.providers.common import (
-    ConcurrencyLimited,
     excerpt,
     message_of,
     number,

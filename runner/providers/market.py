@@ -28,6 +28,7 @@ import httpx
 from runner.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
+    ConcurrencyLimited,
     GenerationFailed,
     ProviderError,
     ProviderUnavailable,
@@ -47,7 +48,6 @@ from runner.providers.base import (
 )
 from runner.providers.common import (
     Clock,
-    ConcurrencyLimited,
     bearer,
     cloudflare_block,
     excerpt,

@@ -21,7 +21,7 @@ from runner.errors import (
 from runner.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
-from runner.providers.common import ConcurrencyLimited
+from runner.errors import ConcurrencyLimited
 from runner.providers.elevenlabs import Base64Field, ElevenLabsAdapter
 
 from .conftest import Sink

@@ -20,7 +20,7 @@ from runner.errors import (
 from runner.http import make_client
 from runner.models import MODELS
 from runner.providers.base import Request
-from runner.providers.common import ConcurrencyLimited
+from runner.errors import ConcurrencyLimited
 from runner.providers.elevenlabs import ElevenLabsAdapter
 from runner.providers.market import MarketAdapter
 
@@ -152,7 +152,7 @@ async def test_concurrency_limit_is_marked(sandbox: Sandbox, client: httpx.Async
         return_exceptions=True)
     limited = [r for r in results if isinstance(r, RateLimited)]
     assert len(limited) == 1 and isinstance(limited[0], ConcurrencyLimited)
-    assert limited[0].concurrency and limited[0].code == "concurrent_limit_exceeded"
+    assert limited[0].code == "concurrent_limit_exceeded"
 
 
 @pytest.mark.parametrize(("inputs", "code", "words"), [
