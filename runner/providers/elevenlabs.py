@@ -116,15 +116,21 @@ class ElevenLabsAdapter:
                               provider=self.account.name)
 
     # --- the endpoints -----------------------------------------------------------
-    async def _audio(self, request: Request, path: str, query: dict[str, Any],
-                     body: dict[str, Any], sink: Sink) -> SyncResult:
+    async def _post_streamed(self, request: Request, path: str, query: dict[str, Any],
+                             body: dict[str, Any], feed: Sink) -> httpx.Response:
+        """POST and hand the answer's body to `feed` as it arrives; the (read) answer."""
         with translate_errors(self.account.name, request.job_id):
             async with self._client.stream("POST", f"{self.account.base_url}{path}",
                                            params=query, json=body,
                                            headers=self._headers) as response:
                 await self._raise_for(response, request.job_id)
                 async for chunk in response.aiter_bytes():
-                    await sink(chunk)
+                    await feed(chunk)
+        return response
+
+    async def _audio(self, request: Request, path: str, query: dict[str, Any],
+                     body: dict[str, Any], sink: Sink) -> SyncResult:
+        response = await self._post_streamed(request, path, query, body, sink)
         return SyncResult(request_id=response.headers.get("request-id"),
                           credits=number(response.headers.get("character-cost")),
                           content_type=response.headers.get("content-type"))
@@ -132,13 +138,7 @@ class ElevenLabsAdapter:
     async def _with_timestamps(self, request: Request, path: str, query: dict[str, Any],
                                body: dict[str, Any], sink: Sink) -> SyncResult:
         field = Base64Field("audio_base64", sink)
-        with translate_errors(self.account.name, request.job_id):
-            async with self._client.stream("POST", f"{self.account.base_url}{path}",
-                                           params=query, json=body,
-                                           headers=self._headers) as response:
-                await self._raise_for(response, request.job_id)
-                async for chunk in response.aiter_bytes():
-                    await field.feed(chunk)
+        response = await self._post_streamed(request, path, query, body, field.feed)
         try:
             doc = await field.finish()
         except ValueError as exc:
