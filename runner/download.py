@@ -162,7 +162,7 @@ class CacheWriter:
                 raise DownloadError(f"the result is not the audio that was asked for: {exc}",
                                     job_id=self.job_id) from exc
         sha = hashlib.sha256(data).hexdigest()
-        return Fetched(await self.cache.put_verified_async(data, sha, self.ext), info)
+        return Fetched(await self.cache.put_verified(data, sha, self.ext), info)
 
 
 def _patch_header(path: Path, header: bytes) -> None:

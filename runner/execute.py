@@ -423,7 +423,7 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
             payload = await _fetch_json(ctx, account, pj, result.urls[0], result.task_id)
         if payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript", result.task_id)
-        blob = json_blob(ctx.cache, payload)
+        blob = await json_blob(ctx.cache, payload)
         upstream = pj.job.audio
         duration_s = _source_duration(ctx, pj) if upstream is not None else None
     else:
@@ -517,7 +517,7 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
     if pj.job.model.kind is Kind.TRANSCRIPT:
         if answer.payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript")
-        blob, duration_s = json_blob(ctx.cache, answer.payload), _source_duration(ctx, pj)
+        blob, duration_s = await json_blob(ctx.cache, answer.payload), _source_duration(ctx, pj)
         payload = None
     else:
         fetched = fetched_holder[0]

@@ -72,9 +72,8 @@ async def write_output_from_memory(pj: PlannedJob, asset: AssetRow, cache: Conte
     data = cache.take_recent(asset.sha256)
     if data is None:
         return None
-    blob = Blob(asset.sha256, asset.ext, cache.blob_path(asset.sha256, asset.ext), len(data))
-    mtime_ns = await cache.materialize_recent(blob, data, layout.output_path(job.output))
-    return Written((job.output, blob.sha256, blob.size, mtime_ns), {})
+    mtime_ns = await cache.materialize_recent(data, layout.output_path(job.output))
+    return Written((job.output, asset.sha256, len(data), mtime_ns), {})
 
 
 def record(pj: PlannedJob, asset: AssetRow, written: Written, journal: Journal) -> LockEntry:
@@ -123,7 +122,7 @@ def write_programme_companions(dest: Path, payload: dict[str, Any]) -> dict[str,
     return written
 
 
-def json_blob(cache: ContentCache, payload: Any) -> Blob:
+async def json_blob(cache: ContentCache, payload: Any) -> Blob:
     """A JSON result (a transcript) as a cache blob, byte-stable for the same content."""
     text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    return cache.put_bytes(text.encode("utf-8"), "json")
+    return await cache.put_bytes(text.encode("utf-8"), "json")

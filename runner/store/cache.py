@@ -70,29 +70,19 @@ class ContentCache:
             atomic.commit(tmp, final, synced=synced)
         return Blob(sha256, ext, final, final.stat().st_size)
 
-    def put_bytes(self, data: bytes, ext: str) -> Blob:
-        return self.put_verified(data, hashlib.sha256(data).hexdigest(), ext)
+    async def put_bytes(self, data: bytes, ext: str) -> Blob:
+        return await self.put_verified(data, hashlib.sha256(data).hexdigest(), ext)
 
-    def put_verified(self, data: bytes, sha256: str, ext: str) -> Blob:
-        """Store bytes already in memory whose digest is `sha256`. The bytes are kept
-        until `materialize` writes an output from them, so that output costs no read
-        and no second hash."""
-        final = self.blob_path(sha256, ext)
-        if not final.exists():
-            atomic.mkdir_once(final.parent)
-            atomic.publish(data, self.new_temp(ext), final)
-        return self._remember(data, sha256, ext, final)
-
-    async def put_verified_async(self, data: bytes, sha256: str, ext: str) -> Blob:
-        """`put_verified` from the event loop (a small download, hashed and verified on
-        the way in): the fsync waits in a worker thread (`atomic.publish_async`)."""
+    async def put_verified(self, data: bytes, sha256: str, ext: str) -> Blob:
+        """Store bytes already in memory whose digest is `sha256` (a small download,
+        hashed and verified on the way in), from the event loop: the fsync waits in a
+        worker thread (`atomic.publish_async`). The bytes are kept until an output is
+        written from them (`take_recent`), so that output costs no read and no second
+        hash."""
         final = self.blob_path(sha256, ext)
         if not final.exists():
             atomic.mkdir_once(final.parent)
             await atomic.publish_async(data, self.new_temp(ext), final)
-        return self._remember(data, sha256, ext, final)
-
-    def _remember(self, data: bytes, sha256: str, ext: str, final: Path) -> Blob:
         if sha256 not in self._recent and self._recent_bytes + len(data) <= _RECENT_MAX_BYTES:
             self._recent[sha256] = data
             self._recent_bytes += len(data)
@@ -105,7 +95,7 @@ class ContentCache:
             self._recent_bytes -= len(data)
         return data
 
-    async def materialize_recent(self, blob: Blob, data: bytes, dest: Path) -> int:
+    async def materialize_recent(self, data: bytes, dest: Path) -> int:
         """`materialize` from bytes just stored (`take_recent`), on the event loop with
         the fsync in a worker thread. Returns the output's mtime in ns."""
         self.discard_leftovers(dest)

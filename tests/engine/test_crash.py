@@ -18,6 +18,7 @@ the moment of death (DESIGN.md, "Rules the design rests on"):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -496,7 +497,7 @@ def test_temp_files_a_killed_write_left_are_removed_when_that_file_is_written_ag
     for path in left + kept:
         path.write_bytes(b"half a file")
     cache = ContentCache(tmp_path / "cache")
-    blob = cache.put_bytes(b"whole", "mp3")
+    blob = asyncio.run(cache.put_bytes(b"whole", "mp3"))
     cache.materialize(blob, out / "steps" / "a.mp3")
     entry = LockEntry(key="k", provider="kie", model="m", output="steps/a.mp3",
                       sha256=blob.sha256, size=blob.size, created_at="2024-01-01T00:00:00Z")
