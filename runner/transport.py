@@ -21,7 +21,8 @@ understands, keeping "was the request sent?" right: a refused connection is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -38,21 +39,25 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _reading_body(self._request):
             async for chunk in self._response.content.iter_chunked(_CHUNK_BYTES):
                 yield chunk
-        except TimeoutError as exc:  # first: aiohttp's read timeout is a ClientError too
-            raise httpx.ReadTimeout("timed out reading the body",
-                                    request=self._request()) from exc
-        except aiohttp.ClientPayloadError as exc:  # cut short: Content-Length not reached
-            raise httpx.RemoteProtocolError(f"incomplete body: {exc}",
-                                            request=self._request()) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__,
-                                  request=self._request()) from exc
 
     async def aclose(self) -> None:
         self._response.release()
+
+
+@contextlib.contextmanager
+def _reading_body(request: RequestFactory) -> Iterator[None]:
+    """aiohttp's errors while a body is read, as the httpx errors they mean."""
+    try:
+        yield
+    except TimeoutError as exc:  # first: aiohttp's read timeout is a ClientError too
+        raise httpx.ReadTimeout("timed out reading the body", request=request()) from exc
+    except aiohttp.ClientPayloadError as exc:  # cut short: Content-Length not reached
+        raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request()) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__, request=request()) from exc
 
 
 async def _request_body(request: httpx.Request) -> AsyncIterator[bytes]:
@@ -138,13 +143,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             return httpx.Response(response.status, headers=response.raw_headers,
                                   stream=_ResponseStream(response, request))
         try:
-            content = await response.read()
-        except TimeoutError as exc:  # first: aiohttp's read timeout is a ClientError too
-            raise httpx.ReadTimeout("timed out reading the body", request=request()) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise httpx.RemoteProtocolError(f"incomplete body: {exc}", request=request()) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request()) from exc
+            with _reading_body(request):
+                content = await response.read()
         finally:
             response.release()
         return httpx.Response(response.status, headers=response.raw_headers, content=content)
