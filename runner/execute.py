@@ -340,7 +340,7 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
     waiter = ctx.callbacks.waiter(task_id) if ctx.callbacks is not None else None
     attempt = 0
     latency = account.latency
-    prober, probes, just_learned = False, 0, False
+    prober, probes = False, 0
     try:
         while True:
             elapsed = ctx.clock() - started
@@ -359,13 +359,12 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                 await ctx.sleep(min(delay, 0.1 * 1.25 ** probes))
                 probes += 1
             elif latency.mean_s is None:
-                if await latency.learned_within(delay):
-                    just_learned = True
+                if await latency.learned_within(delay) and \
+                        ctx.clock() - started < (latency.mean_s or 0.0) + latency.spread_s:
                     continue  # the prober learnt how long tasks take: plan again with that
-            elif just_learned and elapsed >= latency.mean_s + latency.spread_s:
-                just_learned = False  # waited past the usual finish already: look now
+                # (else the delay ran out, or this task already waited past the usual
+                # finish: look now)
             else:
-                just_learned = False
                 await ctx.sleep(delay)
             if ctx.clock() > deadline:
                 raise Finish(JobOutcome.FAILED, f"task {task_id} is not finished after "
