@@ -14,8 +14,16 @@ Targets: CPU per job <= 2 ms; peak RSS <= 200 MB.
 
 The build folder is a temp folder: `TMPDIR=/dev/shm python bench/bench_scale.py`
 puts it on tmpfs, and the difference between the two runs is what the disk's
-fsyncs and file creations cost (two durable files per job: the cache's copy and
-the output).
+fsyncs and file creations cost (one new file per job, its output; the cache's
+copy is appended to a pack).
+
+On ext4 without a journal (this project's VMs: `ext4_fsync_nojournal` in a
+profile) creating a file skips over every inode of its block group deleted in
+the last one to six minutes (`recently_deleted` in fs/ext4/ialloc.c). So a run
+right after another run's 10,000 files were deleted pays up to a fifth more CPU
+per job. For figures that compare, give each run a folder whose block group saw
+no recent deletions: a new top-level folder gets one of its own (ext4 spreads
+those), e.g. `TMPDIR=$(mktemp -d /rbench.XXXX) python bench/bench_scale.py`.
 (The 200 MB download's memory is bench_download.py.)
 
     python bench/bench_scale.py [--quick] [--jobs 10000]

@@ -260,8 +260,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
     report = clean(args.file, sandbox=args.sandbox, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    for path in [*report.outputs, *report.blobs]:
-        print(f"{verb} {os.path.relpath(path)}")
+    for where in [*map(str, report.outputs), *report.blobs]:
+        print(f"{verb} {os.path.relpath(where)}")
     print(f"{verb} {len(report.outputs)} output(s) and {len(report.blobs)} cached file(s), "
           f"{report.freed_bytes / 1e6:.1f} MB")
     return int(ExitCode.OK)

@@ -448,7 +448,7 @@ async def _fetch_json(ctx: RunContext, account: Account, pj: PlannedJob, url: st
     """A transcript delivered as a file instead of inline (a shape some clients meet)."""
     fetched = await fetch_result(ctx, account, pj, url, task_id)
     try:
-        return json.loads(fetched.blob.path.read_bytes())
+        return json.loads(ctx.cache.read_bytes(fetched.blob))
     except (ValueError, UnicodeDecodeError) as error:
         raise Finish(JobOutcome.FAILED, f"the transcript file of task {task_id} is not JSON",
                      task_id) from error
@@ -552,7 +552,8 @@ async def prepare_audio(ctx: RunContext, pj: PlannedJob, request: Request) -> Re
         if blob is None:
             raise Finish(JobOutcome.FAILED, f"the audio of job '{audio.value}' is missing "
                                             "from the cache")
-        path, name = blob.path, f"{audio.value.replace('#', '_')}.{upstream.ext}"
+        path = await asyncio.to_thread(ctx.cache.file_of, blob)
+        name = f"{audio.value.replace('#', '_')}.{upstream.ext}"
     else:
         path = Path(audio.value)
         name = path.name

@@ -97,7 +97,7 @@ def render_status(statuses: list[JobStatus]) -> str:
 @dataclass
 class CleanReport:
     outputs: list[Path] = field(default_factory=list)
-    blobs: list[Path] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)  # where each was (Blob.label)
     freed_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -135,13 +135,11 @@ def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False) -> Cl
             if not dry_run:
                 journal.forget_output(output)
         cache = ContentCache(layout.cache_dir(os.environ))
-        for blob in cache.blobs():
-            if blob.sha256 in keep_blobs:
-                continue
-            report.blobs.append(blob.path)
-            report.freed_bytes += blob.size
-            if not dry_run:
-                cache.remove(blob)
+        unused = [blob for blob in cache.blobs() if blob.sha256 not in keep_blobs]
+        if not dry_run:
+            unused = cache.remove(unused)
+        report.blobs = [blob.label for blob in unused]
+        report.freed_bytes += sum(blob.size for blob in unused)
         if not dry_run:
             for key, asset in assets.items():
                 if asset.sha256 not in keep_blobs:

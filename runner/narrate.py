@@ -85,7 +85,7 @@ def _verify(ctx: RunContext, pj: PlannedJob, checks: list[PlannedJob],
         blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
         if blob is None:
             continue
-        heard = parse_stt(blob.path.read_bytes()).text
+        heard = parse_stt(ctx.cache.read_bytes(blob)).text
         by_segment[segment_id] = round(wer(texts[segment_id], heard), 4)
     above = {s: w for s, w in by_segment.items() if w > max_wer}
     if above:
@@ -105,15 +105,18 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
     by_id = {p.job.id: p for p in plan.jobs}
     segments = [by_id[dep] for dep in job.depends_on if by_id[dep].job.segment is not None]
     checks = [by_id[dep] for dep in job.depends_on if by_id[dep].job.verifies is not None]
-    inputs = []
+    blobs = []
     for seg in segments:
         asset = ctx.asset_of(seg.job.id)
         blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
         if blob is None:
             raise Finish(JobOutcome.FAILED, f"segment {seg.job.id} is not in the cache")
-        paragraph = seg.job.segment.paragraph if seg.job.segment else 0
-        inputs.append(SegmentInput(seg.job.id, blob.path, FormatSpec.parse(seg.job.format),
-                                   paragraph))
+        blobs.append(blob)
+    # ffmpeg reads files: a packed segment is unpacked to its loose place first.
+    files = await asyncio.to_thread(lambda: [ctx.cache.file_of(blob) for blob in blobs])
+    inputs = [SegmentInput(seg.job.id, path, FormatSpec.parse(seg.job.format),
+                           seg.job.segment.paragraph if seg.job.segment else 0)
+              for seg, path in zip(segments, files, strict=True)]
     settings = StitchSettings(
         gap_ms=spec.gap_ms, paragraph_gap_ms=spec.paragraph_gap_ms,
         crossfade_ms=spec.crossfade_ms, fade_ms=spec.fade_ms, trim_silence=spec.trim_silence,

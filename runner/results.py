@@ -49,7 +49,7 @@ def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
     mtime_ns = cache.materialize(blob, dest)
     paths: dict[str, Path] = {}
     if job.model.kind is Kind.TRANSCRIPT:
-        paths = write_transcript_companions(dest, blob, asset.duration_s)
+        paths = write_transcript_companions(dest, cache.read_bytes(blob), asset.duration_s)
     elif job.kind is JobKind.STITCH and asset.payload:
         paths = write_programme_companions(dest, asset.payload)
     companions = {}
@@ -101,12 +101,12 @@ def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> L
     )
 
 
-def write_transcript_companions(dest: Path, blob: Blob,
+def write_transcript_companions(dest: Path, transcript_json: bytes,
                                 audio_duration_s: float | None) -> dict[str, Path]:
     """`.txt`, `.srt`, `.vtt` beside a transcript's JSON output."""
     from runner.transcripts import parse_stt, write_readable
 
-    transcript = parse_stt(blob.path.read_bytes())
+    transcript = parse_stt(transcript_json)
     return write_readable(transcript, dest.with_suffix(""), audio_duration_s=audio_duration_s)
 
 

@@ -256,6 +256,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                 loop.remove_signal_handler(signal.SIGTERM)
             if hub is not None:
                 await hub.stop()
+            cache.close()
             journal.finish_run("interrupted" if engine.result.interrupted else "finished")
     return result
 

@@ -4,6 +4,11 @@
 an earlier version can be restored without paying for it again, and an output
 deleted or damaged by hand is restored from here without a request. Files are
 adopted by rename from `.incoming/` (same file system), never half-written.
+
+Small results, those verified in memory, go to packs instead (`cache/packs/`,
+see packs.py): one append and a shared fsync rather than a file of their own.
+A reader that needs a path (ffmpeg, an upload) asks `file_of`, which unpacks
+the blob to its loose place once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from runner import atomic
 from runner.errors import StoreError
+from runner.store import packs
 
 # The names `runner.atomic.temp_beside` gives temp files: `.NAME.xxxxxxxx.tmp`.
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
@@ -26,8 +32,17 @@ _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 class Blob:
     sha256: str
     ext: str
-    path: Path
     size: int
+    file: Path | None = None  # its own file in the cache, or
+    slot: packs.Slot | None = None  # where a pack holds it
+
+    @property
+    def label(self) -> str:
+        """Where it is, for people: its file, or `PACK#NAME`."""
+        if self.file is not None:
+            return str(self.file)
+        assert self.slot is not None
+        return f"{self.slot.pack}#{self.sha256}.{self.ext}"
 
 
 # Bytes of blobs written from memory, kept until their output is written from them
@@ -43,6 +58,12 @@ class ContentCache:
         self._leftovers: dict[Path, dict[str, list[Path]]] = {}
         self._recent: dict[str, bytes] = {}
         self._recent_bytes = 0
+        self._packs = packs.PackIndex(root / "packs")
+        self._writer = packs.PackWriter(root / "packs", self._packs)
+
+    def close(self) -> None:
+        """Close this process's pack (every blob in it is durable already)."""
+        self._writer.close()
 
     def blob_path(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.{ext}"
@@ -50,10 +71,31 @@ class ContentCache:
     def get(self, sha256: str, ext: str) -> Blob | None:
         path = self.blob_path(sha256, ext)
         try:
-            size = path.stat().st_size
+            return Blob(sha256, ext, path.stat().st_size, file=path)
         except OSError:
-            return None
-        return Blob(sha256, ext, path, size)
+            pass
+        slot = self._packs.find(sha256, ext, refresh=True)  # perhaps packed by another run
+        return None if slot is None else Blob(sha256, ext, slot.size, slot=slot)
+
+    def read_bytes(self, blob: Blob) -> bytes:
+        """A blob's bytes, checked against its digest."""
+        if blob.slot is not None:
+            return packs.read_slot(blob.slot, blob.sha256)
+        assert blob.file is not None
+        data = blob.file.read_bytes()
+        if hashlib.sha256(data).hexdigest() != blob.sha256:
+            raise _damaged(blob.file)
+        return data
+
+    def file_of(self, blob: Blob) -> Path:
+        """A file holding the blob, for readers that need a path: a packed blob is
+        unpacked to its loose place (once; `get` finds that file from then on)."""
+        if blob.file is not None:
+            return blob.file
+        path = self.blob_path(blob.sha256, blob.ext)
+        if not path.exists():
+            atomic.write_bytes(path, self.read_bytes(blob))
+        return path
 
     def new_temp(self, suffix: str) -> Path:
         """A fresh temp file in the cache's own file system, for a download in progress."""
@@ -68,25 +110,44 @@ class ContentCache:
             tmp.unlink(missing_ok=True)  # the same bytes are already here
         else:
             atomic.commit(tmp, final, synced=synced)
-        return Blob(sha256, ext, final, final.stat().st_size)
+        return Blob(sha256, ext, final.stat().st_size, file=final)
 
     async def put_bytes(self, data: bytes, ext: str) -> Blob:
         return await self.put_verified(data, hashlib.sha256(data).hexdigest(), ext)
 
     async def put_verified(self, data: bytes, sha256: str, ext: str) -> Blob:
         """Store bytes already in memory whose digest is `sha256` (a small download,
-        hashed and verified on the way in), from the event loop: the fsync waits in a
-        worker thread (`atomic.publish_async`). The bytes are kept until an output is
-        written from them (`take_recent`), so that output costs no read and no second
-        hash."""
-        final = self.blob_path(sha256, ext)
-        if not final.exists():
-            atomic.mkdir_once(final.parent)
-            await atomic.publish_async(data, self.new_temp(ext), final)
+        hashed and verified on the way in), from the event loop: appended to this
+        process's pack, and returned once an fsync shared with the other blobs
+        appended meanwhile has made them durable. The bytes are kept until an output
+        is written from them (`take_recent`), so that output costs no read and no
+        second hash."""
+        blob = self._find(sha256, ext)
+        if blob is None:
+            if packs.packable(ext):
+                blob = Blob(sha256, ext, len(data),
+                            slot=await self._writer.append(sha256, ext, data))
+            else:
+                final = self.blob_path(sha256, ext)
+                atomic.mkdir_once(final.parent)
+                await atomic.publish_async(data, self.new_temp(ext), final)
+                blob = Blob(sha256, ext, len(data), file=final)
         if sha256 not in self._recent and self._recent_bytes + len(data) <= _RECENT_MAX_BYTES:
             self._recent[sha256] = data
             self._recent_bytes += len(data)
-        return Blob(sha256, ext, final, len(data))
+        return blob
+
+    def _find(self, sha256: str, ext: str) -> Blob | None:
+        """`get` without looking for packs other processes wrote since this one looked:
+        on the hot path a blob stored twice costs less than a look per blob."""
+        slot = self._packs.find(sha256, ext)
+        if slot is not None:
+            return Blob(sha256, ext, slot.size, slot=slot)
+        path = self.blob_path(sha256, ext)
+        try:
+            return Blob(sha256, ext, path.stat().st_size, file=path)
+        except OSError:
+            return None
 
     def take_recent(self, sha256: str) -> bytes | None:
         """The bytes of a blob just stored from memory, once (see `put_verified`)."""
@@ -110,21 +171,23 @@ class ContentCache:
         """
         self.discard_leftovers(dest)
         tmp = atomic.temp_name(dest)
-        data = self.take_recent(blob.sha256)
-        if data is not None:  # written from these very bytes moments ago
+        data = self.take_recent(blob.sha256)  # written from these very bytes moments ago?
+        if data is None and blob.slot is not None:
+            data = self.read_bytes(blob)
+        if data is not None:
             atomic.publish(data, tmp, dest)
             return dest.stat().st_mtime_ns
+        assert blob.file is not None
         digest = hashlib.sha256()
         try:
-            with blob.path.open("rb") as src, tmp.open("xb") as out:
+            with blob.file.open("rb") as src, tmp.open("xb") as out:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     digest.update(block)
                     out.write(block)
                 out.flush()
                 os.fsync(out.fileno())
             if digest.hexdigest() != blob.sha256:
-                raise StoreError(f"cache file {blob.path} is damaged (its content no longer "
-                                 "matches its name); delete it and run again")
+                raise _damaged(blob.file)
             atomic.commit(tmp, dest, synced=True)
         finally:
             tmp.unlink(missing_ok=True)
@@ -142,17 +205,36 @@ class ContentCache:
             tmp.unlink(missing_ok=True)
 
     def blobs(self) -> Iterator[Blob]:
+        """Every blob, loose ones first; one that is both loose and packed (unpacked
+        for a reader) is listed twice, once where it is each time."""
         if not self.root.is_dir():
             return
         for folder in sorted(self.root.iterdir()):
-            if folder.name.startswith(".") or not folder.is_dir():
+            if folder.name.startswith(".") or folder.name == "packs" or not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
                 sha, _, ext = path.name.partition(".")
-                yield Blob(sha, ext, path, path.stat().st_size)
+                yield Blob(sha, ext, path.stat().st_size, file=path)
+        for (sha, ext), slot in sorted(self._packs.slots().items()):
+            yield Blob(sha, ext, slot.size, slot=slot)
 
-    def remove(self, blob: Blob) -> None:
-        blob.path.unlink(missing_ok=True)
+    def remove(self, blobs: list[Blob]) -> list[Blob]:
+        """Delete these blobs; returns those deleted. A pack is rewritten without its
+        removed blobs, unless a running process is still appending to it: its blobs
+        stay until a later clean."""
+        removed = [b for b in blobs if b.file is not None]
+        for blob in removed:
+            assert blob.file is not None
+            blob.file.unlink(missing_ok=True)
+        by_pack: dict[Path, list[Blob]] = {}
+        for blob in blobs:
+            if blob.slot is not None:
+                by_pack.setdefault(blob.slot.pack, []).append(blob)
+        for pack, packed in by_pack.items():
+            if packs.compact(pack, {(b.sha256, b.ext) for b in packed}):
+                removed += packed
+                self._packs.forget(pack)
+        return removed
 
     def clear_incoming(self) -> None:
         """Temp files of downloads cut short by a crash."""
@@ -160,6 +242,11 @@ class ContentCache:
         if self.incoming.is_dir():
             for leftover in self.incoming.iterdir():
                 leftover.unlink(missing_ok=True)
+
+
+def _damaged(path: Path) -> StoreError:
+    return StoreError(f"cache file {path} is damaged (its content no longer matches its "
+                      "name); delete it and run again")
 
 
 def leftover_temps(folder: Path) -> dict[str, list[Path]]:

@@ -11,6 +11,7 @@ from runner.cli import main
 from runner.exitcodes import ExitCode
 from runner.retry import JobOutcome
 from runner.sandbox import SandboxServer
+from runner.store.cache import ContentCache
 from tests.engine.helpers import created, lockfile, output, provider_requests, run, write_manifest
 
 JOBS = """
@@ -141,8 +142,7 @@ def test_status_and_clean(built: Path, sandbox: SandboxServer,
     assert main(["clean", str(built), "--sandbox"]) == 0
     assert not output(built, "steps_wood.mp3").exists()
     assert output(built, "door.mp3").exists() and output(built, "line_captions.srt").exists()
-    cache = built.parent / "out.sandbox" / ".runner" / "cache"
-    blobs = [p for p in cache.rglob("*.*") if ".incoming" not in p.parts]
+    blobs = list(ContentCache(built.parent / "out.sandbox" / ".runner" / "cache").blobs())
     assert len(blobs) == 3  # door (slam), line, line_captions: the superseded creak is gone
 
 
