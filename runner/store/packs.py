@@ -51,6 +51,10 @@ class Slot:
     size: int
 
 
+def _header(sha256: str, ext: str, size: int) -> bytes:
+    return _HEADER.pack(_MAGIC, bytes.fromhex(sha256), ext.encode("ascii"), size)
+
+
 def packable(ext: str) -> bool:
     return 0 < len(ext) <= MAX_EXT and ext.isascii() and "\0" not in ext
 
@@ -99,6 +103,7 @@ class PackIndex:
         self._scanned.pop(pack, None)
         for key in [k for k, slot in self._slots.items() if slot.pack == pack]:
             del self._slots[key]
+
 
 def scan(pack: Path, start: int = 0) -> tuple[list[tuple[tuple[str, str], Slot]], int]:
     """The records of `pack` from byte `start` on, and the offset the scan stopped at
@@ -207,8 +212,7 @@ class PackWriter:
     async def append(self, sha256: str, ext: str, data: bytes) -> Slot:
         pack = self._current()
         start = pack.end
-        record = [_HEADER.pack(_MAGIC, bytes.fromhex(sha256), ext.encode("ascii"), len(data)),
-                  data]
+        record = [_header(sha256, ext, len(data)), data]
         size = _HEADER.size + len(data)
         try:
             written = os.writev(pack.fd, record)
@@ -277,8 +281,7 @@ def compact(pack: Path, remove: set[tuple[str, str]]) -> bool:
         with atomic.staged(pack) as tmp, tmp.open("wb") as out:
             for (sha256, ext), slot in keep:
                 data = read_slot(slot, sha256)
-                out.write(_HEADER.pack(_MAGIC, bytes.fromhex(sha256), ext.encode("ascii"),
-                                       len(data)))
+                out.write(_header(sha256, ext, len(data)))
                 out.write(data)
         return True
     finally:
