@@ -145,9 +145,8 @@ class CacheWriter:
 
     async def _finish_in_memory(self) -> Fetched:
         """A result that fits the write buffer (most sound effects and lines): verified
-        in memory and written to the cache from this thread; only the fsync waits in a
-        worker (a worker doing the whole write costs more CPU than the writing itself:
-        every system call there trades the GIL with this busy thread)."""
+        and hashed in memory, then appended to the cache's pack (`put_verified`), with
+        no temp file of its own."""
         data = bytes(self.buffer)
         self.buffer.clear()
         if self.spec is not None and self.spec.raw:  # the header's sizes, now known

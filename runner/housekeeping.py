@@ -101,7 +101,7 @@ class CleanReport:
     freed_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"outputs": [str(p) for p in self.outputs], "cache": [str(p) for p in self.blobs],
+        return {"outputs": [str(p) for p in self.outputs], "cache": self.blobs,
                 "freed_bytes": self.freed_bytes}
 
 
@@ -114,10 +114,9 @@ def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False) -> Cl
     keep_blobs: set[str] = set()
     for p in plan.jobs:
         keep_outputs.add(p.job.output)
-        for entry in (p.locked,):
-            if entry is not None:
-                keep_blobs.add(entry.sha256)
-                keep_outputs.update(entry.companions.values())
+        if p.locked is not None:
+            keep_blobs.add(p.locked.sha256)
+            keep_outputs.update(p.locked.companions.values())
     with Journal(layout.journal) as journal:
         assets = journal.all_assets()
         current_keys = {p.key for p in plan.jobs}

@@ -49,7 +49,8 @@ def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
     mtime_ns = cache.materialize(blob, dest)
     paths: dict[str, Path] = {}
     if job.model.kind is Kind.TRANSCRIPT:
-        paths = write_transcript_companions(dest, cache.read_bytes(blob), asset.duration_s)
+        # From the output just written (its digest checked on the way): no second hash.
+        paths = write_transcript_companions(dest, dest.read_bytes(), asset.duration_s)
     elif job.kind is JobKind.STITCH and asset.payload:
         paths = write_programme_companions(dest, asset.payload)
     companions = {}

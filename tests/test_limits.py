@@ -398,21 +398,29 @@ def test_in_flight_cancellation_does_not_leak_permits() -> None:
     assert in_flight.in_use == 0 and in_flight.waiting == 0
 
 
+async def full_with_waiters(capacity: int, waiters: int) -> tuple[
+        InFlight, list[int], list[asyncio.Task[None]]]:
+    """An InFlight with every permit taken and `waiters` tasks queued for one; the list
+    fills with the waiters' numbers in the order they get in."""
+    in_flight = InFlight(capacity)
+    for _ in range(capacity):
+        await in_flight.acquire()
+    admitted: list[int] = []
+
+    async def wait(i: int) -> None:
+        await in_flight.acquire()
+        admitted.append(i)
+
+    tasks = [asyncio.create_task(wait(i)) for i in range(waiters)]
+    await asyncio.sleep(0)  # all of them queue up
+    return in_flight, admitted, tasks
+
+
 def test_a_burst_of_releases_admits_every_waiter_that_may_go_in_one_turn() -> None:
     """Handing the head on one waiter per turn of the event loop made the last of a
     wave wait a turn per waiter ahead of it (~40 ms for 50 on a busy loop)."""
     async def main() -> tuple[list[int], list[int], InFlight]:
-        in_flight = InFlight(5)
-        for _ in range(5):
-            await in_flight.acquire()
-        admitted: list[int] = []
-
-        async def wait(i: int) -> None:
-            await in_flight.acquire()
-            admitted.append(i)
-
-        tasks = [asyncio.create_task(wait(i)) for i in range(8)]
-        await asyncio.sleep(0)  # all eight queue up
+        in_flight, admitted, tasks = await full_with_waiters(5, 8)
         for _ in range(4):
             in_flight.release()  # four tasks finish at once
         for _ in range(3):  # the head wakes, then the ones it admitted run
@@ -433,17 +441,7 @@ def test_a_burst_of_releases_admits_every_waiter_that_may_go_in_one_turn() -> No
 
 def test_a_waiter_admitted_then_cancelled_gives_its_permit_back() -> None:
     async def main() -> tuple[list[int], InFlight]:
-        in_flight = InFlight(2)
-        await in_flight.acquire()
-        await in_flight.acquire()
-        admitted: list[int] = []
-
-        async def wait(i: int) -> None:
-            await in_flight.acquire()
-            admitted.append(i)
-
-        tasks = [asyncio.create_task(wait(i)) for i in range(4)]
-        await asyncio.sleep(0)
+        in_flight, admitted, tasks = await full_with_waiters(2, 4)
         in_flight.release()
         in_flight.release()
         await asyncio.sleep(0)  # the head (0) runs and admits 1 on the spot

@@ -68,13 +68,16 @@ class ContentCache:
     def blob_path(self, sha256: str, ext: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.{ext}"
 
-    def get(self, sha256: str, ext: str) -> Blob | None:
+    def get(self, sha256: str, ext: str, *, look_again: bool = True) -> Blob | None:
+        """The blob, loose or packed. `look_again`: on a miss, read the packs other
+        processes may have written since this one looked (not on the hot path of
+        storing: there a blob stored twice costs less than a look per blob)."""
         path = self.blob_path(sha256, ext)
         try:
             return Blob(sha256, ext, path.stat().st_size, file=path)
         except OSError:
             pass
-        slot = self._packs.find(sha256, ext, refresh=True)  # perhaps packed by another run
+        slot = self._packs.find(sha256, ext, refresh=look_again)
         return None if slot is None else Blob(sha256, ext, slot.size, slot=slot)
 
     def read_bytes(self, blob: Blob) -> bytes:
@@ -122,7 +125,7 @@ class ContentCache:
         appended meanwhile has made them durable. The bytes are kept until an output
         is written from them (`take_recent`), so that output costs no read and no
         second hash."""
-        blob = self._find(sha256, ext)
+        blob = self.get(sha256, ext, look_again=False)
         if blob is None:
             if packs.packable(ext):
                 blob = Blob(sha256, ext, len(data),
@@ -136,18 +139,6 @@ class ContentCache:
             self._recent[sha256] = data
             self._recent_bytes += len(data)
         return blob
-
-    def _find(self, sha256: str, ext: str) -> Blob | None:
-        """`get` without looking for packs other processes wrote since this one looked:
-        on the hot path a blob stored twice costs less than a look per blob."""
-        slot = self._packs.find(sha256, ext)
-        if slot is not None:
-            return Blob(sha256, ext, slot.size, slot=slot)
-        path = self.blob_path(sha256, ext)
-        try:
-            return Blob(sha256, ext, path.stat().st_size, file=path)
-        except OSError:
-            return None
 
     def take_recent(self, sha256: str) -> bytes | None:
         """The bytes of a blob just stored from memory, once (see `put_verified`)."""
