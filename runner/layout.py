@@ -14,6 +14,10 @@ from pathlib import Path
 
 from runner.manifest import Pipeline
 
+# The build's own folder inside output_dir: journal and content cache. No output
+# may be written into it (runner.checks).
+STATE_DIR = ".runner"
+
 
 class Target(StrEnum):
     LIVE = "live"
@@ -47,4 +51,4 @@ def layout_for(pipeline: Pipeline, target: Target) -> BuildLayout:
     else:
         output_dir = pipeline.output_dir.with_name(pipeline.output_dir.name + ".sandbox")
         lockfile = output_dir / f"{stem}.lock.json"
-    return BuildLayout(target, output_dir, lockfile, output_dir / ".runner")
+    return BuildLayout(target, output_dir, lockfile, output_dir / STATE_DIR)
