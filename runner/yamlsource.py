@@ -463,6 +463,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, display: str) -> Probl
     offending = lines[line - 1][column - 1:column] if 0 < line <= len(lines) else ""
     if offending == "\t" or (exc.problem and "\\t" in exc.problem):
         message = "a tab character: YAML indentation must use spaces"
+    elif exc.problem and "maximum nesting depth" in exc.problem:  # libyaml's own limit
+        message = "nesting deeper than YAML allows (1,000 levels): a manifest needs far fewer"
     else:
         context = exc.context or ""
         if context and exc.context_mark is not None and exc.context_mark is not mark:
