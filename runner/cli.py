@@ -67,6 +67,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="run only these jobs (and what they depend on)")
     run.add_argument("--force", nargs="+", default=[], metavar="ID",
                      help="regenerate these jobs even if they are up to date")
+    run.add_argument("--restore", nargs="+", default=[], metavar="ID",
+                     help="put back the generated take of these jobs over their hand-edited "
+                          "outputs (which a run otherwise keeps)")
     run.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                      help="at most N jobs in progress at once (default: the accounts' limits)")
     going = run.add_mutually_exclusive_group()
@@ -129,6 +132,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     clean.add_argument("file", metavar="FILE", type=Path)
     clean.add_argument("--sandbox", action="store_true", help="the sandbox build")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    clean.add_argument("--prune-takes", action="store_true",
+                       help="also remove paid takes that only the cache holds (superseded "
+                            "takes, takes of removed jobs): going back to them would pay again")
     clean.set_defaults(handler=cmd_clean)
 
     schemas = commands.add_parser("schemas", help="derive and export JSON Schemas")
@@ -187,19 +193,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from runner.layout import Target, layout_for
-    from runner.manifest import load_pipeline
-    from runner.plan import make_plan
+    from runner.housekeeping import read_plan
     from runner.views import plan_json, render_plan
 
-    pipeline = load_pipeline(args.file)
-    target = Target.SANDBOX if args.sandbox else Target.LIVE
-    plan = make_plan(pipeline, layout_for(pipeline, target), force=args.force,
-                     recontext=args.recontext)
+    # A plan of a live build never run is useful (what would it cost?): shown, with
+    # a word when a sandbox build exists and was probably meant.
+    plan, note = read_plan(args.file, args.sandbox, strict=False, force=args.force,
+                           recontext=args.recontext)
     if args.json:
         print(json.dumps(plan_json(plan), indent=2))
     else:
         print(render_plan(plan))
+    if note is not None:
+        print(f"runner: note: {note}", file=sys.stderr)
     return int(ExitCode.OK)
 
 
@@ -223,6 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                               progress=args.progress, verbosity=args.verbosity)
     options = RunOptions(
         sandbox=args.sandbox, sandbox_url=args.sandbox_url, only=args.only, force=args.force,
+        restore=args.restore,
         fail_fast=args.fail_fast, max_active_jobs=args.jobs, locked=args.locked,
         max_credits=args.max_credits, resubmit_uncertain=args.resubmit_uncertain,
         adopt=_pairs(args.adopt_task, "--adopt-task"),
@@ -246,11 +253,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from runner.housekeeping import build_status, render_status
+    from runner.layout import describe
 
-    statuses = build_status(args.file, sandbox=args.sandbox)
+    statuses, layout = build_status(args.file, sandbox=args.sandbox)
     if args.json:
         print(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
     else:
+        print(describe(layout))
         print(render_status(statuses))
     return int(ExitCode.OK)
 
@@ -258,13 +267,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from runner.housekeeping import clean
 
-    report = clean(args.file, sandbox=args.sandbox, dry_run=args.dry_run)
+    report = clean(args.file, sandbox=args.sandbox, dry_run=args.dry_run,
+                   prune_takes=args.prune_takes)
     verb = "would remove" if args.dry_run else "removed"
     for where in [*map(str, report.outputs), *report.blobs]:
         print(f"{verb} {os.path.relpath(where)}")
     print(f"{verb} {len(report.outputs)} output(s) and {len(report.blobs)} cached file(s), "
-          f"{report.freed_bytes / 1e6:.1f} MB")
+          f"{_size(report.freed_bytes)}")
+    if report.kept_takes:
+        print(f"kept {report.kept_takes} paid take(s) that only the cache holds "
+              f"({_size(report.kept_bytes)}: superseded, or of jobs no longer in the "
+              "manifest); --prune-takes removes them")
     return int(ExitCode.OK)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
 
 
 def cmd_schemas_build(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +25,8 @@ from runner.layout import BuildLayout
 from runner.manifest import AudioKind, Job, JobKind, Pipeline
 from runner.pricing import Price, estimate, price_table
 from runner.schemas import fill_defaults
-from runner.store.cache import file_digest
+from runner.store.cache import ContentCache, file_digest
+from runner.store.journal import Journal
 from runner.store.lockfile import LockEntry, read_lockfile
 
 KEY_VERSION = 1
@@ -35,10 +36,13 @@ class State(StrEnum):
     NEW = "new"
     CHANGED = "changed"
     FORCED = "forced"
-    RESTORE = "restore"  # same request, but the output file is missing or altered
+    RESTORE = "restore"  # the output is missing, or the take asked for is in the cache
     RECONTEXT = "context changed"  # a segment's neighbours changed (runner run --recontext)
     UP_TO_DATE = "up to date"
     FROZEN = "frozen"  # changed, but `freeze: true` keeps the locked asset
+    # The output was edited by hand (it is not the take the runner wrote): kept until
+    # `--restore ID` (put the take back) or `--force ID` (a new take) says otherwise.
+    MODIFIED = "modified"
 
     @property
     def needs_work(self) -> bool:
@@ -135,10 +139,16 @@ def _narration_settings(job: Job) -> dict[str, Any]:
 
 def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str] = (),
               recontext: bool = False, locked: Mapping[str, LockEntry] | None = None,
-              outputs: Mapping[str, tuple[str, int, int]] | None = None) -> Plan:
+              outputs: Mapping[str, tuple[str, int, int]] | None = None,
+              restore: Collection[str] = (),
+              in_cache: Callable[[str], bool] | None = None) -> Plan:
     """Plan a build. `outputs` is the journal's record of written outputs (path →
     sha256, size, mtime_ns): an output whose size and mtime still match is trusted
-    without hashing it; any other existing output is hashed and compared."""
+    without hashing it; any other existing output is hashed and compared.
+
+    `restore`: jobs whose hand-edited output may be replaced by their take.
+    `in_cache(key)`: whether the cache holds a take of that request; a new or
+    changed job whose take is there is restored for nothing, as `run` will."""
     locked = read_lockfile(layout.lockfile) if locked is None else locked
     outputs = outputs or {}
     prices = price_table(pipeline.prices)
@@ -146,6 +156,7 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
     digests: dict[str, str] = {}
     planned = []
     forced = set(force)
+    restoring = set(restore)
     for job in pipeline.jobs.values():  # dependencies come first
         audio_digest = None
         if job.audio is not None and job.audio.kind is AudioKind.FILE:
@@ -156,42 +167,96 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
         key = hashlib.sha256(canonical_json(doc)).hexdigest()
         entry = locked.get(job.id)
         state = _state(job, key, entry, layout, forced, outputs)
+        if state is State.MODIFIED and _named(job, restoring):
+            state = State.RESTORE if entry is not None and entry.key == key else State.CHANGED
+        if state in (State.NEW, State.CHANGED) and in_cache is not None and in_cache(key):
+            state = State.RESTORE  # an earlier take of this very request: no request
         if recontext and state is State.UP_TO_DATE and entry is not None \
                 and entry.context is not None and entry.context != context_digest(job):
             state = State.RECONTEXT  # its neighbours' text changed, and that was asked for
-        if state is State.FROZEN and entry is not None:
+        if state in (State.FROZEN, State.MODIFIED) and entry is not None:
             key = entry.key  # dependents build on the asset that is kept
         keys[job.id] = key
-        planned.append(PlannedJob(job, key, state, estimate(job, prices), entry))
+        cost = 0.0 if state is State.RESTORE else estimate(job, prices)
+        planned.append(PlannedJob(job, key, state, cost, entry))
     counts: dict[State, int] = {}
     for p in planned:
         counts[p.state] = counts.get(p.state, 0) + 1
     return Plan(pipeline, layout, planned, prices, counts, frozenset(locked))
 
 
+def takes_in(journal: Journal | None, cache: ContentCache | None) -> Callable[[str], bool] | None:
+    """`make_plan`'s `in_cache`: the journal knows the request's take and the cache
+    still holds it (what the engine checks before it would send the request)."""
+    if journal is None or cache is None:
+        return None
+
+    def has(key: str) -> bool:
+        asset = journal.asset(key)
+        return asset is not None and cache.get(asset.sha256, asset.ext) is not None
+
+    return has
+
+
+def _named(job: Job, ids: set[str]) -> bool:
+    """`--force`/`--restore ID`: a base id names its variants, a programme its segments."""
+    return job.id in ids or job.base_id in ids or bool(job.segment and job.segment.parent in ids)
+
+
 def _state(job: Job, key: str, entry: LockEntry | None, layout: BuildLayout,
            forced: set[str], outputs: Mapping[str, tuple[str, int, int]]) -> State:
-    if job.id in forced or job.base_id in forced or (job.segment and job.segment.parent in forced):
+    if _named(job, forced):
         return State.FORCED
     if entry is None:
         return State.NEW
+    found = _output_found(layout, job, entry, outputs)
     if entry.key != key:
-        return State.FROZEN if job.freeze else State.CHANGED
-    return State.UP_TO_DATE if _output_intact(layout, job.output, entry, outputs) \
-        else State.RESTORE
+        if job.freeze:
+            return State.FROZEN
+        # A new take would be written over a hand-edited file: it waits for a word.
+        return State.MODIFIED if found is _Found.ALTERED else State.CHANGED
+    return {_Found.INTACT: State.UP_TO_DATE, _Found.MISSING: State.RESTORE,
+            _Found.ALTERED: State.MODIFIED}[found]
 
 
-def _output_intact(layout: BuildLayout, output: str, entry: LockEntry,
-                   outputs: Mapping[str, tuple[str, int, int]]) -> bool:
+class _Found(StrEnum):
+    INTACT = "intact"  # the take the runner wrote
+    MISSING = "missing"  # no file, a damaged one, or the job's output moved elsewhere
+    ALTERED = "altered"  # a file that is not the take but is sound: edited by hand
+
+
+def _output_found(layout: BuildLayout, job: Job, entry: LockEntry,
+                  outputs: Mapping[str, tuple[str, int, int]]) -> _Found:
     """Is the job's output the locked file? Cheap when the journal vouches for it."""
+    output = job.output
+    if output != entry.output:
+        return _Found.MISSING
     path = os.path.join(layout.output_dir, output)
     try:
         st = os.stat(path)
     except OSError:
-        return False
-    if st.st_size != entry.size or output != entry.output:
-        return False
+        return _Found.MISSING
     known = outputs.get(output)
     if known is not None and known == (entry.sha256, st.st_size, st.st_mtime_ns):
+        return _Found.INTACT
+    if st.st_size == entry.size and file_digest(Path(path)) == entry.sha256:
+        return _Found.INTACT
+    return _Found.ALTERED if _sound(Path(path), job) else _Found.MISSING
+
+
+def _sound(path: Path, job: Job) -> bool:
+    """Is a changed output still a file of its kind (a take trimmed in an editor), or is
+    it damaged (cut short, overwritten with zeros), which only restoring repairs?"""
+    if job.format == "json":
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return False
         return True
-    return file_digest(Path(path)) == entry.sha256
+    from runner.audioformat import FormatSpec, InvalidAudio, verify_audio
+
+    try:
+        verify_audio(path, FormatSpec.parse(job.format))
+    except (InvalidAudio, OSError, ValueError):
+        return False
+    return True

@@ -26,7 +26,7 @@ from runner.exitcodes import ExitCode
 from runner.layout import BuildLayout, Target, layout_for
 from runner.manifest import JobKind, Pipeline, load_pipeline
 from runner.models import Family
-from runner.plan import Plan, make_plan
+from runner.plan import Plan, make_plan, takes_in
 from runner.retry import JobOutcome, RetryPolicy
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal
@@ -45,6 +45,7 @@ class RunOptions:
     sandbox_url: str | None = None
     only: list[str] = field(default_factory=list)
     force: list[str] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)  # hand-edited outputs to put back
     fail_fast: bool = False
     max_active_jobs: int | None = None
     locked: bool = False
@@ -95,15 +96,20 @@ def _keys(pipeline: Pipeline, names: list[str], env: Mapping[str, str],
     if sandbox:
         return {name: f"sandbox-key-{name}" for name in names}
     keys = {}
+    missing = []
     for name in names:
         account = pipeline.accounts[name]
         key = account.api_key(env)
         if key is None:
-            raise UsageError(
-                f"no API key for provider '{name}': set {account.api_key_env} (in the "
-                f"environment or in {os.path.relpath(pipeline.path.parent / '.env')}), or run "
-                "against the local sandbox with --sandbox")
-        keys[name] = key
+            missing.append(f"{account.api_key_env} (provider '{name}')")
+        else:
+            keys[name] = key
+    if missing:  # every one at once: a user should not discover them one run at a time
+        raise UsageError(
+            f"no API key for {len(missing)} provider{'s' if len(missing) > 1 else ''}: set "
+            f"{', '.join(missing)} in the environment or in "
+            f"{os.path.relpath(pipeline.path.parent / '.env')}, or run against the local "
+            "sandbox with --sandbox")
     return keys
 
 
@@ -143,7 +149,8 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
     layout = layout_for(pipeline, Target.SANDBOX if sandboxed else Target.LIVE)
     with Journal(layout.journal) as journal:
         plan = make_plan(pipeline, layout, force=options.force, recontext=options.recontext,
-                         outputs=journal.outputs())
+                         outputs=journal.outputs(), restore=options.restore,
+                         in_cache=takes_in(journal, ContentCache(layout.cache_dir(env))))
         if options.locked and plan.to_generate:
             names = ", ".join(p.job.id for p in plan.to_generate[:20])
             more = f" and {len(plan.to_generate) - 20} more" if len(plan.to_generate) > 20 else ""
