@@ -156,18 +156,56 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     export.add_argument("dir", metavar="DIR", type=Path)
     export.set_defaults(handler=cmd_schemas_export)
 
+    init = commands.add_parser(
+        "init", help="write a commented starter manifest",
+        description="Write a starter manifest (three kinds of job, commented) and, beside "
+                    "it, pipeline.schema.json, which its first line names so that editors "
+                    "complete and check it.",
+    )
+    init.add_argument("file", metavar="FILE", type=Path, nargs="?",
+                      default=Path("pipeline.yaml"), help="default: pipeline.yaml")
+    init.add_argument("--force", action="store_true", help="replace an existing FILE")
+    init.set_defaults(handler=cmd_init)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script",
+        description="Print the completion script of a shell. bash: eval \"$(runner "
+                    "completion bash)\" in ~/.bashrc; zsh: the same with zsh in ~/.zshrc; "
+                    "fish: runner completion fish > ~/.config/fish/completions/runner.fish",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(handler=cmd_completion)
+
     sandbox = commands.add_parser(
         "sandbox", help="a local emulator of every provider API", description=(
             "A faithful local emulator of the kie.ai/apikley market API, AI/ML API "
             "and ElevenLabs, for offline runs and tests."
         )
     )
-    if argv[:1] == ["sandbox"]:
+    if argv[:1] == ["sandbox"] or argv[:1] == ["completion"]:
         # Only `runner sandbox ...` pays for importing the sandbox package.
         from runner.sandbox import cli as sandbox_cli
 
         sandbox_cli.configure(sandbox)
     return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from runner.starter import write_starter
+
+    written = write_starter(args.file, force=args.force)
+    for path in written:
+        print(f"wrote {os.path.relpath(path)}")
+    print(f"next: runner validate {os.path.relpath(written[0])}, then runner run "
+          f"{os.path.relpath(written[0])} --sandbox")
+    return int(ExitCode.OK)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from runner.starter import completion_script
+
+    print(completion_script(args.shell, build_parser(["completion"])), end="")
+    return int(ExitCode.OK)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -240,11 +278,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         code, plan, result, tally = run_pipeline(args.file, options)
     finally:
         close_progress()  # the live table's last frame, and the cursor back, before the summary
-    print_summary(plan, result, tally, args.file, options)
-    if args.report:
-        from runner.report_cli import report_after_run
+    try:
+        print_summary(plan, result, tally, args.file, options)
+        if args.report:
+            from runner.report_cli import report_after_run
 
-        report_after_run(args.file, sandbox=options.sandbox or options.sandbox_url is not None)
+            report_after_run(args.file, sandbox=options.sandbox or options.sandbox_url is not None)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `runner run | head -3`: the run is recorded; its code stands
+        _silence_stdout()
     return code
 
 
@@ -309,13 +351,27 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python's flush at exit would fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a reader gone shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        # `runner status | head`: the reader has what it wanted. 141 is what a
+        # process killed by SIGPIPE reports (as `git log | head` does under pipefail).
+        _silence_stdout()
+        return 128 + 13
     except ManifestInvalid as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
