@@ -115,7 +115,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
 
     status = commands.add_parser(
-        "status", help="what the build holds: done, failed, in flight, cached, frozen",
+        "status", help="what the build holds: done, failed, in flight, cached, modified",
         description="Each job's state from the journal and the lockfile (no network).",
     )
     status.add_argument("file", metavar="FILE", type=Path)
@@ -124,7 +124,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     clean = commands.add_parser(
-        "clean", help="remove outputs and cached takes no job refers to any more",
+        "clean", help="remove outputs no job refers to any more (paid takes are kept)",
         description="Remove output files the runner wrote for jobs no longer in the manifest, "
                     "and cache entries of superseded takes. Files the runner did not write "
                     "are never touched.",
