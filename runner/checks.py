@@ -280,6 +280,8 @@ def output_dir_of(manifest_dir: Path, data: dict[str, Any]) -> tuple[Path, str |
 
 def _companions(job: Job, output: str) -> list[tuple[str, str]]:
     """The files a job writes beside its output (results.py), with what each one is."""
+    if job.kind is not JobKind.STITCH and job.model.kind is not Kind.TRANSCRIPT:
+        return []
     stem = posixpath.splitext(output)[0]
     if job.kind is JobKind.STITCH:
         files = [(f"{stem}.json", "its programme's sidecar")]

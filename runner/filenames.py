@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import unicodedata
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 
 from runner.yamlsource import shown
 
@@ -54,8 +54,13 @@ def collision_key(relative: str) -> str:
     return unicodedata.normalize("NFC", relative).casefold()
 
 
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
 def is_absolute(text: str) -> bool:
-    return text.startswith(("/", "\\")) or bool(PureWindowsPath(text).drive)
+    """Absolute on any system: `/x`, `\\x` (and UNC `\\\\host\\share`), `C:x`.
+    (A regex: PureWindowsPath costs more than the rest of an output's checks.)"""
+    return text.startswith(("/", "\\")) or _DRIVE.match(text) is not None
 
 
 def local_file(manifest_dir: Path, given: str, what: str) -> tuple[Path | None, str | None]:

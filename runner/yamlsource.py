@@ -156,8 +156,15 @@ class _Builder:
                     continue
                 if cls is scalar_event and event.tag is None and not event.anchor:
                     # The common case, kept short: an untagged, unanchored value.
-                    value = self._plain(event, path) \
-                        if event.implicit[0] and not event.style else event.value
+                    if event.implicit[0] and not event.style:
+                        try:
+                            value = resolve_plain(event.value)
+                        except ValueError:
+                            value = self._plain(event, path)  # reports it
+                        if value.__class__ is float and value - value != 0.0:  # NaN, inf
+                            self._non_finite(event, path)
+                    else:
+                        value = event.value
                     root = self._place(stack, path, value, 1, event)
                     continue
                 root = self._value_event(event, stack, path, root)
