@@ -171,7 +171,7 @@ def max_jobs(env: Mapping[str, str]) -> int:
 
 def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     """Read, expand and check a manifest; raises `ManifestInvalid` listing every problem."""
-    from runner import checks, expand
+    from runner import checks, expand, outputs
     from runner.schemas import check
 
     env = os.environ if env is None else env
@@ -196,7 +196,7 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
                             if not (i.at_key and len(i.path) == 3 and i.path[0] == "jobs")])
 
     manifest_dir = path.resolve().parent
-    output_dir, where = checks.output_dir_of(manifest_dir, usable)
+    output_dir, where = outputs.output_dir_of(manifest_dir, usable)
     if where is not None:
         problems.append(document.problem(("output_dir",), where))
     providers: dict[str, Any] = usable["providers"]
