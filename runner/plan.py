@@ -157,6 +157,7 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
     planned = []
     forced = set(force)
     restoring = set(restore)
+    paying: set[str] = set()  # keys this run will pay for once
     for job in pipeline.jobs.values():  # dependencies come first
         audio_digest = None
         if job.audio is not None and job.audio.kind is AudioKind.FILE:
@@ -177,7 +178,12 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
         if state in (State.FROZEN, State.MODIFIED) and entry is not None:
             key = entry.key  # dependents build on the asset that is kept
         keys[job.id] = key
-        cost = 0.0 if state is State.RESTORE else estimate(job, prices)
+        # A restore costs nothing, nor does a second job making the very same request
+        # in this run: the engine sends it once and both get its take.
+        cost = 0.0 if state is State.RESTORE or (state.needs_work and key in paying) \
+            else estimate(job, prices)
+        if state.needs_work:
+            paying.add(key)
         planned.append(PlannedJob(job, key, state, cost, entry))
     counts: dict[State, int] = {}
     for p in planned:

@@ -214,3 +214,21 @@ def test_clean_keeps_paid_takes_only_the_cache_holds(
     assert len(list(ContentCache(cache).blobs())) == 4
     assert main(["clean", str(manifest), "--sandbox", "--prune-takes"]) == 0
     assert len(list(ContentCache(cache).blobs())) == 3
+
+
+def test_plan_prices_one_request_made_by_two_jobs_once(
+        tmp_path: Path, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = write_manifest(tmp_path, """
+- id: a
+  model: elevenlabs/sound-effect-v2
+  input: {text: Thud, duration_seconds: 5}
+- id: b
+  model: elevenlabs/sound-effect-v2
+  input: {text: Thud, duration_seconds: 5}
+""")
+    assert main(["plan", "--json", "--sandbox", str(manifest)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [j["cost"] for j in plan["jobs"]] == [6, 0]
+    code, _plan, _result, tally = run(manifest, sandbox.url)
+    assert code == 0 and created(sandbox.url) == 1
+    assert tally.credits == plan["summary"]["estimated_cost"]
