@@ -16,9 +16,11 @@ _RAW = {"pcm": "s16le", "ulaw": "mulaw", "alaw": "alaw"}
 
 
 def decode(data: bytes, fmt: str) -> tuple[int, float]:
-    """(sample rate, seconds) of `data` in provider format `fmt`, decoded by ffmpeg."""
+    """(sample rate, seconds) of `data` in provider format `fmt`, decoded by ffmpeg (raw
+    formats as bare samples, or as the WAV file they may come in)."""
     codec, rate = fmt.split("_")[:2]
-    raw = ["-f", _RAW[codec], "-ar", rate, "-ac", "1"] if codec in _RAW else []
+    bare = codec in _RAW and data[:4] != b"RIFF"
+    raw = ["-f", _RAW[codec], "-ar", rate, "-ac", "1"] if bare else []
     proc = subprocess.run(
         [ffmpeg_exe(), "-v", "error", *raw, "-i", "pipe:0", "-f", "s16le", "-ac", "1",
          "-ar", rate, "pipe:1"],
@@ -29,6 +31,12 @@ def decode(data: bytes, fmt: str) -> tuple[int, float]:
                           capture_output=True, check=False).stderr.decode()
     assert f"{rate} Hz" in info, info
     return int(rate), len(proc.stdout) / 2 / int(rate)
+
+
+def generation_id(created: dict[str, Any]) -> str:
+    """An AI/ML API create answer's id: `id` (the example output) or `generation_id` (the
+    rendered page's sample; quirk aimlapi_generation_id)."""
+    return str(created.get("id") or created["generation_id"])
 
 
 def sine_wav(seconds: float) -> bytes:
@@ -43,12 +51,15 @@ class CallbackReceiver:
 
     def __init__(self, status: int = 200) -> None:
         received: list[tuple[dict[str, Any], dict[str, str]]] = []
+        paths: list[str] = []
         self.received = received
+        self.paths = paths  # the request target of each POST: path and query
         self.event = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                paths.append(self.path)
                 received.append((json.loads(body), {k.lower(): v for k, v in self.headers.items()}))
                 self.send_response(status)
                 self.end_headers()
