@@ -234,3 +234,22 @@ def test_running_out_of_credits_stops_the_account(tmp_path: Path, sandbox: Sandb
     assert sorted(lock) == sorted(done)
     charged = stats(sandbox.url)["credits_used"]["total"]
     assert math.isclose(charged, sum(entry["credits"] for entry in lock.values()))
+
+
+def test_the_upload_base_url_can_still_be_overridden(tmp_path: Path, sandbox: SandboxServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUNNER_KIE_UPLOAD_BASE_URL wins over the sandbox's upload host (here: the API host,
+    which takes uploads once the quirk that refuses them there is off)."""
+    sandbox.config.update({"quirks": "market_upload_host=0"})
+    monkeypatch.setenv("RUNNER_KIE_UPLOAD_BASE_URL", sandbox.url)
+    (tmp_path / "take.mp3").write_bytes(AUDIO.read_bytes())
+    manifest = write_manifest(tmp_path, """
+        - id: stt
+          model: elevenlabs/speech-to-text
+          audio: take.mp3
+    """)
+    code, _plan, _result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.OK, tally.failures
+    requests = stats(sandbox.url)["requests"]
+    assert requests["POST /api/file-stream-upload"] == {"200": 1}
+    assert "uploads: POST /api/file-stream-upload" not in requests
