@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import math
 import re
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -27,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from runner.sandbox import formats, media, speech, synth, transcribe
+from runner.sandbox import formats, media, speech, streaming, synth, transcribe
 from runner.sandbox.state import Account, Refusal, canonical_json, sha256_hex
 from runner.sandbox.validate import Issue, Rule, check
 from runner.sandbox.web import JSON, Dropped, Sandbox, json_body, maybe_slow, sandbox_of
@@ -42,7 +40,6 @@ _HALF_PRICE = frozenset({"eleven_turbo_v2_5", "eleven_flash_v2_5", "eleven_turbo
 _SFX_MODELS = ("eleven_text_to_sound_v2", "eleven_text_to_sound_v3", "eleven_text_to_sound_v1")
 _STT_MODELS = ("scribe_v1", "scribe_v2", "scribe_v2_medical", "scribe_v3",
                "scribe_v1_experimental")
-_STREAM_CHUNK_BYTES = 4096
 _VOICE_ID = re.compile(r"^[A-Za-z0-9]{20}$")
 _STITCH_MAX_AGE_S = 2 * 3600
 _TTS_RULES = {
@@ -238,7 +235,7 @@ async def _tts(request: Request, *, with_timestamps: bool, streamed: bool) -> Re
     if not with_timestamps:
         if streamed:
             return await _deliver(sandbox, StreamingResponse(
-                _pieces(audio), media_type=fmt.content_type, headers=headers))
+                streaming.pieces(audio), media_type=fmt.content_type, headers=headers))
         return await _deliver(sandbox, Response(audio, media_type=fmt.content_type,
                                                 headers=headers))
     normalized = " ".join(text.split())
@@ -249,41 +246,12 @@ async def _tts(request: Request, *, with_timestamps: bool, streamed: bool) -> Re
     norm_alignment = speech.alignment(normalized, norm_timing.words, norm_timing.duration_s)
     if streamed:
         return await _deliver(sandbox, StreamingResponse(
-            _timestamped_lines(audio, alignment, norm_alignment), media_type="application/json",
+            streaming.timestamped_lines(audio, alignment, norm_alignment), media_type="application/json",
             headers=headers))
     return await _deliver(sandbox, JSON({
         "audio_base64": base64.b64encode(audio).decode("ascii"),
         "alignment": alignment, "normalized_alignment": norm_alignment,
     }, headers=headers))
-
-
-async def _pieces(audio: bytes) -> AsyncIterator[bytes]:
-    """The audio as a chunked body, the way `/stream` sends it while it is generated."""
-    for start in range(0, len(audio), _STREAM_CHUNK_BYTES):
-        yield audio[start:start + _STREAM_CHUNK_BYTES]
-        await asyncio.sleep(0)
-
-
-def _slice(alignment: dict[str, list[Any]], start: int, end: int) -> dict[str, list[Any]]:
-    return {key: values[start:end] for key, values in alignment.items()}
-
-
-async def _timestamped_lines(audio: bytes, alignment: dict[str, list[Any]],
-                             normalized: dict[str, list[Any]]) -> AsyncIterator[bytes]:
-    """`/stream/with-timestamps`: one JSON object per line, each a piece of the audio
-    (base64) with the characters it carries and their times from the start of the whole.
-    Joining the pieces' audio gives the file; joining their characters, the text."""
-    count = max(1, min(len(alignment["characters"]) or 1,
-                       math.ceil(len(audio) / (4 * _STREAM_CHUNK_BYTES))))
-    chars, norm_chars = len(alignment["characters"]), len(normalized["characters"])
-    for i in range(count):
-        piece = audio[len(audio) * i // count:len(audio) * (i + 1) // count]
-        line = {"audio_base64": base64.b64encode(piece).decode("ascii"),
-                "alignment": _slice(alignment, chars * i // count, chars * (i + 1) // count),
-                "normalized_alignment": _slice(normalized, norm_chars * i // count,
-                                               norm_chars * (i + 1) // count)}
-        yield json.dumps(line, separators=(",", ":")).encode() + b"\n"
-        await asyncio.sleep(0)
 
 
 def _check_request_ids(sandbox: Sandbox, body: dict[str, Any]) -> None:
