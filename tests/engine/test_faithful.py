@@ -11,8 +11,10 @@ paid for twice, no paid task reported failed). The sandbox's own tests
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +72,22 @@ FORMATS = {"tts_kie": "mp3_44100_128", "tts_apikley": "mp3_44100_128",
 NEEDS: dict[str, dict[str, Any]] = {
     "market_error_status": {"faults": "429=0.15,455=0.1,500=0.1", "seed": 4},
     "market_fail_fields": {"faults": "501=0.3", "seed": 8},
-    "elevenlabs_legacy_429": {"max_concurrent": 1, "latency": "sound-generation=0.05"},
+    "elevenlabs_legacy_429": {"max_concurrent": 1},
 }
+
+
+def hold_until_refused(sandbox: SandboxServer) -> Callable[[float], Awaitable[None]]:
+    """A sandbox `sleep` that holds an ElevenLabs generation until a concurrent one has been
+    refused (a 429 did show), so the refusal does not depend on thread timing; the
+    deadline is a hang guard only."""
+    async def hold(seconds: float) -> None:
+        stats = sandbox.sandbox.state.stats
+        for _ in range(2000):
+            if stats.quirks["elevenlabs_legacy_429"]:
+                return
+            await asyncio.sleep(0.005)
+
+    return hold
 
 
 def batch(folder: Path) -> Path:
@@ -122,6 +138,8 @@ def test_a_batch_against_the_faithful_defaults(tmp_path: Path, sandbox: SandboxS
 def test_each_quirk_forced_on_every_answer(tmp_path: Path, sandbox: SandboxServer,
                                            quirk: str) -> None:
     sandbox.config.update({"quirks": f"{quirk}=1", **NEEDS.get(quirk, {})})
+    if quirk == "elevenlabs_legacy_429":
+        sandbox.config.sleep = hold_until_refused(sandbox)
     manifest = batch(tmp_path)
     code, _plan, result, tally = run(manifest, sandbox.url)
     assert code == ExitCode.OK, tally.failures

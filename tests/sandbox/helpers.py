@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -86,3 +87,31 @@ class CallbackReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class Gate:
+    """A sandbox `sleep` that holds every synchronous generation until the test opens it,
+    so "N requests in flight at once" does not depend on how fast threads start.
+
+        gate = Gate(); sandbox.config.sleep = gate
+        ... start requests in threads; gate.wait_in_flight(sandbox, 2); ...; gate.open()
+    """
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        while not self._open.is_set():
+            await asyncio.sleep(0.005)
+
+    def open(self) -> None:
+        self._open.set()
+
+    @staticmethod
+    def wait_in_flight(server: Any, count: int, timeout_s: float = 30.0) -> None:
+        """Until `count` ElevenLabs requests are held (a hang guard, not a timing)."""
+        for _ in range(int(timeout_s / 0.005)):
+            if sum(a.in_flight for a in server.sandbox.state.accounts.values()) >= count:
+                return
+            threading.Event().wait(0.005)
+        raise AssertionError(f"{count} requests never were in flight at once")

@@ -23,7 +23,7 @@ import pytest
 from runner.sandbox import SandboxProcess, SandboxServer, parse_latency, parse_rate_limit
 from runner.sandbox.config import REALISTIC_LATENCY, REALISTIC_RATE_LIMIT
 from tests.conftest import FakeClock
-from tests.sandbox.helpers import KEY, XI, CallbackReceiver, decode
+from tests.sandbox.helpers import KEY, XI, CallbackReceiver, Gate, decode
 
 GEORGE = "JBFqnCBsd6RMkjVDRZzb"
 SFX = {"model": "elevenlabs/sound-effect-v2", "input": {"text": "x", "duration_seconds": 1}}
@@ -60,19 +60,24 @@ def test_elevenlabs_headers(sandbox: SandboxServer, model_id: str, cost: int,
 
 
 def test_plan_concurrency_is_enforced(sandbox: SandboxServer) -> None:
-    sandbox.config.update({"elevenlabs_plan": "free", "latency": "text-to-speech=0.6"})
+    sandbox.config.update({"elevenlabs_plan": "free"})
+    gate = Gate()
+    sandbox.config.sleep = gate
     answers: list[httpx.Response] = []
     threads = [threading.Thread(target=lambda: answers.append(speak(sandbox)))
-               for _ in range(3)]
+               for _ in range(2)]
     for thread in threads:
         thread.start()
+    gate.wait_in_flight(sandbox, 2)
+    answers.append(speak(sandbox))  # a third while two are held
+    gate.open()
     for thread in threads:
         thread.join()
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200, 200, 429]  # the Free plan: 2 at once for Multilingual v2
     assert {a.headers.get("maximum-concurrent-requests") for a in answers
             if a.status_code == 200} == {"2"}
-    sandbox.config.update({"elevenlabs_plan": None, "latency": "0"})
+    sandbox.config.update({"elevenlabs_plan": None})
     assert "maximum-concurrent-requests" not in speak(sandbox).headers
 
 

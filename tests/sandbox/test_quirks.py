@@ -20,7 +20,7 @@ import pytest
 from runner.audioparse import parse_wav
 from runner.sandbox import SandboxServer
 from runner.sandbox.quirks import FAITHFUL, QUIRKS, QuirkError, parse_quirks
-from tests.sandbox.helpers import KEY, XI, sine_wav
+from tests.sandbox.helpers import KEY, XI, Gate, sine_wav
 
 SFX = "elevenlabs/sound-effect-v2"
 TTS = "elevenlabs/text-to-speech-turbo-2-5"
@@ -127,20 +127,20 @@ def generation_id(sandbox: SandboxServer, on: bool) -> None:
 
 
 def legacy_429(sandbox: SandboxServer, on: bool) -> None:
-    sandbox.config.update({"max_concurrent": 1, "latency": "sound-generation=0.5"})
+    sandbox.config.update({"max_concurrent": 1})
+    gate = Gate()
+    sandbox.config.sleep = gate
     answers: list[httpx.Response] = []
 
     def generate() -> None:
         answers.append(httpx.post(f"{sandbox.url}/v1/sound-generation", headers=XI,
-                                  json={"text": "x"}, timeout=30))
+                                  json={"text": "x"}, timeout=60))
 
     first = threading.Thread(target=generate)
     first.start()
-    for _ in range(200):  # the first request is in flight once the sandbox counts it
-        if httpx.get(f"{sandbox.url}/_sandbox/stats").json()["tasks"]["total"]:
-            break
-        threading.Event().wait(0.01)
-    generate()
+    gate.wait_in_flight(sandbox, 1)
+    generate()  # refused: one is in flight
+    gate.open()
     first.join()
     [refused] = [a for a in answers if a.status_code == 429]
     detail = refused.json()["detail"]

@@ -19,7 +19,7 @@ from elevenlabs.errors import UnprocessableEntityError
 from elevenlabs.types import VoiceSettings
 
 from runner.sandbox import SandboxServer
-from tests.sandbox.helpers import decode, sine_wav
+from tests.sandbox.helpers import Gate, decode, sine_wav
 
 GEORGE = "JBFqnCBsd6RMkjVDRZzb"
 TEXT = "The SDK works against the sandbox."
@@ -126,8 +126,10 @@ def test_errors_as_the_sdk_raises_them(sandbox: SandboxServer, client: ElevenLab
                                                 (1, "too_many_concurrent_requests")])
 def test_both_concurrency_429_bodies(sandbox: SandboxServer, client: ElevenLabs, legacy: int,
                                      status: str) -> None:
-    sandbox.config.update({"elevenlabs_plan": "free", "latency": "text-to-speech=0.6",
+    sandbox.config.update({"elevenlabs_plan": "free",
                            "quirks": f"elevenlabs_legacy_429={legacy}"})
+    gate = Gate()
+    sandbox.config.sleep = gate
     errors: list[ApiError] = []
 
     def speak() -> None:
@@ -136,9 +138,12 @@ def test_both_concurrency_429_bodies(sandbox: SandboxServer, client: ElevenLabs,
         except ApiError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=speak) for _ in range(3)]
+    threads = [threading.Thread(target=speak) for _ in range(2)]
     for thread in threads:
         thread.start()
+    gate.wait_in_flight(sandbox, 2)
+    speak()  # a third while two are held
+    gate.open()
     for thread in threads:
         thread.join()
     [error] = errors  # the Free plan allows 2 at once
