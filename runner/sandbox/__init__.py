@@ -65,8 +65,9 @@ def discover_provider_urls(base_url: str, timeout_s: float = 5.0) -> dict[str, d
     import urllib.request
 
     root = base_url.rstrip("/")
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
     try:
-        with urllib.request.urlopen(f"{root}/_sandbox/hosts", timeout=timeout_s) as answer:
+        with direct.open(f"{root}/_sandbox/hosts", timeout=timeout_s) as answer:
             upload = json.load(answer).get("upload_base_url")
     except (OSError, ValueError, AttributeError):
         upload = None
