@@ -34,9 +34,10 @@ from runner.store.lockfile import LockEntry, write_lockfile
 
 T = TypeVar("T")
 
-# Knobs of the embedded sandbox for `--sandbox`: quick, but with the waiting,
-# polling and rate limiting of the real services still visible.
-SANDBOX_ARGS = ["--latency", "0.2-1.5", "--rate-limit", "none"]
+# Knobs of the embedded sandbox for `--sandbox`: every documented quirk (the default),
+# the providers' published rate limits and realistic latencies, so that the main
+# command shows what a real batch looks like (runner/sandbox/config.py REALISTIC_*).
+SANDBOX_ARGS = ["--realistic"]
 
 
 @dataclass
@@ -113,16 +114,20 @@ def _keys(pipeline: Pipeline, names: list[str], env: Mapping[str, str],
     return keys
 
 
-def _sandbox_accounts(accounts: dict[str, ProviderAccount], url: str) -> dict[str, ProviderAccount]:
-    from runner.sandbox import provider_urls
+def _sandbox_accounts(accounts: dict[str, ProviderAccount], url: str,
+                      env: Mapping[str, str]) -> dict[str, ProviderAccount]:
+    """Accounts pointed at the sandbox. kie uploads go to its upload listener (its own
+    host, like the real API's), unless RUNNER_<ACCOUNT>_UPLOAD_BASE_URL says otherwise."""
+    from runner.accounts import env_name
+    from runner.sandbox import discover_provider_urls
 
-    urls = provider_urls(url)
+    urls = discover_provider_urls(url)
     out = {}
     for name, account in accounts.items():
         flavour = urls.get(account.type, urls.get(account.family.value, {}))
         base = flavour.get("base_url", url)
-        out[name] = replace(account, base_url=base,
-                            upload_base_url=flavour.get("upload_base_url", base))
+        upload = env.get(env_name(name, "UPLOAD_BASE_URL")) or flavour.get("upload_base_url", base)
+        out[name] = replace(account, base_url=base, upload_base_url=upload.rstrip("/"))
     return out
 
 
@@ -164,7 +169,7 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
         else:
             with _sandbox(options, bool(needed)) as sandbox_url:
                 accounts = pipeline.accounts if sandbox_url is None else \
-                    _sandbox_accounts(pipeline.accounts, sandbox_url)
+                    _sandbox_accounts(pipeline.accounts, sandbox_url, env)
                 result = run_loop(_run(plan, layout, journal, accounts, keys, options,
                                        [tally, *options.observers], env), env)
         entries = merged_lock_entries(plan, result)
