@@ -235,6 +235,7 @@ class Bucket:
             try:
                 await obstore.put_async(self._store, path, data, mode=mode)
             except (AlreadyExistsError, PreconditionError):
+                self.stats.bytes_up += size  # sent, and refused by its condition
                 raise
             except FileNotFoundError as exc:
                 self._raise_if_no_bucket(exc, "PUT", path)
