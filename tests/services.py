@@ -177,6 +177,10 @@ class S3Server:
         from obstore.exceptions import BaseError
         from obstore.store import S3Store
 
+        from runner.team.objects import guard_interpreter_exit
+
+        guard_interpreter_exit()  # this process uses obstore on asyncio's loop
+
         store = S3Store(self.BUCKET, config={
             "endpoint": self.endpoint, "region": "us-east-1",
             "access_key_id": self.credentials.access_key_id,

@@ -18,9 +18,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from runner.errors import UsageError
-from runner.manifest import Pipeline
+
+if TYPE_CHECKING:
+    from runner.manifest import Pipeline
 
 URL_VARIABLE = "RUNNER_REMOTE_CACHE"
 MODE_VARIABLE = "RUNNER_REMOTE_CACHE_MODE"

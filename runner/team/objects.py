@@ -13,13 +13,17 @@ S3 error code, because treating it as a miss would send every job to be bought.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import re
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import obstore
@@ -86,11 +90,52 @@ class Listed:
     modified: datetime
 
 
+_GUARDED = False
+
+
+def guard_interpreter_exit() -> None:
+    """Keep the interpreter from finalizing under a thread that is still waking the loop.
+
+    obstore's requests run on tokio threads, which hand each result to the event loop
+    with `call_soon_threadsafe`. asyncio's version queues the callback, then writes a
+    wake-up byte to a socket *with the GIL released*. The loop may run the callback,
+    finish, and the interpreter start finalizing before that write returns; the tokio
+    thread then cannot take the GIL back, CPython ends it with pthread_exit, and the
+    unwinding through Rust frames aborts the whole process (SIGABRT, exit 134, after
+    all work was done). Seen in 1 of 3 short processes on this project's machines;
+    uvloop's wake-up keeps the GIL and never does it. So at exit, while threads may
+    still take the GIL, wait (2 s at most) until no thread is inside that wake-up.
+    """
+    global _GUARDED
+    if not _GUARDED:
+        _GUARDED = True
+        atexit.register(_wait_for_wakeups)
+
+
+def _wait_for_wakeups(timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    me = threading.get_ident()
+    while time.monotonic() < deadline:
+        frames = sys._current_frames()
+        if not any(_waking_a_loop(frame) for ident, frame in frames.items() if ident != me):
+            return
+        time.sleep(0.001)
+
+
+def _waking_a_loop(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name in ("call_soon_threadsafe", "_write_to_self"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Bucket:
     """The remote cache's objects, addressed relative to its prefix."""
 
     def __init__(self, config: RemoteCacheConfig, *,
                  max_concurrent: int = MAX_CONCURRENT_REQUESTS) -> None:
+        guard_interpreter_exit()
         self.config = config
         self.stats = TransferStats()
         self._slots = asyncio.Semaphore(max_concurrent)
