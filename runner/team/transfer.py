@@ -110,7 +110,9 @@ class Transfers:
                     inline: bytes | None = None) -> Fetch:
         """Bring a take into the local cache (from the record's inline bytes, or its
         blob), checked against its digest. Already local: nothing is moved."""
-        blob = self.cache.get(sha256, ext)
+        # Not looking again in packs other processes wrote since (a re-read per miss):
+        # a take stored twice costs less.
+        blob = self.cache.get(sha256, ext, look_again=False)
         if blob is not None:
             return Fetch(blob)
         if inline is not None:  # Record.parse checked these against the digest
