@@ -56,6 +56,8 @@ async def connect(pipeline: Pipeline, env: Mapping[str, str],
 
 
 class RemoteCache:
+    """The remote cache of one run: its configuration and its bucket (see the module)."""
+
     def __init__(self, config: RemoteCacheConfig, bucket: Bucket) -> None:
         self.config = config
         self.bucket = bucket
@@ -105,14 +107,17 @@ class RemoteCache:
                                             record.inline)
             moved += fetched.bytes_moved
             if fetched.blob is not None:
+                if problems:  # the pinned take is gone: the team's take, rather than a new one
+                    ctx.emit(EventKind.WARNING, pj, message=f"remote cache: {problems[-1]}; "
+                             "restored the team's take instead")
                 asset = ctx.journal.record_asset(pj.key, **record.asset_fields())
                 self._emit(ctx, EventKind.REMOTE_HIT, pj, moved, _made_by(record))
                 return asset
             problems.append(f"the team's record: {fetched.problem}")
         if problems:
             ctx.emit(EventKind.WARNING, pj, message=f"remote cache: {'; '.join(problems)}; "
-                     "counted as a miss (the record is repaired when this job's result is "
-                     "recorded)")
+                     "counted as a miss (the next machine to record this request repairs "
+                     "the record)")
         self._emit(ctx, EventKind.REMOTE_MISS, pj, moved, "")
         return None
 

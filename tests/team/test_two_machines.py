@@ -227,6 +227,19 @@ def test_the_lockfile_pins_its_take_even_where_the_team_recorded_another(
     assert code == 0 and result.outcomes == {"door": JobOutcome.CACHED}
     assert created(sandbox.url) == 2
     assert outputs(c) == outputs(a)
+    # A pinned take that is gone from the remote cache: the team's take, with a warning,
+    # rather than a new purchase.
+    RemoteView().delete(f"cas/sha256/{second['sha256']}")
+    d = machine(tmp_path, "d", jobs)
+    (d.parent / "out.sandbox").mkdir()
+    (d.parent / "out.sandbox" / "t.lock.json").write_text(
+        (a.parent / "out.sandbox" / "t.lock.json").read_text())
+    code, _, result, tally = run(d, sandbox.url)
+    assert code == 0 and result.outcomes == {"door": JobOutcome.CACHED}
+    assert created(sandbox.url) == 2
+    assert lockfile(d)["door"]["sha256"] == first["sha256"]
+    assert any("the take the lockfile pins: its bytes are missing" in w and
+               "restored the team's take instead" in w for w in tally.warnings), tally.warnings
 
 
 def test_read_mode_restores_but_records_nothing(
