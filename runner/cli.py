@@ -113,6 +113,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     add_run_option(run)  # runner run --report
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
+    from runner.team import cache_cli
+
+    cache_cli.add_run_option(run)  # runner run --remote-cache-mode
+    cache_cli.configure(commands)  # runner cache push|pull|gc
 
     status = commands.add_parser(
         "status", help="what the build holds: done, failed, in flight, cached, modified",
@@ -273,6 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         adopt=_pairs(args.adopt_task, "--adopt-task"),
         callback_url=args.callback_url, callback_listen=args.callback_listen,
         grace_s=args.grace, observers=observers, recontext=args.recontext,
+        remote_cache_mode=args.remote_cache_mode,
     )
     try:
         code, plan, result, tally = run_pipeline(args.file, options)

@@ -171,7 +171,7 @@ class Engine:
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no warning
             self.producing[pj.key] = (pj.job.id, future)
             try:
-                asset = await self._produce(pj)
+                asset, outcome = await self._produce_shared(pj)
             except BaseException as error:
                 future.set_exception(error if isinstance(error, Finish) else Finish(
                     JobOutcome.FAILED, str(error) or type(error).__name__))
@@ -179,6 +179,18 @@ class Engine:
             future.set_result(asset)
         await self._finish(pj, asset, outcome)
         return outcome
+
+    async def _produce_shared(self, pj: PlannedJob) -> tuple[AssetRow, JobOutcome]:
+        """`_produce`, with the team's remote cache (runner.team) looked in before any
+        request and told of the result after: a take another machine bought is not
+        bought again."""
+        remote = self.ctx.remote
+        if remote is None:
+            return await self._produce(pj), JobOutcome.DONE
+        asset = await remote.restore(self.ctx, pj)
+        if asset is not None:
+            return asset, JobOutcome.CACHED
+        return await remote.record(self.ctx, pj, await self._produce(pj)), JobOutcome.DONE
 
     def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
         """The lockfile names this request's file and a cache holds it (a shared

@@ -23,7 +23,8 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     │   ├── BudgetExceeded          submitting would exceed --max-credits
     │   └── DownloadError           a result could not be fetched or failed verification
     ├── StoreError                  the journal, cache or lockfile cannot be used
-    │   └── LockedBuildError        --locked, and something would be generated
+    │   ├── LockedBuildError        --locked, and something would be generated
+    │   └── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
     └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
         └── FfmpegNotFound
 """
@@ -192,6 +193,15 @@ class StoreError(RunnerError):
 
 class LockedBuildError(StoreError):
     """`--locked` was given and the plan would generate something."""
+
+
+class RemoteCacheError(StoreError):
+    """The team's remote cache refused a request or could not be reached.
+
+    Never a miss: a job whose lookup fails is stopped rather than bought again
+    (`--remote-cache-mode off` is the explicit way round). `str()` names the cache,
+    what failed and what to check; it never carries a credential.
+    """
 
 
 class AudioError(RunnerError):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -42,6 +42,9 @@ from runner.results import iso, json_blob
 from runner.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
 from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
+
+if TYPE_CHECKING:
+    from runner.team.remote_cache import RemoteCache
 
 # An upstream job's result URL is used directly by a transcription job when it
 # is younger than this (kie result URLs "typically expire after 24 hours").
@@ -132,6 +135,7 @@ class RunContext:
     assets: dict[str, AssetRow] = field(default_factory=dict)
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
+    remote: RemoteCache | None = None  # the team's remote cache, when one is configured
 
     def asset_of(self, job_id: str) -> AssetRow | None:
         """The asset a job holds now: built in this run, or kept from before."""

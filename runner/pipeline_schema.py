@@ -235,6 +235,11 @@ def structure_schema() -> dict[str, Any]:
             "providers": {"type": "object",
                           "propertyNames": {"pattern": NAME_PATTERN, "maxLength": 64},
                           "additionalProperties": {"$ref": "#/$defs/provider"}},
+            "remote_cache": {  # runner.team.config
+                "type": "string", "pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+                "description": "The team's shared result cache, s3://BUCKET/PREFIX on any "
+                               "S3-compatible store (RUNNER_REMOTE_CACHE wins over it).",
+            },
             "defaults": {
                 "type": "object",
                 "description": "`provider`, `variants`, and input defaults keyed by model id.",

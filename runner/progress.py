@@ -202,7 +202,8 @@ class LiveDisplay:
         table's layout costs milliseconds per frame, these lines a fraction of one.
         """
         with self.lock:
-            lines = [self._header(), *self._table(), *self._bars(), *self._stops()]
+            lines = [self._header(), *self._table(), *self._remote(), *self._bars(),
+                     *self._stops()]
         frame = Text("\n").join(lines)
         frame.no_wrap, frame.overflow = True, "ellipsis"  # a narrow terminal crops, never wraps
         return Group(frame)  # Console.print would merge a bare Text and lose no_wrap
@@ -242,6 +243,16 @@ class LiveDisplay:
         rule = Text("─" * (sum(widths) + len(widths) - 1), style="dim")
         return [_line(head, widths), rule, *(_line(cells, widths) for cells in body), rule,
                 _line(foot, widths, "bold")]
+
+    def _remote(self) -> list[Text]:
+        """The team's remote cache under the table: what it answered, what it cost."""
+        remote = self.state.remote
+        if remote is None:
+            return []
+        adopted = f"  adopted {remote.adopted}" if remote.adopted else ""
+        return [Text(f"remote cache  hits {remote.hits}  misses {remote.misses}  recorded "
+                     f"{remote.stored}{adopted}  {remote.bytes_moved / 1e6:.1f} MB moved  "
+                     f"busy {remote.busy_s:.1f} s", style="cyan")]
 
     def _stops(self) -> list[Text]:
         """Why accounts or the budget stopped: a reason is too long for a column."""

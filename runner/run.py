@@ -58,6 +58,7 @@ class RunOptions:
     grace_s: float = 30.0
     recontext: bool = False  # regenerate segments whose neighbours' text changed
     observers: list[Observer] = field(default_factory=list)
+    remote_cache_mode: str | None = None  # --remote-cache-mode: read | readwrite | off
     # Programmatic knobs (tests and benchmarks): the retry policy and the HTTP read timeout.
     retry_policy: RetryPolicy | None = None
     read_timeout_s: float = 60.0
@@ -229,7 +230,10 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
     from runner.http import make_client
     from runner.limits import AccountLimiter
     from runner.providers import make_adapter
+    from runner.team.remote_cache import connect
 
+    # Checked before anything is journaled: a wrong key for it stops the run here.
+    remote = await connect(plan.pipeline, env, options.remote_cache_mode)
     journal.start_run(layout.target.value)
     journal.preload()
     cache = ContentCache(layout.cache_dir(env))
@@ -253,7 +257,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                          budget=Budget(options.max_credits), bus=Bus(observers),
                          stopping=asyncio.Event(),
                          resubmit_uncertain=set(options.resubmit_uncertain),
-                         adopt=dict(options.adopt), callbacks=hub)
+                         adopt=dict(options.adopt), callbacks=hub, remote=remote)
         engine = Engine(plan, ctx, only=options.only, fail_fast=options.fail_fast,
                         max_active_jobs=options.max_active_jobs, grace_s=options.grace_s)
         loop = asyncio.get_running_loop()

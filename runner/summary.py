@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine import RunResult
-from runner.events import Tally
+from runner.events import RemoteTally, Tally
 from runner.plan import Plan, State
 from runner.retry import JobOutcome
 
@@ -59,6 +59,8 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
               f"{tally.credits:g} credits")]
     lines.append(f"outputs in {os.path.relpath(plan.layout.output_dir)}, "
                  f"lockfile {os.path.relpath(plan.layout.lockfile)}")
+    if tally.remote is not None:
+        lines.append(remote_line(tally.remote))
     for account, reason in tally.stopped_accounts.items():
         lines.append(f"account '{account}' stopped: {reason}")
     if tally.budget_stop:
@@ -90,3 +92,14 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
                      "collect one with --adopt-task ID=TASK_ID, or send again with: "
                      + shlex.join([*base, "--resubmit-uncertain", *uncertain[:50]]))
     return "\n".join(lines)
+
+
+def remote_line(remote: RemoteTally) -> str:
+    """The team's remote cache in the summary: what it answered, what it cost."""
+    parts = [f"{remote.hits} hit(s)", f"{remote.misses} miss(es)",
+             f"{remote.stored} recorded"]
+    if remote.adopted:
+        parts.append(f"{remote.adopted} adopted (bought here too, but another machine "
+                     "recorded first: its take is kept)")
+    return (f"remote cache: {', '.join(parts)}; {remote.bytes_moved / 1e6:.1f} MB moved, "
+            f"busy {remote.busy_s:.2f} s")
