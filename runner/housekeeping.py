@@ -19,6 +19,7 @@ from typing import Any
 from runner.layout import BuildLayout, Target, layout_for
 from runner.manifest import load_pipeline
 from runner.plan import Plan, State, make_plan
+from runner.review_file import read_review, review_path
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal, TaskRowState
 
@@ -55,7 +56,8 @@ def build_status(manifest: Path, *, sandbox: bool = False) -> list[JobStatus]:
         live = journal.live_task(p.key) if journal else None
         last = outcomes.get(job_id)
         if p.state is State.FROZEN:
-            statuses.append(JobStatus(job_id, "frozen", "the locked take is kept (freeze: true)"))
+            statuses.append(JobStatus(job_id, "frozen", "the locked take is kept (freeze: true, "
+                                      "or approved in review)"))
         elif p.state is State.UP_TO_DATE:
             cached = last is not None and last.key == p.key and last.outcome == "cached"
             statuses.append(JobStatus(job_id, "cached" if cached else "done", p.job.output,
@@ -116,10 +118,15 @@ def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False) -> Cl
         keep_outputs.add(p.job.output)
         if p.locked is not None:
             keep_blobs.add(p.locked.sha256)
+            if p.locked.raw:
+                keep_blobs.add(p.locked.raw["sha256"])
             keep_outputs.update(p.locked.companions.values())
     with Journal(layout.journal) as journal:
         assets = journal.all_assets()
-        current_keys = {p.key for p in plan.jobs}
+        # Post-processed jobs keep the provider's result too (a changed step reprocesses
+        # it instead of buying it again), and reviewed takes stay: a rejected one included.
+        current_keys = {p.key for p in plan.jobs} | {p.raw_key for p in plan.jobs if p.raw_key}
+        keep_blobs |= read_review(review_path(layout)).takes()
         keep_blobs |= {a.sha256 for k, a in assets.items() if k in current_keys}
         for output in sorted(journal.outputs()):
             if output in keep_outputs:

@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.expand import CONTEXT_FIELDS, REQUEST_ID_FIELDS
 from runner.layout import BuildLayout
@@ -27,6 +27,9 @@ from runner.pricing import Price, estimate, price_table
 from runner.schemas import fill_defaults
 from runner.store.cache import file_digest
 from runner.store.lockfile import LockEntry, read_lockfile
+
+if TYPE_CHECKING:
+    from runner.review_file import Review
 
 KEY_VERSION = 1
 
@@ -38,16 +41,19 @@ class State(StrEnum):
     RESTORE = "restore"  # same request, but the output file is missing or altered
     RECONTEXT = "context changed"  # a segment's neighbours changed (runner run --recontext)
     UP_TO_DATE = "up to date"
-    FROZEN = "frozen"  # changed, but `freeze: true` keeps the locked asset
+    FROZEN = "frozen"  # changed, but `freeze: true` or an approval keeps the locked asset
+    REJECTED = "rejected: new take"  # its take was rejected in review (runner.review_file)
+    RETAKEN = "input retaken"  # a job it depends on gets a new take: remade from that
 
     @property
     def needs_work(self) -> bool:
-        return self in (State.NEW, State.CHANGED, State.FORCED, State.RESTORE, State.RECONTEXT)
+        return self in (State.NEW, State.CHANGED, State.FORCED, State.RESTORE, State.RECONTEXT,
+                        State.REJECTED, State.RETAKEN)
 
     @property
     def new_take(self) -> bool:
         """A new take is wanted although the same request may be in the cache."""
-        return self in (State.FORCED, State.RECONTEXT)
+        return self in (State.FORCED, State.RECONTEXT, State.REJECTED, State.RETAKEN)
 
 
 @dataclass(slots=True)
@@ -57,6 +63,8 @@ class PlannedJob:
     state: State
     cost: float | None
     locked: LockEntry | None = None
+    # Post-processed jobs: the key of the provider's result under the processed asset.
+    raw_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -135,11 +143,19 @@ def _narration_settings(job: Job) -> dict[str, Any]:
 
 def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str] = (),
               recontext: bool = False, locked: Mapping[str, LockEntry] | None = None,
-              outputs: Mapping[str, tuple[str, int, int]] | None = None) -> Plan:
+              outputs: Mapping[str, tuple[str, int, int]] | None = None,
+              review: Review | None = None) -> Plan:
     """Plan a build. `outputs` is the journal's record of written outputs (path →
     sha256, size, mtime_ns): an output whose size and mtime still match is trusted
-    without hashing it; any other existing output is hashed and compared."""
+    without hashing it; any other existing output is hashed and compared. `review`
+    (default: the review file beside the lockfile) freezes approved takes and remakes
+    rejected ones."""
+    from runner.postprocess import processed_key
+    from runner.review_file import read_review, review_path
+
     locked = read_lockfile(layout.lockfile) if locked is None else locked
+    review = read_review(review_path(layout)) if review is None else review
+    states: dict[str, State] = {}
     outputs = outputs or {}
     prices = price_table(pipeline.prices)
     keys: dict[str, str] = {}
@@ -154,15 +170,23 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
         upstream = [keys[d] for d in job.depends_on if d in keys]
         doc = key_document(job, layout.target.value, upstream, audio_digest)
         key = hashlib.sha256(canonical_json(doc)).hexdigest()
+        raw_key = None
+        if job.post is not None:  # the request's key, and the processed asset's own
+            raw_key, key = key, processed_key(key, job.post)
         entry = locked.get(job.id)
         state = _state(job, key, entry, layout, forced, outputs)
         if recontext and state is State.UP_TO_DATE and entry is not None \
                 and entry.context is not None and entry.context != context_digest(job):
             state = State.RECONTEXT  # its neighbours' text changed, and that was asked for
+        state = _reviewed(state, job, entry, raw_key, review)
+        if state in (State.UP_TO_DATE, State.RESTORE) and any(
+                states[d].new_take for d in job.depends_on if d in states):
+            state = State.RETAKEN  # e.g. a stitch whose segment gets a new take
         if state is State.FROZEN and entry is not None:
             key = entry.key  # dependents build on the asset that is kept
         keys[job.id] = key
-        planned.append(PlannedJob(job, key, state, estimate(job, prices), entry))
+        states[job.id] = state
+        planned.append(PlannedJob(job, key, state, estimate(job, prices), entry, raw_key))
     counts: dict[State, int] = {}
     for p in planned:
         counts[p.state] = counts.get(p.state, 0) + 1
@@ -179,6 +203,23 @@ def _state(job: Job, key: str, entry: LockEntry | None, layout: BuildLayout,
         return State.FROZEN if job.freeze else State.CHANGED
     return State.UP_TO_DATE if _output_intact(layout, job.output, entry, outputs) \
         else State.RESTORE
+
+
+def _reviewed(state: State, job: Job, entry: LockEntry | None, raw_key: str | None,
+              review: Review) -> State:
+    """What review decisions about the locked take change: an approved take is frozen
+    (unless only its post-processing changed: that reprocesses the same take, free);
+    a rejected one gets a new take. `--force` overrides both."""
+    if state is State.FORCED or entry is None:
+        return state
+    if review.rejected(job.id, entry) and job.kind is not JobKind.STITCH:
+        # A changed request brings a new take anyway; otherwise this one must be remade.
+        return state if state is State.CHANGED else State.REJECTED
+    if review.approved(job.id, entry) and state in (State.CHANGED, State.RECONTEXT):
+        same_take = raw_key is not None and entry.raw is not None \
+            and entry.raw.get("key") == raw_key
+        return state if same_take else State.FROZEN
+    return state
 
 
 def _output_intact(layout: BuildLayout, output: str, entry: LockEntry,
