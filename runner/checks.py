@@ -37,6 +37,8 @@ def check_accounts(pipeline: Pipeline, declared: dict[str, Any]) -> list[Problem
 
 
 def check_jobs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
+    from runner.export import check_templates
+
     return [
         *_check_providers(pipeline, jobs),
         *_check_ids(pipeline, jobs),
@@ -44,6 +46,7 @@ def check_jobs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
         *_check_inputs(pipeline, jobs),
         *_check_outputs(pipeline, jobs),
         *_check_dependencies(pipeline, jobs),
+        *check_templates(pipeline, jobs),  # `approved:` paths
     ]
 
 

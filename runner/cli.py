@@ -110,6 +110,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     add_run_option(run)  # runner run --report
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
+    from runner.review_cli import configure as configure_review
+
+    configure_review(commands)  # runner review FILE, runner export FILE
 
     status = commands.add_parser(
         "status", help="what the build holds: done, failed, in flight, cached, frozen",

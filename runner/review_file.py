@@ -4,9 +4,9 @@
     pipelines/game_sfx.review.jsonl      one JSON object per line, sorted by job id
 
     {"review": 1, "pipeline": "game_sfx"}
-    {"at": "2026-12-03T10:11:12.345Z", "by": "ana", "decision": "approved", "job": "door#1", "take": "3f2a...", "task": "task_81"}
-    {"at": "2026-12-03T10:11:20.002Z", "by": "ana", "decision": "rejected", "job": "door#2", "note": "hinge too shrill", "take": "9c1e...", "task": "task_82"}
-    {"at": "2026-12-03T10:11:31.870Z", "by": "ana", "job": "door", "pick": 2, "take": "...", "task": "task_82"}
+    {"job": "door", "pick": 1, "take": "3f2a...", "task": "task_81", "by": "ana", "at": "2026-12-03T10:11:31.870Z"}
+    {"job": "door#1", "decision": "approved", "take": "3f2a...", "task": "task_81", "by": "ana", "at": "2026-12-03T10:11:12.345Z"}
+    {"job": "door#2", "decision": "rejected", "note": "hinge too shrill", "take": "9c1e...", "task": "task_82", "by": "ana", "at": "2026-12-03T10:11:20.002Z"}
 
 A decision names the take it is about: `take` is the sha256 of what the provider
 returned (the file itself, or its raw result when the job is post-processed) and
@@ -95,17 +95,20 @@ class Mark:
     by: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        line: dict[str, Any] = {"job": self.job, "at": self.at, "take": self.take.sha256}
-        if self.take.task:
-            line["task"] = self.take.task
+        """The line, in reading order: who, what, why, which take, by whom, when."""
+        line: dict[str, Any] = {"job": self.job}
         if self.decision is not None:
             line["decision"] = self.decision.value
         if self.pick is not None:
             line["pick"] = self.pick
         if self.note:
             line["note"] = self.note
+        line["take"] = self.take.sha256
+        if self.take.task:
+            line["task"] = self.take.task
         if self.by:
             line["by"] = self.by
+        line["at"] = self.at
         return line
 
     @property
@@ -187,9 +190,9 @@ class Review:
 
     def render(self) -> str:
         header = json.dumps({"review": REVIEW_VERSION, "pipeline": self.pipeline},
-                            sort_keys=True, ensure_ascii=False)
+                            ensure_ascii=False)
         ordered = sorted(self.marks.values(), key=lambda m: (m.job, m.pick is not None))
-        lines = [json.dumps(m.to_json(), sort_keys=True, ensure_ascii=False) for m in ordered]
+        lines = [json.dumps(m.to_json(), ensure_ascii=False) for m in ordered]
         return "\n".join([header, *lines]) + "\n"
 
 
