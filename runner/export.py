@@ -9,8 +9,8 @@ declares none; `--to DIR` puts the same paths under DIR instead.
 Files are copied from the build's outputs, checked against the lockfile's digest,
 and written atomically. What was exported is recorded in
 `<output_dir>/.runner/exports.json`, so a path no job chooses any more is removed
-again, but only while it still holds the bytes written (a file someone changed is
-left alone and reported). `runner review` exports a job's take as soon as it is
+again, but only while it still holds the bytes written; a file someone changed
+(or one export did not write) is never overwritten or removed, only reported. `runner review` exports a job's take as soon as it is
 picked or approved when the job declares `approved:`.
 """
 
@@ -51,7 +51,7 @@ class ExportReport:
     written: list[tuple[str, Path]] = field(default_factory=list)  # (job id, path)
     unchanged: list[tuple[str, Path]] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
-    kept: list[Path] = field(default_factory=list)  # no longer chosen, but changed by hand
+    kept: list[Path] = field(default_factory=list)  # changed since export wrote it: left alone
     without: list[Choice] = field(default_factory=list)  # jobs with no chosen take
 
 
@@ -170,6 +170,7 @@ def export_build(pipeline: Pipeline, layout: BuildLayout, *, to: Path | None = N
              and (not declared_only or j.base_id in declared)}
     report = ExportReport()
     wanted: dict[str, str] = {}
+    held: set[str] = set()
     for choice in chosen_takes(pipeline, review, entries):
         if choice.base_id not in scope:
             continue
@@ -178,9 +179,14 @@ def export_build(pipeline: Pipeline, layout: BuildLayout, *, to: Path | None = N
             continue
         job, entry = choice.job, entries[choice.job.id]
         dest = root / approved_path(job)
+        current = file_digest(dest) if dest.is_file() else None
+        if current is not None and current != record.get(str(dest)) \
+                and current != entry.sha256:
+            report.kept.append(dest)  # not what export wrote there: never overwritten
+            held.add(str(dest))
+            continue
         wanted[str(dest)] = entry.sha256
-        if dest.is_file() and record.get(str(dest)) == entry.sha256 \
-                and file_digest(dest) == entry.sha256:
+        if current == entry.sha256:
             report.unchanged.append((job.id, dest))
             continue
         if not dry_run:
@@ -193,7 +199,7 @@ def export_build(pipeline: Pipeline, layout: BuildLayout, *, to: Path | None = N
     vanished = set()
     for path, sha in sorted(record.items()):
         target = Path(path)
-        if path in wanted or (mine is not None and path not in mine) \
+        if path in wanted or path in held or (mine is not None and path not in mine) \
                 or root not in target.parents:
             continue
         if not target.is_file():

@@ -89,7 +89,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{'would remove' if args.dry_run else 'removed'} {relative(path)} (no longer "
               "chosen)")
     for path in report.kept:
-        print(f"kept {relative(path)}: no longer chosen, but changed since it was exported")
+        print(f"left alone: {relative(path)} was changed since export wrote it (or export "
+              "did not write it); remove it to export there")
     for choice in report.without:
         print(f"not exported: {choice.base_id} ({choice.reason})")
     print(f"{len(report.written)} {verb.split()[-1] if args.dry_run else 'written'}, "
