@@ -52,7 +52,7 @@ def test_approved_is_frozen_and_rejected_gets_one_new_take(tmp_path: Path,
     assert states(manifest) == {"boom": State.FROZEN, "hiss": State.REJECTED}
     assert states(manifest, force=("boom",))["boom"] is State.FORCED  # unless forced
     before = created(sandbox.url)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _, result, tally = run(manifest, sandbox.url)
     assert code == 0, tally.failures
     assert created(sandbox.url) == before + 1 and tally.requests_submitted == 1
     assert result.outcomes == {"hiss": JobOutcome.DONE}
@@ -88,7 +88,7 @@ def test_a_rejected_segment_is_remade_and_the_programme_restitched(
     assert states(manifest) == {"tale/001": State.UP_TO_DATE, "tale/002": State.REJECTED,
                                 "tale": State.RETAKEN}
     before = created(sandbox.url)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _, result, tally = run(manifest, sandbox.url)
     assert code == 0, tally.failures
     assert created(sandbox.url) == before + 1
     assert result.outcomes == {"tale/002": JobOutcome.DONE, "tale": JobOutcome.DONE}
