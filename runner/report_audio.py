@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import re
 import subprocess
@@ -33,7 +32,7 @@ from runner.loudness import Measurement, parse_summary
 
 PEAKS = 300  # bars per waveform: enough for a card a few hundred pixels wide
 PEAKS_VERSION = 2  # 2: loudness (integrated LUFS, true peak) measured in the same decode
-WAVE_HEIGHT = 40  # SVG user units; the picture is stretched to the card's width
+WAVE_HEIGHT = 40  # canvas pixels; the picture is stretched to the card's width
 
 # ffmpeg demuxer for what `sniff` found: the format is never left to probing.
 _DEMUXER = {"mp3": "mp3", "wav": "wav", "ogg-opus": "ogg", "ogg-vorbis": "ogg", "ogg": "ogg",
@@ -200,21 +199,3 @@ class AudioViews:
 
 def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
-
-
-def waveform_svg(peaks: list[tuple[int, int]]) -> str:
-    """An inline SVG of the peaks: one vertical stroke per bar, plus the playhead shade
-    that the page's script widens as the audio plays. Only numbers: nothing to escape."""
-    mid = WAVE_HEIGHT / 2
-
-    def y(level: int) -> float:
-        # Square root of the level: a take at -30 dBFS stays visible beside one at
-        # 0 dBFS, and the louder one still looks louder.
-        return mid - math.copysign(math.sqrt(abs(level) / 100), level) * mid
-
-    d = "".join(f"M{i} {y(hi):.1f}V{y(lo):.1f}" for i, (lo, hi) in enumerate(peaks))
-    width = max(len(peaks), 1)
-    return (f'<svg class="wave" viewBox="0 0 {width} {WAVE_HEIGHT}" preserveAspectRatio="none"'
-            f' role="img" aria-label="waveform" data-bars="{width}">'
-            f'<rect class="played" x="0" y="0" width="0" height="{WAVE_HEIGHT}"/>'
-            f'<path d="{d or f"M0 {mid}H{width}"}"/></svg>')
