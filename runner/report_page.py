@@ -206,13 +206,14 @@ class Page:
         elif view.preview_reason:
             note = f'<p class="note">Playing {esc(view.preview_reason)}.</p>'
         duration = f' data-duration="{view.duration_s:.3f}"' if view.duration_s else ""
-        # Only a page of cards is in the document at once, so every player may load its
-        # metadata: it shows the duration before anything plays.
+        # The page's script switches a player to preload="metadata" when it scrolls into
+        # view, so it shows its duration before anything plays without a page of players
+        # all loading at once (each one a media pipeline in the browser).
         return (f'<div class="player"{duration}><div class="wave">'
                 f'<canvas class="wave" width="{PEAKS}" height="{WAVE_HEIGHT}" role="img" '
                 f'aria-label="waveform" data-peaks="{view.peaks_b64}"></canvas>'
                 '<div class="played"></div></div>'
-                f'<audio controls preload="metadata" src="{esc(self.href(view.play))}"'
+                f'<audio controls preload="none" src="{esc(self.href(view.play))}"'
                 f' data-job="{esc(job_id)}"></audio></div>{note}')
 
     def take_facts(self, take: Take) -> str:

@@ -168,6 +168,7 @@ JS = r"""
         return parts[Math.floor(i / config.part)][i % config.part];
       }).join("");
       main.querySelectorAll("canvas.wave").forEach(paint);
+      main.querySelectorAll("audio").forEach(function (a) { nearby.observe(a); });
       shown.textContent = filtered.length + " of " + index.length + " shown" +
         (pages() > 1 ? " · page " + (page + 1) + " of " + pages() : "");
       empty.hidden = filtered.length > 0;
@@ -259,6 +260,19 @@ JS = r"""
     }
   }
 
+  // A player near the viewport loads its metadata (duration, seekable) before it plays.
+  var nearby = new IntersectionObserver(function (seen) {
+    seen.forEach(function (e) {
+      if (e.isIntersecting) {
+        nearby.unobserve(e.target);
+        if (e.target.readyState === 0 && e.target.paused) {
+          e.target.preload = "metadata";
+          e.target.load();  // a suspended preload="none" player does not start by itself
+        }
+      }
+    });
+  }, {rootMargin: "300px"});
+
   function playerOf(el) { return el.closest(".player"); }
   function play(audio) {
     var p = audio.play();
@@ -303,6 +317,7 @@ JS = r"""
   document.addEventListener("DOMContentLoaded", function () {
     apply(false).then(function () {
       if (location.hash) { reveal(location.hash); }
+      document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
       document.body.setAttribute("data-ready", "1");
     });
   });

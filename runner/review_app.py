@@ -196,6 +196,7 @@ async def serve(review: ReviewApp, *, port: int = 0,
                 stop: asyncio.Event | None = None) -> None:
     """Serve on 127.0.0.1:`port` (0: a free port) until `stop` is set (or cancelled);
     `ready` gets the URL to open once the socket listens."""
+    await asyncio.get_running_loop().run_in_executor(review.pools.work, review.session.prepare)
     runner = web.AppRunner(review.app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, port, reuse_address=False)

@@ -209,19 +209,38 @@ JS = r"""
   }
 
   // --- the virtualised list ---------------------------------------------------------
+  // Colours are read once (and again when the scheme changes): reading computed style
+  // while rows are being added would force a layout per waveform.
+  let colours = null;
+  function colour(name) {
+    if (!colours) {
+      const css = getComputedStyle(document.documentElement);
+      colours = {};
+      ["--line", "--wave", "--sel", "--muted"].forEach((n) => {
+        colours[n] = css.getPropertyValue(n);
+      });
+    }
+    return colours[name];
+  }
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    colours = null;
+    rendered.forEach((row) => row.remove());
+    rendered.clear();
+    draw();
+    paintDetail();
+  });
   function paintWave(canvas, view, played) {
     const ctx = canvas.getContext("2d");
     const w = canvas.width, h = canvas.height, mid = h / 2;
     ctx.clearRect(0, 0, w, h);
-    const css = getComputedStyle(document.documentElement);
     if (!view || !view.bytes) {
-      ctx.fillStyle = css.getPropertyValue("--line");
+      ctx.fillStyle = colour("--line");
       ctx.fillRect(0, mid - 0.5, w, 1);
       return;
     }
     const bars = view.bytes.length / 2;
     const y = (v) => mid - Math.sign(v) * Math.sqrt(Math.abs(v) / 100) * (mid - 1);
-    ctx.fillStyle = css.getPropertyValue("--wave");
+    ctx.fillStyle = colour("--wave");
     for (let i = 0; i < bars; i++) {
       const lo = view.bytes[2 * i] - 128, hi = view.bytes[2 * i + 1] - 128;
       const x = Math.floor(i * w / bars), next = Math.max(x + 1, Math.floor((i + 1) * w / bars));
@@ -229,7 +248,7 @@ JS = r"""
                    Math.max(1, y(lo) - y(hi)));
     }
     if (played) {
-      ctx.fillStyle = css.getPropertyValue("--sel");
+      ctx.fillStyle = colour("--sel");
       ctx.fillRect(0, 0, played * w, h);
     }
   }
@@ -365,7 +384,7 @@ JS = r"""
   }
 
   // --- the selected take --------------------------------------------------------------
-  let detail = null, detailTimer = null, loop = false;
+  let detail = null, detailTimer = null, sourceTimer = null, loop = false;
   function select(s, a, options) {
     if (!shown.length) { return; }
     const wasPlaying = !player.paused;
@@ -387,11 +406,17 @@ JS = r"""
     if (here) { here.classList.add("sel"); }
     const x = asset(s, a);
     const src = built(x) ? "audio?id=" + encodeURIComponent(x.id) : "";
-    if (player.getAttribute("src") !== src) {
-      if (src) { player.src = src; } else { player.removeAttribute("src"); player.load(); }
-      if (wasPlaying && src) { play(); }
-    }
-    player.loop = loop;
+    // Holding j should not start a download per take passed: the player follows the
+    // cursor once it rests (at once when something is playing: keep listening).
+    clearTimeout(sourceTimer);
+    const load = () => {
+      if (player.getAttribute("src") !== src) {
+        if (src) { player.src = src; } else { player.removeAttribute("src"); player.load(); }
+        if (wasPlaying && src) { play(); }
+      }
+      player.loop = loop;
+    };
+    if (wasPlaying) { load(); } else { sourceTimer = setTimeout(load, 120); }
     detail = null;
     showDetail();
     clearTimeout(detailTimer);
@@ -481,8 +506,7 @@ JS = r"""
     if (!d) { return; }
     const steps = [0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800];
     const step = steps.find((t) => d / t <= 8) || 3600;
-    const css = getComputedStyle(document.documentElement);
-    ctx.fillStyle = css.getPropertyValue("--muted");
+    ctx.fillStyle = colour("--muted");
     ctx.font = (11 * ratio) + "px system-ui, sans-serif";
     ctx.textBaseline = "top";
     for (let t = 0; t <= d + 1e-9; t += step) {
@@ -519,11 +543,27 @@ JS = r"""
   player.addEventListener("loadedmetadata", paintDetail);
   $("#d-wave").addEventListener("click", (e) => {
     const box = e.currentTarget.getBoundingClientRect(), d = duration();
+    if (cursor && shown.length && built(asset(cursor.s, cursor.a)) && player.paused) {
+      const src = "audio?id=" + encodeURIComponent(asset(cursor.s, cursor.a).id);
+      if (player.getAttribute("src") !== src) { clearTimeout(sourceTimer); player.src = src; }
+    }
     if (d && player.getAttribute("src")) {
       player.currentTime = Math.max(0, Math.min(1, (e.clientX - box.left) / box.width)) * d;
       play();
     }
   });
+  function toggle() {
+    if (!cursor || !shown.length) { return; }
+    const x = asset(cursor.s, cursor.a);
+    if (!built(x)) { say(x.id + " has no take to play", true); return; }
+    const src = "audio?id=" + encodeURIComponent(x.id);
+    if (player.getAttribute("src") !== src) {  // the cursor moved a moment ago
+      clearTimeout(sourceTimer);
+      player.src = src;
+      player.loop = loop;
+    }
+    if (player.paused) { play(); } else { player.pause(); }
+  }
   function play() {
     const p = player.play();
     if (p && p.catch) { p.catch((err) => say("cannot play: " + err.message, true)); }
@@ -640,9 +680,8 @@ JS = r"""
     else if (k === "k" || k === "ArrowUp") { move(-1); }
     else if (k === "ArrowRight") { within(1); }
     else if (k === "ArrowLeft") { within(-1); }
-    else if (k === " ") {
-      if (player.getAttribute("src")) { if (player.paused) { play(); } else { player.pause(); } }
-    } else if (k === "l") {
+    else if (k === " ") { toggle(); }
+    else if (k === "l") {
       loop = !loop;
       player.loop = loop;
       $("#d-loop").textContent = loop ? "loop on" : "loop off";
