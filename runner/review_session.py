@@ -225,7 +225,8 @@ class ReviewSession:
         models = {name: i for i, name in enumerate(names)}
         return {
             "pipeline": self.pipeline.name, "target": self.layout.target.value,
-            "review_file": _shown(self.review_file), "models": names,
+            "review_file": _shown(self.review_file, self.pipeline.path.parent),
+            "models": names,
             "last_run": state.last_run, "reviewer": self.reviewer,
             "groups": [self._group(base, jobs, state, models, present)
                        for base, jobs in self.groups.items()],
@@ -369,8 +370,9 @@ def _json(path: Path) -> Any:
         return None
 
 
-def _shown(path: Path) -> str:
+def _shown(path: Path, start: Path) -> str:
+    """A path as the page names it: relative to the manifest's folder, as in the repo."""
     try:
-        return os.path.relpath(path)
+        return os.path.relpath(path, start)
     except ValueError:
         return str(path)
