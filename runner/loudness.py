@@ -14,7 +14,7 @@ Normalising (`encode`) is two-pass, with a true-peak limiter:
             the sample peaks; its delay is compensated, so nothing moves in time
     check   the encoded file is measured again: limiting takes off a little
             loudness and lossy encoders overshoot the peaks, so a pass that is
-            more than 0.5 LU off (or over the peak) is redone with the gain
+            more than 0.3 LU off (or over the peak) is redone with the gain
             corrected by what was measured and the ceiling lowered by the
             overshoot, at most `MAX_PASSES` times
 
@@ -42,7 +42,7 @@ from runner.errors import AudioError
 from runner.ffmpeg import ffmpeg_exe
 
 TOLERANCE_LU = 1.0  # a target is met within ±1 LU (EBU R128 s1's tolerance for live programmes)
-AIM_LU = 0.5  # a pass further off than this is redone
+AIM_LU = 0.3  # a pass further off than this is redone
 MAX_PASSES = 3  # encodes, each measured
 MAX_SEARCH = 5  # limiter runs (measured, not encoded) to find the gain of one encode
 SEARCH_LU = 0.2
