@@ -255,7 +255,7 @@ def _cards(pipeline: Pipeline, layout: BuildLayout, takes: dict[str, Take]) -> l
     return list(cards.values())
 
 
-def _secrets(pipeline: Pipeline) -> list[str]:
+def secrets_of(pipeline: Pipeline) -> list[str]:
     """Configured keys, to scrub from the page should one ever slip into a message."""
     found = (account.api_key(os.environ) for account in pipeline.accounts.values())
     return sorted({k for k in found if k and len(k) >= 8}, key=len, reverse=True)
@@ -286,7 +286,7 @@ def build_report(manifest: Path, *, sandbox: bool = False, out: Path | None = No
     out = out.resolve()
     parts_dir = out.with_name(out.stem + ".parts")
     rendered = render_report(build, out.parent, parts_dir.name)
-    secrets = _secrets(build.pipeline)
+    secrets = secrets_of(build.pipeline)
 
     def scrub(text: str) -> str:
         for secret in secrets:

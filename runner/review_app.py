@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from runner.errors import RunnerError, UsageError
+from runner.report import secrets_of
 from runner.report_audio import AudioView
 from runner.review_page import render
 from runner.review_session import ReviewSession
@@ -65,6 +67,7 @@ class ReviewApp:
         self.port = 0
         self.pools = _Pools(ThreadPoolExecutor(4, thread_name_prefix="review"),
                             ThreadPoolExecutor(2, thread_name_prefix="review-decode"))
+        self.secrets = secrets_of(session.pipeline)
         # One decode per file at a time, however many requests ask for it.
         self._decoding: dict[str, asyncio.Future[AudioView | None]] = {}
 
@@ -112,6 +115,14 @@ class ReviewApp:
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
+    def _json(self, data: Any) -> web.Response:
+        """A JSON answer, scrubbed of every configured key (as the report is): the build's
+        text holds none, but a key pasted into a prompt must not reach a page either."""
+        text = json.dumps(data, ensure_ascii=False)
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return web.Response(text=text, content_type="application/json")
+
     async def _run(self, call: Callable[[], Any], *, decode: bool = False) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pools.decode if decode else self.pools.work, call)
@@ -130,11 +141,11 @@ class ReviewApp:
         return response
 
     async def _assets(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(await self._run(self.session.listing))
+        return self._json(await self._run(self.session.listing))
 
     async def _detail(self, request: web.Request) -> web.StreamResponse:
         job_id = request.query.get("id", "")
-        return web.json_response(await self._run(lambda: self.session.detail(job_id)))
+        return self._json(await self._run(lambda: self.session.detail(job_id)))
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -172,7 +183,7 @@ class ReviewApp:
             raise UsageError("expected {id, decision, note} strings")
         asset = await self._run(lambda: self.session.decide(job_id, decision, note))
         group = await self._run(lambda: self.session.group_assets(job_id))
-        return web.json_response({"asset": asset, "group": group})
+        return self._json({"asset": asset, "group": group})
 
     async def _pick(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -180,7 +191,7 @@ class ReviewApp:
         if not isinstance(group, str) or not isinstance(take, int) or isinstance(take, bool):
             raise UsageError("expected {group: job id, take: number}")
         assets = await self._run(lambda: self.session.pick(group, take))
-        return web.json_response({"assets": assets})
+        return self._json({"assets": assets})
 
     async def _audio(self, request: web.Request) -> web.StreamResponse:
         job_id = request.query.get("id", "")

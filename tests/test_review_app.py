@@ -21,21 +21,25 @@ from runner.review_session import ReviewSession
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import run, write_manifest
 
+SECRET = "sk-live-0123456789abcdef"
+
 
 @pytest.fixture
-def app(tmp_path: Path, sandbox: SandboxServer) -> Iterator[tuple[str, ReviewApp]]:
-    manifest = write_manifest(tmp_path, """
+def app(tmp_path: Path, sandbox: SandboxServer,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ReviewApp]]:
+    manifest = write_manifest(tmp_path, f"""
         - id: bell
           model: elevenlabs/sound-effect-v2
           variants: 2
-          output: bell_{variant}.{ext}
-          input: {text: Bell, duration_seconds: 1}
+          output: bell_{{variant}}.{{ext}}
+          input: {{text: Bell {SECRET}, duration_seconds: 1}}
         - id: beep
           model: elevenlabs/sound-effect-v2
           output: beep.wav
-          input: {text: Phone beep, duration_seconds: 1, output_format: ulaw_8000}
+          input: {{text: Phone beep, duration_seconds: 1, output_format: ulaw_8000}}
     """)
     assert run(manifest, sandbox.url)[0] == 0
+    monkeypatch.setenv("KIE_API_KEY", SECRET)  # a key, absurdly pasted into a prompt too
     review = ReviewApp(ReviewSession(manifest, sandbox=True, reviewer="t"))
     urls: list[str] = []
     started = threading.Event()
@@ -121,3 +125,11 @@ def test_views_and_audio(app: tuple[str, ReviewApp]) -> None:
     preview = httpx.get(f"{url}audio", params={"id": "beep"})
     assert preview.status_code == 200 and preview.content[:3] in (b"ID3", b"\xff\xfb")
     assert httpx.get(f"{url}audio", params={"id": "nope"}).status_code == 400
+
+
+def test_configured_keys_never_reach_the_page(app: tuple[str, ReviewApp]) -> None:
+    url, _ = app
+    listing = httpx.get(f"{url}api/assets").text
+    detail = httpx.get(f"{url}api/detail", params={"id": "bell#1"}).text
+    assert SECRET not in listing + detail
+    assert "[redacted]" in listing and "[redacted]" in detail
