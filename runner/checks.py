@@ -37,7 +37,7 @@ def check_accounts(pipeline: Pipeline, declared: dict[str, Any]) -> list[Problem
 
 
 def check_jobs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
-    from runner.export import check_templates
+    from runner.approved import check_templates
 
     return [
         *_check_providers(pipeline, jobs),

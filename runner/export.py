@@ -19,22 +19,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
-import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 
 from runner import atomic
-from runner.errors import Problem, StoreError
+from runner.approved import approved_path, exportable
+from runner.errors import StoreError
 from runner.layout import BuildLayout, Target, layout_for
 from runner.manifest import Job, Pipeline, load_pipeline
 from runner.review_file import Review, read_review, review_path
 from runner.store.cache import file_digest
 from runner.store.lockfile import LockEntry, read_lockfile
-
-DEFAULT_TEMPLATE = "approved/{id}.{ext}"
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +49,6 @@ class ExportReport:
     removed: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)  # changed since export wrote it: left alone
     without: list[Choice] = field(default_factory=list)  # jobs with no chosen take
-
-
-def exportable(job: Job) -> bool:
-    """Jobs a person reviews and exports: single assets and programmes, not their
-    segments, verification transcripts or transcripts."""
-    return job.segment is None and job.verifies is None and job.model.makes_audio
 
 
 def chosen_takes(pipeline: Pipeline, review: Review,
@@ -91,50 +81,6 @@ def chosen_takes(pipeline: Pipeline, review: Review,
         else:
             choices.append(Choice(base_id, None, "no take approved"))
     return choices
-
-
-def approved_path(job: Job) -> str:
-    """The chosen take's path relative to the export root: the template with {id}, {ext}."""
-    template = job.approved or DEFAULT_TEMPLATE
-    ext = job.output.rsplit(".", 1)[-1] if "." in posixpath.basename(job.output) else ""
-    values = {"id": job.base_id, "ext": ext}
-    return posixpath.normpath(_PLACEHOLDER.sub(
-        lambda m: values.get(m.group(1), m.group(0)), template).replace("\\", "/"))
-
-
-def check_templates(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
-    """Manifest checks of `approved:`: known placeholders, inside output_dir, one path
-    per job, and never a path a job writes its output to."""
-    doc = pipeline.document
-    problems = []
-    outputs = {posixpath.normpath(j.output) for j in jobs}
-    owners: dict[str, str] = {}
-    reported: set[int] = set()
-    for job in jobs:
-        if job.approved is None or not exportable(job) or job.template in reported:
-            continue
-        where = ("jobs", job.template, "approved")
-        unknown = sorted(set(_PLACEHOLDER.findall(job.approved)) - {"id", "ext"})
-        path = approved_path(job)
-        message = None
-        if unknown:
-            names = ", ".join(f"{{{n}}}" for n in unknown)
-            extra = " (the approved path holds the one chosen take of the job)" \
-                if "variant" in unknown else ""
-            message = f"unknown placeholder {names} in approved; available: {{id}}, {{ext}} " \
-                      f"and the matrix variables{extra}"
-        elif job.approved.startswith(("/", "\\")) or PureWindowsPath(job.approved).drive \
-                or path == ".." or path.startswith("../"):
-            message = f"approved path '{job.approved}' leaves output_dir"
-        elif path in outputs:
-            message = f"approved path '{path}' is a job's output; give the chosen take its " \
-                      "own file"
-        elif owners.setdefault(path, job.base_id) != job.base_id:
-            message = f"approved path '{path}' is also used by job '{owners[path]}'"
-        if message:
-            problems.append(doc.problem(where, message, job_id=job.id))
-            reported.add(job.template)
-    return problems
 
 
 def _record_path(layout: BuildLayout) -> Path:

@@ -37,7 +37,7 @@ import datetime as dt
 import getpass
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -267,12 +267,3 @@ def record(path: Path, pipeline: str, marks: Iterable[Mark]) -> Review:
         review.apply(mark)
     atomic.write_text(path, review.render())
     return review
-
-
-def decisions_by_job(review: Review, entries: Mapping[str, LockEntry]) -> dict[str, Mark]:
-    """The current decision of every job whose locked take has one."""
-    out = {}
-    for (job_id, kind), mark in review.marks.items():
-        if kind == "decision" and review.decision(job_id, entries.get(job_id)) is mark:
-            out[job_id] = mark
-    return out

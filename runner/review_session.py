@@ -349,11 +349,6 @@ class ReviewSession:
         if any(j.approved for j in self.groups.get(base_id, [])):
             export_build(self.pipeline, self.layout, only={base_id}, declared_only=True)
 
-    def audio_path(self, job_id: str) -> Path | None:
-        """The file the player loads: the output, or its browser-playable preview."""
-        view = self.view(job_id)
-        return view.play if view is not None else None
-
 
 def _stat(path: Path) -> tuple[int, int] | None:
     try:
