@@ -10,8 +10,9 @@ Files are copied from the build's outputs, checked against the lockfile's digest
 and written atomically. What was exported is recorded in
 `<output_dir>/.runner/exports.json`, so a path no job chooses any more is removed
 again, but only while it still holds the bytes written; a file someone changed
-(or one export did not write) is never overwritten or removed, only reported. `runner review` exports a job's take as soon as it is
-picked or approved when the job declares `approved:`.
+(or one export did not write) is never overwritten or removed, only reported.
+`runner review` exports a job's take as soon as it is picked or approved when the
+job declares `approved:`.
 """
 
 from __future__ import annotations
