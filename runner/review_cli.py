@@ -93,6 +93,6 @@ def cmd_export(args: argparse.Namespace) -> int:
               "did not write it); remove it to export there")
     for choice in report.without:
         print(f"not exported: {choice.base_id} ({choice.reason})")
-    print(f"{len(report.written)} {verb.split()[-1] if args.dry_run else 'written'}, "
+    print(f"{len(report.written)} {'to write' if args.dry_run else 'written'}, "
           f"{len(report.unchanged)} unchanged, {len(report.without)} without a chosen take")
     return int(ExitCode.OK)
