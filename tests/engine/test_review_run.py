@@ -6,6 +6,8 @@ request is counted by the sandbox itself.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,6 +166,13 @@ def test_export_copies_the_chosen_takes(tmp_path: Path, sandbox: SandboxServer) 
     session.decide("gong", "approved")
     report = export(manifest, sandbox=True, to=to)
     assert (to / "approved" / "gong.mp3").is_file()
+    # The command says the same, file by file.
+    cli = subprocess.run([sys.executable, "-m", "runner", "export", str(manifest), "--sandbox",
+                          "--to", str(to), "--dry-run"], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    assert cli.stdout.splitlines() == [
+        "not exported: step_snow (2 takes approved: pick one)",
+        "0 to write, 2 unchanged, 1 without a chosen take"]  # gong and step_wood#2 are there
 
 
 def test_approved_templates_are_checked(tmp_path: Path) -> None:
