@@ -57,8 +57,13 @@ class Problem:
     job_id: str | None = None
 
     def __str__(self) -> str:
-        job = f" (job {self.job_id})" if self.job_id else ""
-        return f"{self.file}:{self.line}:{self.column}: {self.path}{job}: {self.message}"
+        job_id = self.job_id if self.job_id is None or len(self.job_id) <= 80 \
+            else self.job_id[:77] + "..."
+        job = f" (job {job_id})" if job_id else ""
+        text = f"{self.file}:{self.line}:{self.column}: {self.path}{job}: {self.message}"
+        # One problem, one line: a value quoted in a message may hold a newline.
+        return text if text.isprintable() else "".join(
+            c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     @property
     def sort_key(self) -> tuple[str, int, int, str]:

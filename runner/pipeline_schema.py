@@ -19,7 +19,20 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Job ids may carry matrix placeholders before expansion: `footsteps_{surface}`.
 JOB_ID_PATTERN = r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$"
 ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+URL_PATTERN = r"^https?://"
+MATRIX_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROVIDER_TYPES = ["kie", "apikley", "aimlapi", "elevenlabs"]
+# Ids and names become file names: with what the runner adds ({id}_v12.mp3,
+# {id}.segments/), they stay under the 255 bytes a file name may have.
+MAX_NAME_CHARS = 200
+# What each pattern means, for messages (runner.schemas): people read words, not regexes.
+PATTERN_MEANING = {
+    NAME_PATTERN: "a name of letters, digits, '_', '.' and '-', starting with a letter or digit",
+    JOB_ID_PATTERN: "an id of letters, digits, '_', '.', '-' and {matrix} variables, starting "
+                    "with a letter, a digit or '{'",
+    ENV_PATTERN: "an environment variable name (letters, digits and '_')",
+    URL_PATTERN: "an http(s) URL",
+}
 
 
 def _limits() -> dict[str, Any]:
@@ -69,8 +82,8 @@ def _provider() -> dict[str, Any]:
                        "need no `type`; other names are extra accounts of a built-in type.",
         "properties": {
             "type": {"enum": PROVIDER_TYPES},
-            "base_url": {"type": "string", "pattern": r"^https?://"},
-            "upload_base_url": {"type": "string", "pattern": r"^https?://"},
+            "base_url": {"type": "string", "pattern": URL_PATTERN},
+            "upload_base_url": {"type": "string", "pattern": URL_PATTERN},
             "api_key_env": {"type": "string", "pattern": ENV_PATTERN,
                             "description": "Name of the environment variable holding the key."},
             "limits": _limits(),
@@ -87,7 +100,7 @@ def _audio_source() -> dict[str, Any]:
         "oneOf": [
             {"type": "string", "minLength": 1},
             {"type": "object", "additionalProperties": False, "required": ["url"],
-             "properties": {"url": {"type": "string", "pattern": r"^https?://"}}},
+             "properties": {"url": {"type": "string", "pattern": URL_PATTERN}}},
             {"type": "object", "additionalProperties": False, "required": ["file"],
              "properties": {"file": one}},
             {"type": "object", "additionalProperties": False, "required": ["from"],
@@ -221,10 +234,11 @@ def _job() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["id", "model"],
         "properties": {
-            "id": {"type": "string", "pattern": JOB_ID_PATTERN,
+            "id": {"type": "string", "pattern": JOB_ID_PATTERN, "maxLength": MAX_NAME_CHARS,
                    "description": "Unique id; may use matrix variables: footsteps_{surface}."},
             "model": {"type": "string", "enum": sorted(MODELS)},
             "provider": {"type": "string", "pattern": JOB_ID_PATTERN,
+                         "maxLength": MAX_NAME_CHARS,
                          "description": "An account name; may use matrix variables."},
             "input": {"type": "object", "description": "The model's input (see its schema)."},
             "output": {"type": "string", "minLength": 1,
@@ -236,7 +250,7 @@ def _job() -> dict[str, Any]:
                 "description": "Lists of values whose every combination makes one job.",
                 "oneOf": [
                     {"type": "object", "minProperties": 1,
-                     "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                     "propertyNames": {"pattern": MATRIX_NAME_PATTERN, "maxLength": 64},
                      "additionalProperties": {"type": "array", "minItems": 1, "items": scalar}},
                     {"type": "array", "minItems": 1,
                      "items": {"type": "object", "minProperties": 1,
@@ -270,18 +284,19 @@ def structure_schema() -> dict[str, Any]:
         "required": ["version", "name", "jobs"],
         "properties": {
             "version": {"const": 1},
-            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME_CHARS},
             "description": {"type": "string"},
             "output_dir": {"type": "string", "minLength": 1,
                            "description": "Relative to the manifest; default build/<name>."},
-            "providers": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+            "providers": {"type": "object",
+                          "propertyNames": {"pattern": NAME_PATTERN, "maxLength": 64},
                           "additionalProperties": {"$ref": "#/$defs/provider"}},
             "defaults": {
                 "type": "object",
                 "description": "`provider`, `variants`, `postprocess`, and input defaults keyed "
                                "by model id.",
                 "properties": {
-                    "provider": {"type": "string", "pattern": NAME_PATTERN},
+                    "provider": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64},
                     "variants": {"type": "integer", "minimum": 1, "maximum": 100},
                     "postprocess": _postprocess(),
                     **{model: {"type": "object"} for model in sorted(MODELS)},

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -94,12 +94,43 @@ def cli_observers(*, log_format: str, progress: bool | None, verbosity: int,
     redraw in place, so it gets plain lines; NO_COLOR (any non-empty value) drops colour.
     """
     env = os.environ if env is None else env
-    stream = sys.stderr if stream is None else stream
+    out = cast(TextIO, Unbreakable(sys.stderr if stream is None else stream))
     mode: Mode = "json" if log_format == "json" else (
         "auto" if progress is None else "rich" if progress else "plain")
-    is_terminal = stream.isatty() and env.get("TERM") != "dumb"
-    return make_observers(stream=stream, is_terminal=is_terminal, mode=mode,
+    is_terminal = out.isatty() and env.get("TERM") != "dumb"
+    return make_observers(stream=out, is_terminal=is_terminal, mode=mode,
                           verbosity=verbosity, no_color=bool(env.get("NO_COLOR")))
+
+
+class Unbreakable:
+    """A stream whose reader may go away (`runner run 2>&1 | head -3`): the first
+    failed write or flush silences it, and the run goes on to its end and its
+    lockfile. A progress line lost is nothing; a run aborted half-recorded is."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError):  # EPIPE, EIO; ValueError: closed by someone else
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def isatty(self) -> bool:
+        return not self.broken and self.stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ... as the stream's
+        return getattr(self.stream, name)
 
 
 class LiveDisplay:

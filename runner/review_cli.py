@@ -54,12 +54,27 @@ def configure(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     export.set_defaults(handler=cmd_export)
 
 
+def _check_build(file: Path, sandbox: bool, what: str) -> None:
+    """As `runner report` does: a build never run, or the live build when only a
+    sandbox one exists, is said in one line instead of an empty app or export."""
+    from runner.layout import has_build, layout_to_read
+    from runner.manifest import load_pipeline
+
+    layout, note = layout_to_read(load_pipeline(file), sandbox)
+    if note is None and not has_build(layout):
+        note = (f"nothing to {what}: the {layout.target.value} build of {file} has never "
+                "run (runner run FILE" + (" --sandbox" if sandbox else "") + ")")
+    if note is not None:
+        raise UsageError(note)
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from runner.review_app import ReviewApp, serve
     from runner.review_session import ReviewSession
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: expected 0 (any free port) to 65535")
+    _check_build(args.file, args.sandbox, "review")
     session = ReviewSession(args.file, sandbox=args.sandbox, reviewer=args.reviewer)
     app = ReviewApp(session)
 
@@ -81,6 +96,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from runner.export import export, relative
 
+    _check_build(args.file, args.sandbox, "export")
     report = export(args.file, sandbox=args.sandbox, to=args.to, dry_run=args.dry_run)
     verb = "would write" if args.dry_run else "wrote"
     for job_id, path in report.written:

@@ -26,7 +26,7 @@ from runner.exitcodes import ExitCode
 from runner.layout import BuildLayout, Target, layout_for
 from runner.manifest import JobKind, Pipeline, load_pipeline
 from runner.models import Family
-from runner.plan import Plan, make_plan
+from runner.plan import Plan, make_plan, takes_in
 from runner.retry import JobOutcome, RetryPolicy
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal
@@ -34,9 +34,10 @@ from runner.store.lockfile import LockEntry, write_lockfile
 
 T = TypeVar("T")
 
-# Knobs of the embedded sandbox for `--sandbox`: quick, but with the waiting,
-# polling and rate limiting of the real services still visible.
-SANDBOX_ARGS = ["--latency", "0.2-1.5", "--rate-limit", "none"]
+# Knobs of the embedded sandbox for `--sandbox`: every documented quirk (the default),
+# the providers' published rate limits and realistic latencies, so that the main
+# command shows what a real batch looks like (runner/sandbox/config.py REALISTIC_*).
+SANDBOX_ARGS = ["--realistic"]
 
 
 @dataclass
@@ -45,6 +46,7 @@ class RunOptions:
     sandbox_url: str | None = None
     only: list[str] = field(default_factory=list)
     force: list[str] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)  # hand-edited outputs to put back
     fail_fast: bool = False
     max_active_jobs: int | None = None
     locked: bool = False
@@ -95,28 +97,37 @@ def _keys(pipeline: Pipeline, names: list[str], env: Mapping[str, str],
     if sandbox:
         return {name: f"sandbox-key-{name}" for name in names}
     keys = {}
+    missing = []
     for name in names:
         account = pipeline.accounts[name]
         key = account.api_key(env)
         if key is None:
-            raise UsageError(
-                f"no API key for provider '{name}': set {account.api_key_env} (in the "
-                f"environment or in {os.path.relpath(pipeline.path.parent / '.env')}), or run "
-                "against the local sandbox with --sandbox")
-        keys[name] = key
+            missing.append(f"{account.api_key_env} (provider '{name}')")
+        else:
+            keys[name] = key
+    if missing:  # every one at once: a user should not discover them one run at a time
+        raise UsageError(
+            f"no API key for {len(missing)} provider{'s' if len(missing) > 1 else ''}: set "
+            f"{', '.join(missing)} in the environment or in "
+            f"{os.path.relpath(pipeline.path.parent / '.env')}, or run against the local "
+            "sandbox with --sandbox")
     return keys
 
 
-def _sandbox_accounts(accounts: dict[str, ProviderAccount], url: str) -> dict[str, ProviderAccount]:
-    from runner.sandbox import provider_urls
+def _sandbox_accounts(accounts: dict[str, ProviderAccount], url: str,
+                      env: Mapping[str, str]) -> dict[str, ProviderAccount]:
+    """Accounts pointed at the sandbox. kie uploads go to its upload listener (its own
+    host, like the real API's), unless RUNNER_<ACCOUNT>_UPLOAD_BASE_URL says otherwise."""
+    from runner.accounts import env_name
+    from runner.sandbox import discover_provider_urls
 
-    urls = provider_urls(url)
+    urls = discover_provider_urls(url)
     out = {}
     for name, account in accounts.items():
         flavour = urls.get(account.type, urls.get(account.family.value, {}))
         base = flavour.get("base_url", url)
-        out[name] = replace(account, base_url=base,
-                            upload_base_url=flavour.get("upload_base_url", base))
+        upload = env.get(env_name(name, "UPLOAD_BASE_URL")) or flavour.get("upload_base_url", base)
+        out[name] = replace(account, base_url=base, upload_base_url=upload.rstrip("/"))
     return out
 
 
@@ -143,7 +154,8 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
     layout = layout_for(pipeline, Target.SANDBOX if sandboxed else Target.LIVE)
     with Journal(layout.journal) as journal:
         plan = make_plan(pipeline, layout, force=options.force, recontext=options.recontext,
-                         outputs=journal.outputs())
+                         outputs=journal.outputs(), restore=options.restore,
+                         in_cache=takes_in(journal, ContentCache(layout.cache_dir(env))))
         if options.locked and plan.to_generate:
             names = ", ".join(p.job.id for p in plan.to_generate[:20])
             more = f" and {len(plan.to_generate) - 20} more" if len(plan.to_generate) > 20 else ""
@@ -157,7 +169,7 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
         else:
             with _sandbox(options, bool(needed)) as sandbox_url:
                 accounts = pipeline.accounts if sandbox_url is None else \
-                    _sandbox_accounts(pipeline.accounts, sandbox_url)
+                    _sandbox_accounts(pipeline.accounts, sandbox_url, env)
                 result = run_loop(_run(plan, layout, journal, accounts, keys, options,
                                        [tally, *options.observers], env), env)
         entries = merged_lock_entries(plan, result)

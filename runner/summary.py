@@ -23,6 +23,30 @@ def _cause(message: str) -> str:
     return head if len(head) <= 160 else head[:157] + "..."
 
 
+def target_options(options: Any) -> list[str]:
+    """The options that chose where the run went: a hint to run again must repeat them,
+    or copying it would send the requests to the live API."""
+    if getattr(options, "sandbox_url", None):
+        return ["--sandbox-url", str(options.sandbox_url)]
+    if getattr(options, "sandbox", False):
+        return ["--sandbox"]
+    return []
+
+
+def _kept_edits(plan: Plan, options: Any) -> list[str]:
+    """Outputs edited by hand are kept; say so, and how to replace them."""
+    kept = [p.job for p in plan.jobs if p.state is State.MODIFIED]
+    if not kept:
+        return []
+    ids = sorted({job.segment.parent if job.segment else job.base_id for job in kept})
+    base = ["runner", "run", os.path.relpath(plan.pipeline.path), *target_options(options)]
+    shown = ", ".join(job.output for job in kept[:5]) + (
+        f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    return [f"warning: kept {len(kept)} output(s) edited by hand: {shown}",
+            "  to put the generated take back: " + shlex.join([*base, "--restore", *ids[:50]]),
+            "  to pay for a new take over it: " + shlex.join([*base, "--force", *ids[:50]])]
+
+
 def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
                    options: Any) -> str:
     up_to_date = sum(1 for p in plan.jobs if p.state in (State.UP_TO_DATE, State.FROZEN))
@@ -41,6 +65,7 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
         lines.append(f"budget stopped the run: {tally.budget_stop}")
     for warning in tally.warnings:
         lines.append(f"warning: {warning}")
+    lines += _kept_edits(plan, options)
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for failure in tally.failures:
         outcome = result.outcomes.get(failure.job_id, JobOutcome.FAILED).value
@@ -55,9 +80,7 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
     retry = [f.job_id for f in tally.failures
              if result.outcomes.get(f.job_id) in (JobOutcome.FAILED, JobOutcome.SKIPPED,
                                                   JobOutcome.INTERRUPTED)]
-    base = ["runner", "run", os.path.relpath(manifest)]
-    if getattr(options, "sandbox", False):
-        base.append("--sandbox")
+    base = ["runner", "run", os.path.relpath(manifest), *target_options(options)]
     if retry:
         lines.append("to retry them: " + shlex.join([*base, "--only", *sorted(set(retry))[:50]]))
     uncertain = sorted({f.job_id for f in tally.failures

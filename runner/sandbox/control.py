@@ -1,4 +1,5 @@
-"""Introspection under `/_sandbox/`, a prefix no real API uses: stats, reset, config, clock.
+"""Introspection under `/_sandbox/`, a prefix no real API uses: stats, reset, config, clock,
+hosts.
 
 Tests and benchmarks drive a sandbox in another process through these. Keys and
 the webhook secret can be set here but are never echoed back.
@@ -37,6 +38,7 @@ async def config(request: Request) -> Response:
         return JSON({"error": str(exc)}, status_code=400)
     if "seed" in changes:
         sandbox.state.rng.seed(sandbox.config.seed)
+        sandbox.state.quirk_rng.seed(f"quirks:{sandbox.config.seed}")
     return JSON(sandbox.config.describe())
 
 
@@ -55,6 +57,11 @@ async def clock(request: Request) -> Response:
     return JSON({"now_s": state.now(), "offset_s": state.clock_offset_s})
 
 
+async def hosts(request: Request) -> Response:
+    """Where the upload listener is, for a client that only knows the API's URL."""
+    return JSON({"upload_base_url": sandbox_of(request).upload_url})
+
+
 async def openapi(request: Request) -> Response:
     return JSON(document())
 
@@ -65,5 +72,6 @@ def routes() -> list[Route]:
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/config", config, methods=["GET", "POST"]),
         Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
+        Route("/_sandbox/hosts", hosts, methods=["GET"]),
         Route("/_sandbox/openapi.json", openapi, methods=["GET"]),
     ]

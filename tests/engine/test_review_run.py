@@ -221,3 +221,24 @@ def test_bad_decisions_are_refused_with_a_reason(tmp_path: Path,
     with pytest.raises(UsageError, match="has one take: approve it instead"):
         session.pick("one", 1)
     assert not session.review_file.exists()  # nothing was written for refused decisions
+
+
+def test_review_and_export_say_when_there_is_nothing_to_read(tmp_path: Path,
+                                                             sandbox: SandboxServer) -> None:
+    manifest = write_manifest(tmp_path, """
+        - id: one
+          model: elevenlabs/sound-effect-v2
+          input: {text: One}
+    """)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runner", *args, str(manifest)],
+                              capture_output=True, text=True, check=False, cwd=tmp_path)
+
+    never = cli("review", "--sandbox")
+    assert never.returncode == 2
+    assert "nothing to review: the sandbox build of" in never.stderr and "never run" in never.stderr
+    assert run(manifest, sandbox.url)[0] == 0
+    live = cli("export")  # only a sandbox build exists
+    assert live.returncode == 2 and "add --sandbox to read it" in live.stderr
+    assert cli("review", "--port", "70000").returncode == 2
