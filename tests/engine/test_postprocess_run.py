@@ -8,6 +8,8 @@ cached take without a single new request, also after `runner clean`.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from audiogen import loudness
@@ -67,6 +69,10 @@ def test_a_changed_step_reprocesses_the_cached_take(tmp_path: Path,
     # A step changes: the processed keys change, the requests' do not.
     manifest.write_text(manifest.read_text().replace("lufs: -18", "lufs: -24"))
     assert set(_plan(manifest).values()) == {State.CHANGED}
+    planned = json.loads(subprocess.run(
+        [sys.executable, "-m", "runner", "plan", str(manifest), "--sandbox", "--json"],
+        capture_output=True, text=True, check=True).stdout)
+    assert [j["cost"] for j in planned["jobs"]] == [0, 0]  # the takes are cached: no request
     code, _, result, tally = run(manifest, sandbox.url)
     assert code == 0 and created(sandbox.url) == 2  # not one new request
     assert tally.requests_submitted == 0
