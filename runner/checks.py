@@ -63,6 +63,8 @@ def _check_base_urls(pipeline: Pipeline, declared: dict[str, Any],
 def check_jobs(pipeline: Pipeline, jobs: list[Job], *, partial: bool = False) -> list[Problem]:
     """`partial`: some entries were left out for problems of their own, so a `from:`
     naming a job that does not exist may name one of them."""
+    from runner.approved import check_templates
+
     id_problems = _check_ids(pipeline, jobs)
     refused = {p.job_id for p in id_problems}  # their outputs derive from the bad id
     return [
@@ -73,6 +75,7 @@ def check_jobs(pipeline: Pipeline, jobs: list[Job], *, partial: bool = False) ->
         *_check_inputs(pipeline, jobs),
         *check_outputs(pipeline, [j for j in jobs if shown(j.id, 40) not in refused]),
         *_check_dependencies(pipeline, jobs, partial),
+        *check_templates(pipeline, jobs),  # `approved:` paths
     ]
 
 

@@ -117,6 +117,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     cache_cli.add_run_option(run)  # runner run --remote-cache-mode
     cache_cli.configure(commands)  # runner cache push|pull|gc
+    from runner.review_cli import configure as configure_review
+
+    configure_review(commands)  # runner review FILE, runner export FILE
 
     status = commands.add_parser(
         "status", help="what the build holds: done, failed, in flight, cached, modified",

@@ -213,6 +213,13 @@ class Engine:
             from runner.narrate import stitch_job
 
             return await stitch_job(self.ctx, pj, self.plan)
+        if pj.raw_key is not None:  # post-processed: the provider's take, then the steps
+            from runner.postprocess_run import produce_processed
+
+            return await produce_processed(self.ctx, pj, self._generate)
+        return await self._generate(pj)
+
+    async def _generate(self, pj: PlannedJob) -> AssetRow:
         request = await self._request(pj)
         try:
             return await produce(self.ctx, pj, request)

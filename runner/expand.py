@@ -25,6 +25,7 @@ from runner.manifest import (
     Pipeline,
 )
 from runner.models import MODELS, Kind, ModelInfo
+from runner.postprocess import PostProcess, declared
 from runner.programmes import programme_jobs
 from runner.schemas import suggest
 from runner.yamlsource import shown
@@ -208,8 +209,14 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
                         f"{', '.join(row) or 'none'} (write {{{{ and }}}} for literal braces)",
                         job_id)
         audio = _audio_source(ctx, model, t, sub, request, base, job_id)
+        post, problem = declared(t, defaults, model, "narration" in t or "dialogue" in t)
+        if problem:
+            ctx.problem((*base, "postprocess"), problem, job_id, key=True)
         common = {"template": index, "model": model, "provider": provider,
-                  "freeze": bool(t.get("freeze")), "matrix": row, "notes": str(t.get("notes", ""))}
+                  "freeze": bool(t.get("freeze")), "matrix": row, "notes": str(t.get("notes", "")),
+                  "post": post,
+                  "approved": str(sub(t["approved"])) if isinstance(t.get("approved"), str)
+                  else None}
         if "narration" in t or "dialogue" in t:
             yield from programme_jobs(
                 ctx, t, sub, request, job_id, base, common, variants,
@@ -219,7 +226,7 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
         fmt = _format(model, request)
         for variant in range(1, variants + 1):
             vid = job_id if variants == 1 else f"{job_id}#{variant}"
-            output = _output(ctx, t, sub, base, job_id, variant, variants, fmt)
+            output = _output(ctx, t, sub, base, job_id, variant, variants, fmt, post)
             if output is None:
                 continue
             yield Job(id=vid, kind=JobKind.GENERATE, input=plain_copy(request),
@@ -236,7 +243,8 @@ def _format(model: ModelInfo, request: dict[str, Any]) -> str:
 
 
 def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: str,
-            variant: int, variants: int, fmt: str) -> str | None:
+            variant: int, variants: int, fmt: str,
+            post: PostProcess | None = None) -> str | None:
     default = "{id}.{ext}" if variants == 1 else "{id}_v{variant}.{ext}"
     template = str(sub(t.get("output", default)))
     if variants > 1 and "output" in t and "{variant}" not in template:
@@ -244,7 +252,8 @@ def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: s
             ctx.problem((*base, "output"), f"the job has {variants} variants but its output has "
                         "no {variant} placeholder: every take would overwrite the others", job_id)
         return None
-    values = {"id": job_id, "variant": str(variant), "ext": extension_for(fmt)}
+    ext = post.extension(extension_for(fmt)) if post else extension_for(fmt)
+    values = {"id": job_id, "variant": str(variant), "ext": ext}
     unknown: set[str] = set()
     path = substitute(template, values, unknown)
     if unknown and variant == 1:

@@ -21,6 +21,7 @@ from runner.errors import UsageError
 from runner.layout import BuildLayout, layout_to_read
 from runner.manifest import load_pipeline
 from runner.plan import Plan, State, make_plan, takes_in
+from runner.review_file import read_review, review_path
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal, TaskRowState
 
@@ -79,7 +80,8 @@ def build_status(manifest: Path, *, sandbox: bool = False
         live = journal.live_task(p.key) if journal else None
         last = outcomes.get(job_id)
         if p.state is State.FROZEN:
-            statuses.append(JobStatus(job_id, "frozen", "the locked take is kept (freeze: true)"))
+            statuses.append(JobStatus(job_id, "frozen", "the locked take is kept (freeze: true, "
+                                      "or approved in review)"))
         elif p.state is State.MODIFIED:
             statuses.append(JobStatus(job_id, "modified", f"{p.job.output} was edited by hand: "
                                       "a run keeps it (--restore ID puts the take back, --force "
@@ -158,10 +160,15 @@ def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False,
         keep_outputs.add(p.job.output)
         if p.locked is not None:
             keep_blobs.add(p.locked.sha256)
+            if p.locked.raw:
+                keep_blobs.add(p.locked.raw["sha256"])
             keep_outputs.update(p.locked.companions.values())
     with Journal(layout.journal) as journal:
         assets = journal.all_assets()
-        current_keys = {p.key for p in plan.jobs}
+        # Post-processed jobs keep the provider's result too (a changed step reprocesses
+        # it instead of buying it again), and reviewed takes stay: a rejected one included.
+        current_keys = {p.key for p in plan.jobs} | {p.raw_key for p in plan.jobs if p.raw_key}
+        keep_blobs |= read_review(review_path(layout)).takes()
         keep_blobs |= {a.sha256 for k, a in assets.items() if k in current_keys}
         for output in sorted(journal.outputs()):
             if output in keep_outputs:

@@ -19,12 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.accounts import ProviderAccount, resolve_accounts
 from runner.errors import ManifestInvalid, Problem
 from runner.models import ModelInfo
 from runner.yamlsource import DocPath, YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from runner.postprocess import PostProcess
 
 
 class JobKind(StrEnum):
@@ -68,6 +71,7 @@ class NarrationSpec:
     fade_ms: int = 10
     trim_silence: bool = True
     loudness_lufs: float = -16.0
+    true_peak_dbtp: float = -1.0
     output_format: str | None = None
     subtitles: bool = True
     # How segments learn their neighbours: text (previous_text/next_text), request
@@ -116,6 +120,10 @@ class Job:
     verifies: str | None = None
     matrix: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    # Steps applied to the provider's result (runner.postprocess); None: the result as is.
+    post: PostProcess | None = None
+    # Where `runner export` copies the approved take (matrix values filled; {id}, {ext} not).
+    approved: str | None = None
 
     @property
     def base_id(self) -> str:

@@ -122,6 +122,9 @@ def _programme_settings() -> dict[str, Any]:
         "trim_silence": {"type": "boolean", "default": True},
         "loudness_lufs": {"type": "number", "minimum": -40, "maximum": -5, "default": -16,
                           "description": "Integrated loudness of the whole programme."},
+        "true_peak_dbtp": {"type": "number", "minimum": -9, "maximum": 0, "default": -1,
+                           "description": "Ceiling for the programme's true peak; a limiter "
+                                          "holds the peaks under it."},
         "output_format": {"type": "string",
                           "description": "Format of the stitched file (default: the segments')."},
         "subtitles": {"type": "boolean", "default": True},
@@ -176,6 +179,54 @@ def _dialogue() -> dict[str, Any]:
     }
 
 
+def _postprocess() -> dict[str, Any]:
+    """Steps applied to a job's audio after the provider's answer (runner/postprocess.py)."""
+    ms = {"type": "integer", "minimum": 0, "maximum": 60_000}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Steps applied to the provider's result, in this order: trim, loop "
+                       "crossfade, fades, normalize, convert. Part of the cache key; changing "
+                       "a step reprocesses the cached result and never buys it again.",
+        "properties": {
+            "trim_silence": {
+                "description": "Cut silence at both ends (true, or the threshold and margin).",
+                "oneOf": [
+                    {"type": "boolean"},
+                    {"type": "object", "additionalProperties": False, "properties": {
+                        "threshold_dbfs": {"type": "number", "minimum": -100, "maximum": -10,
+                                           "default": -50},
+                        "keep_ms": {**ms, "default": 40}}},
+                ],
+            },
+            "loop_crossfade_ms": {**ms, "description": "Make a seamless loop: crossfade this "
+                                                       "much of the end into the start."},
+            "fade_in_ms": {**ms, "description": "Linear fade-in at the start."},
+            "fade_out_ms": {**ms, "description": "Linear fade-out at the end."},
+            "normalize": {
+                "type": "object", "additionalProperties": False, "required": ["lufs"],
+                "description": "Integrated loudness (EBU R128), true peak held under a ceiling.",
+                "properties": {
+                    "lufs": {"type": "number", "minimum": -40, "maximum": -5},
+                    "true_peak": {"type": "number", "minimum": -9, "maximum": 0, "default": -1,
+                                  "description": "Ceiling for the true peak, dBTP."},
+                },
+            },
+            "convert": {
+                "type": "object", "additionalProperties": False, "minProperties": 1,
+                "description": "Output format (default: the provider's), sample rate, channels.",
+                "properties": {
+                    "format": {"enum": ["ogg", "wav", "mp3"],
+                               "description": "ogg: Ogg Vorbis; wav: 16-bit PCM; mp3: 192 kbps."},
+                    "sample_rate": {"enum": [8000, 11025, 16000, 22050, 24000, 32000, 44100,
+                                             48000]},
+                    "channels": {"enum": [1, 2]},
+                },
+            },
+        },
+    }
+
+
 def _job() -> dict[str, Any]:
     scalar = {"type": ["string", "number", "boolean"]}
     return {
@@ -209,6 +260,11 @@ def _job() -> dict[str, Any]:
             "freeze": {"type": "boolean", "default": False,
                        "description": "Keep the locked asset even if the input changes."},
             "audio": _audio_source(),
+            "postprocess": _postprocess(),
+            "approved": {"type": "string", "minLength": 1,
+                         "description": "Where `runner export` writes the approved (or picked) "
+                                        "take, inside output_dir: {id}, {ext} and matrix "
+                                        "variables."},
             "narration": _narration(),
             "dialogue": _dialogue(),
             "notes": {"type": "string"},
@@ -242,10 +298,12 @@ def structure_schema() -> dict[str, Any]:
             },
             "defaults": {
                 "type": "object",
-                "description": "`provider`, `variants`, and input defaults keyed by model id.",
+                "description": "`provider`, `variants`, `postprocess`, and input defaults keyed "
+                               "by model id.",
                 "properties": {
                     "provider": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64},
                     "variants": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "postprocess": _postprocess(),
                     **{model: {"type": "object"} for model in sorted(MODELS)},
                 },
                 "additionalProperties": False,

@@ -20,6 +20,7 @@ from runner.layout import BuildLayout
 from runner.manifest import JobKind
 from runner.models import Kind
 from runner.plan import PlannedJob, context_digest
+from runner.postprocess import raw_of
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.lockfile import LockEntry
@@ -98,7 +99,7 @@ def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> L
         sha256=asset.sha256, size=asset.size, created_at=iso(asset.created_at),
         task_id=asset.task_id, result_url=asset.result_url, duration_s=asset.duration_s,
         credits=asset.credits, variant=job.variant, companions=companions,
-        context=context_digest(job),
+        context=context_digest(job), raw=raw_of(asset.payload),
     )
 
 
