@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.audioformat import FormatSpec, verify_audio
-from runner.ffmpeg import ffmpeg_exe
-from runner.stitch import SegmentInput, StitchSettings, stitch
+from runner.audio.formats import FormatSpec, verify_audio
+from runner.audio.ffmpeg import ffmpeg_exe
+from runner.audio.stitch import SegmentInput, StitchSettings, stitch
 
 VARIANTS = 10  # distinct source clips; the rest are hard links to them
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from audiogen import PROVIDER_FORMATS, audio_dir, ffmpeg, format_file, make  # noqa: F401
 
-from runner.audiodecode import decode_many
-from runner.audioformat import (
+from runner.audio.decode import decode_many
+from runner.audio.formats import (
     Codec,
     FormatSpec,
     InvalidAudio,
@@ -24,7 +24,7 @@ from runner.audioformat import (
     wav_header,
     wrap_raw,
 )
-from runner.audioparse import ogg_crc, parse_wav
+from runner.audio.containers import ogg_crc, parse_wav
 from runner.errors import AudioError
 
 
@@ -155,7 +155,7 @@ def test_mp3_cut_at_a_frame_boundary_is_caught_by_the_info_header(audio_dir: Pat
                                                                   tmp_path: Path) -> None:
     data = format_file(audio_dir, "mp3_44100_128").read_bytes()
     # 128 kbps at 44.1 kHz: frames of 417 or 418 bytes; find a boundary by walking.
-    from runner.mp3frames import find_first_frame, skip_id3v2
+    from runner.audio.mp3frames import find_first_frame, skip_id3v2
     pos = find_first_frame(data, skip_id3v2(data))
     assert pos is not None
     for _ in range(10):

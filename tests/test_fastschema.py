@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner.fastschema import compile_schema
-from runner.models import MODELS
-from runner.pipeline_schema import structure_schema
-from runner.schemas import model_schema
+from runner.schemas.fast import compile_schema
+from runner.catalog.models import MODELS
+from runner.schemas.pipeline import structure_schema
+from runner.schemas.validate import model_schema
 
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 5000), st.floats(allow_nan=False, width=32),

@@ -1,4 +1,4 @@
-"""`runner.http.LeanClient` against real HTTP servers on 127.0.0.1.
+"""`runner.providers.http.LeanClient` against real HTTP servers on 127.0.0.1.
 
 Every test asserts what the server received (method, path, query, headers, body)
 as well as what the client got back. Where the short road must agree with httpx,
@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from runner.errors import TransportError
-from runner.http import USER_AGENT, make_client, translate_errors
+from runner.providers.http import USER_AGENT, make_client, translate_errors
 
 pytestmark = pytest.mark.anyio
 

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runner.accounts import Limits
+from runner.catalog.accounts import Limits
 from runner.errors import ConcurrencyLimited, ProviderUnavailable, RateLimited, TransportError
-from runner.limits import (
+from runner.engine.limits import (
     AccountLimiter,
     InFlight,
     RetryBudget,
     SlidingWindow,
     poll_window,
 )
-from runner.retry import Phase, RetryPolicy
+from runner.engine.retry import Phase, RetryPolicy
 from runner.testing.clock import run_virtual
 
 
@@ -576,7 +576,7 @@ def test_injected_clock_and_sleep() -> None:
 
 def test_cancelling_every_waiter_at_once_leaves_the_gate_usable() -> None:
     """Ctrl-C's grace period ends by cancelling all waiting jobs in one go."""
-    from runner.limits import SlidingWindow
+    from runner.engine.limits import SlidingWindow
     from runner.testing.clock import run_virtual
 
     async def scenario() -> int:

@@ -13,7 +13,7 @@ import pytest
 from audiogen import loudness
 
 from runner.errors import AudioError
-from runner.loudness import Target, describe_miss, parse_summary
+from runner.audio.loudness import Target, describe_miss, parse_summary
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import output, run, write_manifest
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.narration import (
+from runner.text.split import (
     MAX_REQUEST_CHARS,
     TextSegment,
     ends_sentence,

@@ -12,15 +12,15 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from runner.errors import SchemaError
-from runner.models import MODELS
-from runner.openapi import (
+from runner.catalog.models import MODELS
+from runner.schemas.openapi import (
     DIALECT,
     derive_model_schemas,
     render,
     stale_model_schemas,
     write_model_schemas,
 )
-from runner.paths import MODEL_SCHEMAS_DIR, OPENAPI_DIR
+from runner.schemas.paths import MODEL_SCHEMAS_DIR, OPENAPI_DIR
 
 Json = dict[str, Any]
 

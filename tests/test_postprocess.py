@@ -11,11 +11,11 @@ from pathlib import Path
 
 from audiogen import loudness, make, sound_spans
 
-from runner.audioformat import FormatSpec, decode_pcm, sniff
-from runner.loudness import Target
-from runner.pcm import from_le
-from runner.postprocess import Convert, PostProcess, parse, processed_key
-from runner.postprocess_run import process
+from runner.audio.formats import FormatSpec, decode_pcm, sniff
+from runner.audio.loudness import Target
+from runner.audio.pcm import from_le
+from runner.manifest.postprocess import Convert, PostProcess, parse, processed_key
+from runner.audio.process import process
 
 MP3 = FormatSpec.parse("mp3_44100_128")
 

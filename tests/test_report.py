@@ -19,12 +19,12 @@ from urllib.parse import unquote
 import pytest
 from audiogen import make
 
-from runner.audioformat import FormatSpec, wrap_raw
-from runner.report import build_report, collect
-from runner.report_page import APPROVED, CHANGED, FAILED, MISSED, REJECTED, UNREVIEWED
+from runner.audio.formats import FormatSpec, wrap_raw
+from runner.report.collect import build_report, collect
+from runner.report.page import APPROVED, CHANGED, FAILED, MISSED, REJECTED, UNREVIEWED
 from runner.store.journal import Journal
 from runner.store.lockfile import LockEntry, render_lockfile
-from runner.subtitles import Cue, to_vtt
+from runner.text.subtitles import Cue, to_vtt
 
 PROMPT = 'Big <b>boom</b> & "crash" <script>alert(1)</script>'
 FAILURE = "generation failed: <img src=x onerror=alert(2)> refused by provider"
@@ -398,7 +398,7 @@ def test_loudness_per_asset_and_a_missed_target(built: tuple[Path, Tree, str]) -
 
 
 def test_review_decisions_are_shown(tmp_path: Path) -> None:
-    from runner.review_file import Decision, Mark, Take, record
+    from runner.store.reviews import Decision, Mark, Take, record
 
     manifest = make_build(tmp_path)
     lock = json.loads((tmp_path / "m.lock.json").read_text())["jobs"]
@@ -428,7 +428,7 @@ def test_review_decisions_are_shown(tmp_path: Path) -> None:
 
 
 def test_a_large_build_is_split_into_parts(tmp_path: Path) -> None:
-    from runner.report_page import PART_CARDS
+    from runner.report.page import PART_CARDS
     from runner.testing.fake_build import make_fake_build
 
     sources = [make(tmp_path / "a.mp3", "mp3_44100_128", [("tone:440", 0.4)]),

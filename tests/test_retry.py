@@ -22,7 +22,7 @@ from runner.errors import (
     TransportError,
     UncertainSubmission,
 )
-from runner.retry import DEFAULT_MAX_ATTEMPTS, Decision, JobOutcome, Phase, RetryPolicy, Verdict
+from runner.engine.retry import DEFAULT_MAX_ATTEMPTS, Decision, JobOutcome, Phase, RetryPolicy, Verdict
 
 R, U, S, F, G = (Verdict.RETRY, Verdict.UNCERTAIN, Verdict.STOP_ACCOUNT, Verdict.FAIL,
                  Verdict.REGENERATE)

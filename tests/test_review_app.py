@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.review_app import ReviewApp, serve
-from runner.review_session import ReviewSession
+from runner.report.review_app import ReviewApp, serve
+from runner.report.review_session import ReviewSession
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import run, write_manifest
 

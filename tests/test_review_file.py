@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import StoreError
-from runner.review_file import Decision, Mark, Take, parse_review, read_review, record
+from runner.store.reviews import Decision, Mark, Take, parse_review, read_review, record
 from runner.store.lockfile import LockEntry
 
 A = Take("a" * 64, "task_a")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from audiogen import loudness, make, sound_spans
 
-from runner.audioformat import FormatSpec, InvalidAudio, decode_pcm, verify_audio
-from runner.stitch import SegmentInput, StitchSettings, _Programme, stitch
+from runner.audio.formats import FormatSpec, InvalidAudio, decode_pcm, verify_audio
+from runner.audio.stitch import SegmentInput, StitchSettings, _Programme, stitch
 
 # (format, tone Hz, tone seconds, paragraph): mixed formats and rates on purpose.
 PLAN = [

@@ -11,10 +11,10 @@ from audiogen import make
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.audioformat import FormatSpec, decode_pcm
+from runner.audio.formats import FormatSpec, decode_pcm
 from runner.errors import AudioError
-from runner.stitch import SegmentInput, StitchSettings, stitch
-from runner.subtitles import (
+from runner.audio.stitch import SegmentInput, StitchSettings, stitch
+from runner.text.subtitles import (
     Cue,
     Word,
     cues_from_sidecar,

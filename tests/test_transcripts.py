@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from runner.errors import AudioError
-from runner.subtitles import parse_srt, parse_vtt
-from runner.transcripts import cues, parse_stt, to_text, write_transcript
+from runner.text.subtitles import parse_srt, parse_vtt
+from runner.text.transcripts import cues, parse_stt, to_text, write_transcript
 
 
 def _w(text: str, start: float, end: float, speaker: str | None = "speaker_0",

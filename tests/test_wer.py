@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.wer import normalise_words, wer, word_errors
+from runner.text.wer import normalise_words, wer, word_errors
 
 
 @pytest.mark.parametrize(("reference", "hypothesis", "s", "d", "i"), [

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from runner.accounts import ProviderAccount
-from runner.models import ModelInfo
+from runner.catalog.accounts import ProviderAccount
+from runner.catalog.models import ModelInfo
 
 
 class TaskState(StrEnum):

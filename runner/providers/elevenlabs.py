@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from runner.accounts import ProviderAccount
+from runner.catalog.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -35,7 +35,7 @@ from runner.errors import (
     RateLimited,
     RequestRejected,
 )
-from runner.http import translate_errors
+from runner.providers.http import translate_errors
 from runner.providers.base import Request, Sink, Submitted, SyncResult, TaskStatus
 from runner.providers.common import (
     excerpt,

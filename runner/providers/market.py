@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from runner.accounts import ProviderAccount
+from runner.catalog.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -37,7 +37,7 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.http import translate_errors
+from runner.providers.http import translate_errors
 from runner.providers.base import (
     Request,
     Sink,

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from runner.atomic import full_sync
+from runner.store.atomic import full_sync
 from runner.errors import StoreError
 
 SCHEMA = """
@@ -135,7 +135,7 @@ class JobOutcomeRow:
     run_id: int
     job_id: str
     key: str
-    outcome: str  # runner.retry.JobOutcome values
+    outcome: str  # runner.engine.retry.JobOutcome values
     message: str | None
     task_id: str | None
     at: float

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import atomic
+from runner.store import atomic
 from runner.errors import StoreError
 from runner.store.cache import leftover_temps
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import yamlsource
-from runner.cli import main
+from runner.manifest import yaml_source as yamlsource
+from runner.cli.main import main
 from runner.errors import ManifestInvalid
 
 HEAD = "version: 1\nname: t\njobs:\n"

@@ -37,12 +37,12 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.audioformat import FormatSpec, decode, verify_audio
-from runner.exitcodes import ExitCode
-from runner.layout import Target, layout_for
-from runner.manifest import load_pipeline
-from runner.models import Kind
-from runner.plan import make_plan
+from runner.audio.formats import FormatSpec, decode, verify_audio
+from runner.cli.exitcodes import ExitCode
+from runner.plan.layout import Target, layout_for
+from runner.manifest.load import load_pipeline
+from runner.catalog.models import Kind
+from runner.plan.plan import make_plan
 from runner.sandbox import SandboxProcess, SandboxServer
 from runner.sandbox.state import canonical_json, sha256_hex
 from runner.store.journal import Journal

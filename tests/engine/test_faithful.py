@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.audioparse import parse_wav
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.audio.containers import parse_wav
+from runner.cli.exitcodes import ExitCode
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from runner.sandbox.quirks import FAITHFUL, QUIRKS
 from tests.engine.helpers import assert_audio, lockfile, output, run, stats, write_manifest

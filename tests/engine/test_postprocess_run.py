@@ -14,16 +14,16 @@ from pathlib import Path
 
 from audiogen import loudness
 
-from runner.audioformat import decode_pcm, sniff
+from runner.audio.formats import decode_pcm, sniff
 from runner.errors import ManifestInvalid
-from runner.housekeeping import clean
-from runner.layout import Target, layout_for
-from runner.manifest import load_pipeline
-from runner.plan import State, make_plan
-from runner.retry import JobOutcome
+from runner.plan.housekeeping import clean
+from runner.plan.layout import Target, layout_for
+from runner.manifest.load import load_pipeline
+from runner.plan.plan import State, make_plan
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
-from runner.summary import render_summary
+from runner.cli.summary import render_summary
 from tests.engine.helpers import created, lockfile, output, run, write_manifest
 
 JOB = """

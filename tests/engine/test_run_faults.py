@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.cli.exitcodes import ExitCode
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import assert_audio, lockfile, output, run, stats, write_manifest
 

@@ -108,7 +108,7 @@ def test_downloads_never_exceed_the_accounts_cap(tmp_path: Path, sandbox: Sandbo
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`limits.max_downloads`: a wave of tasks finishing together is downloaded and stored
     at most N at a time (real downloads; the spy only counts them)."""
-    from runner import download
+    from runner.providers import download
 
     active, peak = 0, 0
     real_fetch = download.fetch

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.accounts import BUILTIN, ProviderAccount
-from runner.audioformat import AudioInfo, verify_audio
-from runner.http import make_client
+from runner.catalog.accounts import BUILTIN, ProviderAccount
+from runner.audio.formats import AudioInfo, verify_audio
+from runner.providers.http import make_client
 from runner.providers.base import TaskState, TaskStatus
 from runner.sandbox import SandboxConfig, SandboxServer, provider_urls
 

@@ -15,7 +15,7 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.models import MODELS
+from runner.catalog.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
 

@@ -19,8 +19,8 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.http import make_client
-from runner.models import MODELS
+from runner.providers.http import make_client
+from runner.catalog.models import MODELS
 from runner.providers.base import Request
 from runner.providers.elevenlabs import ElevenLabsAdapter
 from runner.providers.market import MarketAdapter

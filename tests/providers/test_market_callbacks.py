@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from runner.errors import RequestRejected
-from runner.models import MODELS
+from runner.catalog.models import MODELS
 from runner.providers.base import Request, TaskState
 from runner.providers.market import MarketAdapter
 

@@ -21,8 +21,8 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.http import USER_AGENT
-from runner.models import MODELS
+from runner.providers.http import USER_AGENT
+from runner.catalog.models import MODELS
 from runner.providers.base import Request, TaskState, TaskStatus
 from runner.providers.market import MarketAdapter
 

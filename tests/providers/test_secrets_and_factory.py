@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.accounts import BUILTIN
+from runner.catalog.accounts import BUILTIN
 from runner.errors import ProviderError
-from runner.http import make_client
-from runner.models import MODELS
+from runner.providers.http import make_client
+from runner.catalog.models import MODELS
 from runner.providers import AimlapiAdapter, ElevenLabsAdapter, MarketAdapter, make_adapter
 from runner.providers.base import Adapter, Request
 

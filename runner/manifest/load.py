@@ -1,0 +1,276 @@
+"""A manifest, read and expanded: the `Pipeline` of concrete `Job`s.
+
+    load_pipeline(path)
+      read (UTF-8, safe YAML, line numbers on demand)   yamlsource.py
+      → check the shape against pipeline.schema.json     pipeline_schema.py
+      → resolve provider accounts                        accounts.py
+      → expand templates into jobs                       expand.py
+        (defaults, matrix, variants, narration segments, audio sources)
+      → check jobs: inputs against model schemas, ids,   checks.py
+        outputs inside output_dir, dependencies
+Every problem found anywhere is collected and raised at once as `ManifestInvalid`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.catalog.accounts import ProviderAccount, resolve_accounts
+from runner.errors import ManifestInvalid, Problem
+from runner.catalog.models import ModelInfo
+from runner.manifest.yaml_source import DocPath, YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from runner.manifest.postprocess import PostProcess
+
+
+class JobKind(StrEnum):
+    GENERATE = "generate"  # one request to a provider
+    STITCH = "stitch"  # local: joins a narration's segments into one programme
+
+
+class AudioKind(StrEnum):
+    URL = "url"
+    FILE = "file"
+    FROM = "from"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSource:
+    """What a transcription job listens to. `value`: a URL, an absolute file path, or a job id."""
+
+    kind: AudioKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialogueLine:
+    text: str
+    voice: str | None = None
+    input: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NarrationSpec:
+    """A programme made of TTS segments: a narration (one text, split) or a dialogue
+    (ordered lines, each with its own voice and settings), and how to stitch it."""
+
+    text: str
+    text_file: str | None = None
+    lines: tuple[DialogueLine, ...] = ()  # a dialogue's lines; empty for a narration
+    max_chars: int = 1500
+    gap_ms: int = 250
+    paragraph_gap_ms: int = 750
+    crossfade_ms: int = 0
+    fade_ms: int = 10
+    trim_silence: bool = True
+    loudness_lufs: float = -16.0
+    true_peak_dbtp: float = -1.0
+    output_format: str | None = None
+    subtitles: bool = True
+    # How segments learn their neighbours: text (previous_text/next_text), request
+    # ids (ElevenLabs request stitching, segments then run in order), or auto.
+    context: str = "auto"
+    verify: str | None = None  # "transcript": transcribe each segment, report its WER
+    max_wer: float = 0.15
+
+    @property
+    def is_dialogue(self) -> bool:
+        return bool(self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A narration job's piece: which stitch it belongs to, and where in the text."""
+
+    parent: str
+    index: int  # 0-based position in the programme
+    paragraph: int
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work after expansion."""
+
+    id: str
+    template: int  # index of the manifest entry it came from (for error locations)
+    kind: JobKind
+    model: ModelInfo
+    provider: str
+    input: dict[str, Any]  # what is sent, before schema defaults are filled
+    output: str  # POSIX path relative to the pipeline's output_dir
+    format: str  # provider format name (mp3_44100_128, wav, json)
+    variant: int = 1
+    variants: int = 1
+    freeze: bool = False
+    audio: AudioSource | None = None
+    depends_on: tuple[str, ...] = ()
+    narration: NarrationSpec | None = None
+    segment: Segment | None = None
+    # ElevenLabs request stitching: the segments whose request ids go in
+    # previous_request_ids (the engine fills them when those are fresh).
+    context_from: tuple[str, ...] = ()
+    # A segment's transcription check (verify: transcript): the segment it checks.
+    verifies: str | None = None
+    matrix: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    # Steps applied to the provider's result (runner.manifest.postprocess); None: the result as is.
+    post: PostProcess | None = None
+    # Where `runner export` copies the approved take (matrix values filled; {id}, {ext} not).
+    approved: str | None = None
+
+    @property
+    def base_id(self) -> str:
+        return self.id.split("#", 1)[0]
+
+
+@dataclass(slots=True)
+class Pipeline:
+    path: Path
+    name: str
+    output_dir: Path
+    accounts: dict[str, ProviderAccount]
+    jobs: dict[str, Job]  # in manifest order; dependencies come first
+    prices: dict[str, dict[str, float]]
+    document: YamlDocument
+    description: str = ""
+
+    def job_at(self, job_id: str) -> Job:
+        return self.jobs[job_id]
+
+
+@functools.cache
+def _structure_validator() -> Any:
+    from runner.schemas.pipeline import structure_schema
+    from runner.schemas.validate import Checker
+
+    return Checker(structure_schema())
+
+
+def display_path(path: Path) -> str:
+    """How a file is named in messages: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+# Jobs one manifest may make (after matrix, variants and narration segments);
+# RUNNER_MAX_JOBS changes it. Matrices are counted before they are expanded.
+DEFAULT_MAX_JOBS = 100_000
+
+
+def max_jobs(env: Mapping[str, str]) -> int:
+    raw = env.get("RUNNER_MAX_JOBS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_JOBS
+    if not raw.isdigit() or int(raw) < 1:
+        from runner.errors import UsageError
+
+        raise UsageError(f"RUNNER_MAX_JOBS must be a positive whole number, not {raw[:40]!r}")
+    return int(raw)
+
+
+def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
+    """Read, expand and check a manifest; raises `ManifestInvalid` listing every problem."""
+    from runner.manifest import checks
+    from runner.manifest import expand
+    from runner.manifest import outputs
+    from runner.schemas.validate import check
+
+    env = os.environ if env is None else env
+    document = load_yaml(path, display_path(path), max_items=max_jobs(env))
+    data = document.data
+    if data is None:
+        raise ManifestInvalid([Problem(
+            document.display, 1, 1, "$",
+            "the file is empty: expected a pipeline with version, name and jobs",
+        )])
+    problems: list[Problem] = []
+    issues = check(_structure_validator(), data)
+    for issue in issues:
+        problems.append(document.problem(issue.path, issue.message, key=issue.at_key))
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        raise ManifestInvalid(document.place(problems))
+    # Later stages rely on the shape the schema describes: the parts that do not
+    # have it (reported above) are left out, so that they cannot crash a stage.
+    # An unknown key of a job is harmless to the stages (they never read it); any
+    # other problem leaves its part out.
+    usable = _usable(data, [i.path[:2] for i in issues
+                            if not (i.at_key and len(i.path) == 3 and i.path[0] == "jobs")])
+
+    manifest_dir = path.resolve().parent
+    output_dir, where = outputs.output_dir_of(manifest_dir, usable)
+    if where is not None:
+        problems.append(document.problem(("output_dir",), where))
+    providers: dict[str, Any] = usable["providers"]
+    accounts = resolve_accounts(providers, env)
+    pipeline = Pipeline(
+        path=path.resolve(),
+        name=str(usable.get("name", path.stem)),
+        output_dir=output_dir,
+        accounts=accounts,
+        jobs={},
+        prices=usable["prices"],
+        document=document,
+        description=str(data.get("description", "")),
+    )
+    problems += checks.check_accounts(pipeline, providers, env)
+    jobs, expand_problems = expand.expand_jobs(pipeline, usable, max_jobs(env))
+    problems += expand_problems
+    problems += checks.check_jobs(pipeline, jobs, partial=len(usable["jobs"]) != sum(
+        1 for t in usable["jobs"] if t is not None))
+    if problems:
+        raise ManifestInvalid(_dedupe(document.place(problems)))
+    pipeline.jobs = checks.in_dependency_order(jobs)
+    return pipeline
+
+
+def _usable(data: dict[str, Any], broken: list[DocPath]) -> dict[str, Any]:
+    """`data` without the parts the structure check found broken: a broken job is None
+    (indices stay those of the file), a broken provider, price or default is absent."""
+    bad: dict[str, set[Any]] = {}
+    for path in broken:
+        if len(path) >= 1:
+            bad.setdefault(str(path[0]), set()).add(path[1] if len(path) > 1 else None)
+
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        if not isinstance(value, dict) or None in bad.get(name, ()):
+            return {}
+        return {k: v for k, v in value.items() if k not in bad.get(name, ())}
+
+    out = dict(data)
+    out["providers"] = section("providers")
+    out["prices"] = section("prices")
+    out["defaults"] = section("defaults")
+    out["jobs"] = [None if i in bad.get("jobs", ()) else t for i, t in enumerate(data["jobs"])]
+    if "output_dir" in bad:
+        out.pop("output_dir", None)
+    if "name" in bad:
+        out["name"] = "pipeline"
+    return out
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """One line per problem: a template's error repeated by every matrix expansion
+    and variant is reported once, naming the first job and how many more."""
+    grouped: dict[tuple[str, int, int, str, str], list[Problem]] = {}
+    for p in problems:
+        grouped.setdefault((p.file, p.line, p.column, p.path, p.message), []).append(p)
+    out = []
+    for group in grouped.values():
+        first = group[0]
+        ids = list(dict.fromkeys(p.job_id for p in group if p.job_id))
+        job_id = ids[0] if ids else None
+        if len(ids) > 1:
+            job_id = f"{ids[0]} and {len(ids) - 1} more"
+        out.append(Problem(first.file, first.line, first.column, first.path, first.message,
+                           job_id))
+    return out
