@@ -9,22 +9,18 @@ from pathlib import Path
 import pytest
 from audiogen import PROVIDER_FORMATS, audio_dir, ffmpeg, format_file, make  # noqa: F401
 
-from runner.audio.decode import decode_many
+from runner.audio.containers import ogg_crc, parse_wav
+from runner.audio.decode import decode, decode_many, decode_pcm, duration_s
 from runner.audio.formats import (
     Codec,
     FormatSpec,
     InvalidAudio,
     WavWriter,
     carries_wav_header,
-    decode,
-    decode_pcm,
-    duration_s,
-    sniff,
-    verify_audio,
     wav_header,
     wrap_raw,
 )
-from runner.audio.containers import ogg_crc, parse_wav
+from runner.audio.verify import sniff, verify_audio
 from runner.errors import AudioError
 
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner.schemas.fast import compile_schema
 from runner.catalog.models import MODELS
+from runner.schemas.fast import compile_schema
 from runner.schemas.pipeline import structure_schema
 from runner.schemas.validate import model_schema
 

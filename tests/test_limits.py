@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from runner.catalog.accounts import Limits
-from runner.errors import ConcurrencyLimited, ProviderUnavailable, RateLimited, TransportError
 from runner.engine.limits import (
     AccountLimiter,
     InFlight,
@@ -27,6 +26,7 @@ from runner.engine.limits import (
     poll_window,
 )
 from runner.engine.retry import Phase, RetryPolicy
+from runner.errors import ConcurrencyLimited, ProviderUnavailable, RateLimited, TransportError
 from runner.testing.clock import run_virtual
 
 

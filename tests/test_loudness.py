@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from audiogen import loudness
 
-from runner.errors import AudioError
 from runner.audio.loudness import Target, describe_miss, parse_summary
+from runner.errors import AudioError
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import output, run, write_manifest
 

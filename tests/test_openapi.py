@@ -11,8 +11,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from runner.errors import SchemaError
 from runner.catalog.models import MODELS
+from runner.errors import SchemaError
 from runner.schemas.openapi import (
     DIALECT,
     derive_model_schemas,

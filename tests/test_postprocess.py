@@ -11,11 +11,13 @@ from pathlib import Path
 
 from audiogen import loudness, make, sound_spans
 
-from runner.audio.formats import FormatSpec, decode_pcm, sniff
+from runner.audio.decode import decode_pcm
+from runner.audio.formats import FormatSpec
 from runner.audio.loudness import Target
 from runner.audio.pcm import from_le
-from runner.manifest.postprocess import Convert, PostProcess, parse, processed_key
 from runner.audio.process import process
+from runner.audio.verify import sniff
+from runner.manifest.postprocess import Convert, PostProcess, parse, processed_key
 
 MP3 = FormatSpec.parse("mp3_44100_128")
 

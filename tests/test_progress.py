@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 
 from runner.engine.events import Event, EventKind
+from runner.engine.retry import JobOutcome
 from runner.progress.display import LiveDisplay, Mode, cli_observers, make_observers
 from runner.progress.plain import JsonLog, PlainLog
 from runner.progress.state import RateWindow, RunState
-from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import run, write_manifest
 

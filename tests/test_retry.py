@@ -6,6 +6,14 @@ import random
 
 import pytest
 
+from runner.engine.retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    Decision,
+    JobOutcome,
+    Phase,
+    RetryPolicy,
+    Verdict,
+)
 from runner.errors import (
     AccountRefused,
     BudgetExceeded,
@@ -22,7 +30,6 @@ from runner.errors import (
     TransportError,
     UncertainSubmission,
 )
-from runner.engine.retry import DEFAULT_MAX_ATTEMPTS, Decision, JobOutcome, Phase, RetryPolicy, Verdict
 
 R, U, S, F, G = (Verdict.RETRY, Verdict.UNCERTAIN, Verdict.STOP_ACCOUNT, Verdict.FAIL,
                  Verdict.REGENERATE)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import StoreError
-from runner.store.reviews import Decision, Mark, Take, parse_review, read_review, record
 from runner.store.lockfile import LockEntry
+from runner.store.reviews import Decision, Mark, Take, parse_review, read_review, record
 
 A = Take("a" * 64, "task_a")
 B = Take("b" * 64, "task_b")

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from audiogen import loudness, make, sound_spans
 
-from runner.audio.formats import FormatSpec, InvalidAudio, decode_pcm, verify_audio
+from runner.audio.decode import decode_pcm
+from runner.audio.formats import FormatSpec, InvalidAudio
 from runner.audio.stitch import SegmentInput, StitchSettings, _Programme, stitch
+from runner.audio.verify import verify_audio
 
 # (format, tone Hz, tone seconds, paragraph): mixed formats and rates on purpose.
 PLAN = [

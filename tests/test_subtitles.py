@@ -11,9 +11,10 @@ from audiogen import make
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.audio.formats import FormatSpec, decode_pcm
-from runner.errors import AudioError
+from runner.audio.decode import decode_pcm
+from runner.audio.formats import FormatSpec
 from runner.audio.stitch import SegmentInput, StitchSettings, stitch
+from runner.errors import AudioError
 from runner.text.subtitles import (
     Cue,
     Word,

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.audio.containers import InvalidAudio, parse_wav
-from runner.errors import AudioError
 from runner.audio.ffmpeg import ffmpeg_exe
+from runner.errors import AudioError
 
 if TYPE_CHECKING:
     from pydub import AudioSegment

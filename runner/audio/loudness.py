@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import AudioError
 from runner.audio.ffmpeg import ffmpeg_exe
+from runner.errors import AudioError
 
 TOLERANCE_LU = 1.0  # a target is met within ±1 LU (EBU R128 s1's tolerance for live programmes)
 AIM_LU = 0.3  # a pass further off than this is redone

@@ -22,18 +22,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.store import atomic
 from runner.audio.decode import decode_pcm
-from runner.audio.formats import FormatSpec, sniff, verify_audio
-from runner.errors import AudioError
+from runner.audio.formats import FormatSpec
+from runner.audio.loudness import LoudnessResult, encode
+from runner.audio.pcm import (
+    fade_in,
+    fade_out,
+    frames_of,
+    from_le,
+    loop_crossfade,
+    to_le,
+    trim_silence,
+)
+from runner.audio.verify import sniff, verify_audio
 from runner.engine.events import EventKind
 from runner.engine.job import Finish, RunContext
-from runner.manifest.expand import extension_for
-from runner.audio.loudness import LoudnessResult, encode
-from runner.audio.pcm import fade_in, fade_out, frames_of, from_le, loop_crossfade, to_le, trim_silence
-from runner.plan.plan import PlannedJob
-from runner.manifest.postprocess import PostProcess
 from runner.engine.retry import JobOutcome
+from runner.errors import AudioError
+from runner.manifest.expand import extension_for
+from runner.manifest.postprocess import PostProcess
+from runner.plan.plan import PlannedJob
+from runner.store import atomic
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow
 

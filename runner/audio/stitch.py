@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runner.store import atomic
 from runner.audio.decode import decode_many
-from runner.audio.formats import AudioInfo, Codec, FormatSpec, verify_audio
-from runner.errors import AudioError
+from runner.audio.formats import Codec, FormatSpec
 from runner.audio.loudness import Measurement, Target, encode, meter_args, parse_summary
 from runner.audio.pcm import fade_in, fade_out, from_le, to_le, trim_silence
+from runner.audio.verify import AudioInfo, verify_audio
+from runner.errors import AudioError
+from runner.store import atomic
 
 SIDECAR_VERSION = 2  # 2: loudness is measured again after encoding, and says `met`
 _LOSSY = (Codec.MP3, Codec.OPUS)  # encoders that overshoot the peaks they are given

@@ -111,8 +111,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from runner.errors import UsageError
     from runner.engine.run import run_loop
+    from runner.errors import UsageError
     from runner.team import gc
     from runner.team.config import resolve
     from runner.team.objects import Bucket

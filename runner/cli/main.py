@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runner import __version__
-from runner.errors import ManifestInvalid, RunnerError
 from runner.cli.exitcodes import ExitCode, exit_code_for
+from runner.errors import ManifestInvalid, RunnerError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -238,8 +238,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from runner.plan.housekeeping import read_plan
     from runner.cli.plan_view import plan_json, render_plan
+    from runner.plan.housekeeping import read_plan
 
     # A plan of a live build never run is useful (what would it cost?): shown, with
     # a word when a sandbox build exists and was probably meant.
@@ -267,8 +267,8 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runner.progress.display import cli_observers
     from runner.engine.run import RunOptions, print_summary, run_pipeline
+    from runner.progress.display import cli_observers
 
     observers, close_progress = cli_observers(log_format=args.log_format,
                                               progress=args.progress, verbosity=args.verbosity)

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from runner.errors import RunnerError
 from runner.cli.exitcodes import ExitCode
+from runner.errors import RunnerError
 
 
 def configure(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,8 +42,8 @@ def add_run_option(run: argparse.ArgumentParser) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.errors import UsageError
-    from runner.plan.layout import has_build, layout_to_read
     from runner.manifest.load import load_pipeline
+    from runner.plan.layout import has_build, layout_to_read
     from runner.report.collect import build_report
 
     layout, note = layout_to_read(load_pipeline(args.file), args.sandbox)

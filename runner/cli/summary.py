@@ -8,10 +8,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from runner.engine.scheduler import RunResult
 from runner.engine.events import RemoteTally, Tally
-from runner.plan.plan import Plan, State
 from runner.engine.retry import JobOutcome
+from runner.engine.scheduler import RunResult
+from runner.plan.plan import Plan, State
 
 _ORDER = [JobOutcome.DONE, JobOutcome.CACHED, JobOutcome.FAILED, JobOutcome.UNCERTAIN,
           JobOutcome.SKIPPED, JobOutcome.INTERRUPTED]

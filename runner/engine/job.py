@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from runner.providers import download
-from runner.catalog.accounts import ProviderAccount
 from runner.audio.formats import FormatSpec
+from runner.catalog.accounts import ProviderAccount
+from runner.catalog.models import Kind
 from runner.engine.budget import Budget
+from runner.engine.events import Bus, Event, EventKind
+from runner.engine.materialize import iso, json_blob
+from runner.engine.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
 from runner.errors import (
     GenerationFailed,
     ProviderError,
@@ -31,15 +34,12 @@ from runner.errors import (
     RunnerError,
     TransportError,
 )
-from runner.engine.events import Bus, Event, EventKind
 from runner.manifest.expand import extension_for
-from runner.plan.layout import BuildLayout
 from runner.manifest.load import AudioKind
-from runner.catalog.models import Kind
+from runner.plan.layout import BuildLayout
 from runner.plan.plan import PlannedJob
+from runner.providers import download
 from runner.providers.base import Adapter, Request, TaskResult, TaskState, TaskStatus
-from runner.engine.materialize import iso, json_blob
-from runner.engine.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
 from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
 

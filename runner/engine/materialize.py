@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.store import atomic
-from runner.errors import StoreError
-from runner.plan.layout import BuildLayout
-from runner.manifest.load import JobKind
 from runner.catalog.models import Kind
-from runner.plan.plan import PlannedJob, context_digest
+from runner.errors import StoreError
+from runner.manifest.load import JobKind
 from runner.manifest.postprocess import raw_of
+from runner.plan.layout import BuildLayout
+from runner.plan.plan import PlannedJob, context_digest
+from runner.store import atomic
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.lockfile import LockEntry

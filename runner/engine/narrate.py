@@ -15,12 +15,12 @@ import dataclasses
 from typing import Any
 
 from runner.audio.formats import FormatSpec
+from runner.audio.loudness import describe_miss
 from runner.engine.events import EventKind
 from runner.engine.job import Finish, RunContext
-from runner.manifest.expand import extension_for
-from runner.audio.loudness import describe_miss
-from runner.plan.plan import Plan, PlannedJob
 from runner.engine.retry import JobOutcome
+from runner.manifest.expand import extension_for
+from runner.plan.plan import Plan, PlannedJob
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow
 

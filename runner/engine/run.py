@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runner.catalog.accounts import ProviderAccount
+from runner.catalog.models import Family
+from runner.cli.exitcodes import ExitCode
 from runner.engine.budget import Budget
-from runner.engine.scheduler import Engine, RunResult, select
-from runner.errors import LockedBuildError, UsageError
 from runner.engine.events import Bus, Observer, Tally
 from runner.engine.job import Account, RunContext
-from runner.cli.exitcodes import ExitCode
-from runner.plan.layout import BuildLayout, Target, layout_for
-from runner.manifest.load import JobKind, Pipeline, load_pipeline
-from runner.catalog.models import Family
-from runner.plan.plan import Plan, make_plan, takes_in
 from runner.engine.retry import JobOutcome, RetryPolicy
+from runner.engine.scheduler import Engine, RunResult, select
+from runner.errors import LockedBuildError, UsageError
+from runner.manifest.load import JobKind, Pipeline, load_pipeline
+from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.plan.plan import Plan, make_plan, takes_in
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal
 from runner.store.lockfile import LockEntry, write_lockfile
@@ -227,9 +227,9 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                accounts: dict[str, ProviderAccount], keys: dict[str, str], options: RunOptions,
                observers: list[Observer], env: Mapping[str, str]) -> RunResult:
     from runner.engine.callbacks import CallbackHub
-    from runner.providers.http import make_client
     from runner.engine.limits import AccountLimiter
     from runner.providers import make_adapter
+    from runner.providers.http import make_client
     from runner.team.remote_cache import connect
 
     # Checked before anything is journaled: a wrong key for it stops the run here.

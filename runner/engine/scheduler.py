@@ -20,15 +20,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from runner.errors import RunnerError
+from runner.catalog.models import Family
 from runner.engine.events import Event, EventKind
 from runner.engine.job import Finish, RunContext, prepare_audio, produce
-from runner.manifest.load import JobKind
-from runner.catalog.models import Family
-from runner.plan.plan import Plan, PlannedJob
-from runner.providers.base import Request
 from runner.engine.materialize import record, write_files, write_output_from_memory
 from runner.engine.retry import JobOutcome
+from runner.errors import RunnerError
+from runner.manifest.load import JobKind
+from runner.plan.plan import Plan, PlannedJob
+from runner.providers.base import Request
 from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
 

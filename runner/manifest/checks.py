@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.catalog.accounts import BUILTIN, env_name
+from runner.catalog.models import MODELS, Kind
 from runner.errors import Problem
 from runner.manifest.load import AudioKind, Job, JobKind, Pipeline
-from runner.catalog.models import MODELS, Kind
 from runner.manifest.outputs import check_outputs
+from runner.manifest.yaml_source import DocPath, shown
 from runner.schemas.pipeline import PROVIDER_TYPES
 from runner.schemas.validate import check, model_validator, partial_validator, suggest
-from runner.manifest.yaml_source import DocPath, shown
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 # An id names files ({id}.mp3, {id}_v2.mp3, {id}.segments/, uploads): with room for

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.catalog.accounts import DEFAULT_FOR_FAMILY
+from runner.catalog.models import MODELS, Kind, ModelInfo
 from runner.errors import Problem
 from runner.manifest.filenames import local_file
 from runner.manifest.load import (
@@ -24,11 +25,10 @@ from runner.manifest.load import (
     JobKind,
     Pipeline,
 )
-from runner.catalog.models import MODELS, Kind, ModelInfo
 from runner.manifest.postprocess import PostProcess, declared
 from runner.manifest.programmes import programme_jobs
-from runner.schemas.validate import suggest
 from runner.manifest.yaml_source import shown
+from runner.schemas.validate import suggest
 
 DocPath = tuple[str | int, ...]
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.catalog.accounts import ProviderAccount, resolve_accounts
-from runner.errors import ManifestInvalid, Problem
 from runner.catalog.models import ModelInfo
+from runner.errors import ManifestInvalid, Problem
 from runner.manifest.yaml_source import DocPath, YamlDocument, load_yaml
 
 if TYPE_CHECKING:
@@ -179,9 +179,7 @@ def max_jobs(env: Mapping[str, str]) -> int:
 
 def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     """Read, expand and check a manifest; raises `ManifestInvalid` listing every problem."""
-    from runner.manifest import checks
-    from runner.manifest import expand
-    from runner.manifest import outputs
+    from runner.manifest import checks, expand, outputs
     from runner.schemas.validate import check
 
     env = os.environ if env is None else env

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner.catalog.models import MODELS, Family, Kind, ModelInfo
 from runner.manifest.load import (
     AudioKind,
     AudioSource,
@@ -28,7 +29,6 @@ from runner.manifest.load import (
     NarrationSpec,
     Segment,
 )
-from runner.catalog.models import MODELS, Family, Kind, ModelInfo
 
 if TYPE_CHECKING:
     from runner.manifest.expand import _Context

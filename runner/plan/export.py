@@ -24,14 +24,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.store import atomic
-from runner.manifest.approved import approved_path, exportable
 from runner.errors import StoreError
-from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.manifest.approved import approved_path, exportable
 from runner.manifest.load import Job, Pipeline, load_pipeline
-from runner.store.reviews import Review, read_review, review_path
+from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.store import atomic
 from runner.store.cache import file_digest
 from runner.store.lockfile import LockEntry, read_lockfile
+from runner.store.reviews import Review, read_review, review_path
 
 
 @dataclass(frozen=True, slots=True)

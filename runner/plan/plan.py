@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.manifest.expand import CONTEXT_FIELDS, REQUEST_ID_FIELDS
-from runner.plan.layout import BuildLayout
 from runner.manifest.load import AudioKind, Job, JobKind, Pipeline
+from runner.plan.layout import BuildLayout
 from runner.plan.pricing import Price, estimate, price_table
 from runner.schemas.validate import fill_defaults
 from runner.store.cache import ContentCache, file_digest
@@ -305,7 +305,8 @@ def _sound(path: Path, job: Job) -> bool:
         except (OSError, ValueError):
             return False
         return True
-    from runner.audio.formats import FormatSpec, InvalidAudio, sniff, verify_audio
+    from runner.audio.formats import FormatSpec, InvalidAudio
+    from runner.audio.verify import sniff, verify_audio
 
     if job.post is not None:  # processed: not in the provider's format any more
         try:

@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.manifest.load import Job, JobKind
 from runner.catalog.models import Kind
+from runner.manifest.load import Job, JobKind
 
 # Assumed length of a sound effect whose duration the model chooses.
 AUTO_DURATION_S = 4.0

@@ -35,6 +35,7 @@ from rich.live import Live
 from rich.text import Text
 
 from runner.engine.events import Event, EventKind, Observer
+from runner.engine.retry import JobOutcome
 from runner.progress.plain import (
     NORMAL,
     QUIET,
@@ -45,7 +46,6 @@ from runner.progress.plain import (
     plain_wanted,
 )
 from runner.progress.state import AccountRow, Phase, RunState
-from runner.engine.retry import JobOutcome
 
 Mode = Literal["auto", "rich", "plain", "json"]
 

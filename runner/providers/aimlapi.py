@@ -26,7 +26,6 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.providers.http import translate_errors
 from runner.providers.base import (
     Request,
     Sink,
@@ -47,6 +46,7 @@ from runner.providers.common import (
     retry_after_s,
     ua_headers,
 )
+from runner.providers.http import translate_errors
 
 _PATH = "/v2/generate/audio"
 _PENDING = frozenset({"queued", "generating"})

@@ -3,7 +3,7 @@
 A result URL is fetched only over http(s) and never beyond `max_bytes`. The
 bytes go to a temp file inside the cache's folder while their sha256 is
 computed; the file is then checked to be the audio that was asked for
-(`runner.audio.formats.verify_audio`: structure, codec, sample rate, duration)
+(`runner.audio.verify.verify_audio`: structure, codec, sample rate, duration)
 and only then adopted into the cache. Raw PCM/G.711 answers are wrapped in a
 WAV header on the way, so every stored file is self-describing.
 """
@@ -22,14 +22,8 @@ from urllib.parse import urlsplit
 import aiofiles
 import httpx
 
-from runner.audio.formats import (
-    AudioInfo,
-    FormatSpec,
-    carries_wav_header,
-    verify_audio,
-    verify_audio_bytes,
-    wav_header,
-)
+from runner.audio.formats import FormatSpec, carries_wav_header, wav_header
+from runner.audio.verify import AudioInfo, verify_audio, verify_audio_bytes
 from runner.errors import AudioError, DownloadError
 from runner.providers.http import translate_errors
 from runner.store.cache import Blob, ContentCache, file_digest

@@ -35,7 +35,6 @@ from runner.errors import (
     RateLimited,
     RequestRejected,
 )
-from runner.providers.http import translate_errors
 from runner.providers.base import Request, Sink, Submitted, SyncResult, TaskStatus
 from runner.providers.common import (
     excerpt,
@@ -46,6 +45,7 @@ from runner.providers.common import (
     retry_after_s,
     ua_headers,
 )
+from runner.providers.http import translate_errors
 
 _TTS_QUERY = ("output_format", "enable_logging", "optimize_streaming_latency")
 _SFX_QUERY = ("output_format", "enable_logging")

@@ -37,7 +37,6 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.providers.http import translate_errors
 from runner.providers.base import (
     Request,
     Sink,
@@ -59,6 +58,7 @@ from runner.providers.common import (
     retry_after_s,
     ua_headers,
 )
+from runner.providers.http import translate_errors
 
 # Words of the body codes, for messages (market ApiResponse enum, FACTS §1.2, §1.10).
 _MEANING = {

@@ -23,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.store import atomic
-from runner.audio.formats import sniff
 from runner.audio.containers import InvalidAudio, parse_wav
-from runner.errors import AudioError
 from runner.audio.ffmpeg import ffmpeg_exe
 from runner.audio.loudness import Measurement, parse_summary
+from runner.audio.verify import sniff
+from runner.errors import AudioError
+from runner.store import atomic
 
 PEAKS = 300  # bars per waveform: enough for a card a few hundred pixels wide
 PEAKS_VERSION = 2  # 2: loudness (integrated LUFS, true peak) measured in the same decode

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from runner.manifest.load import AudioKind, Job, JobKind
 from runner.catalog.models import Kind
-from runner.report.collect import BAD_OUTCOMES, Build, Card, Take
+from runner.manifest.load import AudioKind, Job, JobKind
 from runner.report.audio import PEAKS, WAVE_HEIGHT, AudioView
+from runner.report.collect import BAD_OUTCOMES, Build, Card, Take
 from runner.report.static import CSS, JS
 from runner.text.subtitles import Cue
 

@@ -34,8 +34,8 @@ from typing import Any
 from aiohttp import web
 
 from runner.errors import RunnerError, UsageError
-from runner.report.collect import secrets_of
 from runner.report.audio import AudioView
+from runner.report.collect import secrets_of
 from runner.report.review_page import render
 from runner.report.review_session import ReviewSession
 

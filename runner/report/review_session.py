@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
+from runner.manifest.load import Job, JobKind, load_pipeline
 from runner.plan.export import export_build
 from runner.plan.layout import Target, layout_for
-from runner.manifest.load import Job, JobKind, load_pipeline
-from runner.report.collect import BAD_OUTCOMES
 from runner.report.audio import AudioView, AudioViews
+from runner.report.collect import BAD_OUTCOMES
+from runner.store.cache import file_digest
+from runner.store.journal import AssetRow, JobOutcomeRow, Journal
+from runner.store.lockfile import LockEntry, read_lockfile
 from runner.store.reviews import (
     Decision,
     Mark,
@@ -40,9 +43,6 @@ from runner.store.reviews import (
     take_of,
 )
 from runner.store.reviews import reviewer as default_reviewer
-from runner.store.cache import file_digest
-from runner.store.journal import AssetRow, JobOutcomeRow, Journal
-from runner.store.lockfile import LockEntry, read_lockfile
 
 PROMPT_CHARS = 400  # of a prompt in the list; the detail has all of it
 KIND = {"sound_effect": "sound effect", "speech": "speech", "music": "music"}

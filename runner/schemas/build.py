@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.store import atomic
 from runner.schemas.openapi import derive_model_schemas, stale_model_schemas, write_model_schemas
 from runner.schemas.paths import MODEL_SCHEMAS_DIR, OPENAPI_DIR, PIPELINE_SCHEMA_PATH
 from runner.schemas.pipeline import editor_schema
+from runner.store import atomic
 
 
 def _dump(schema: dict[str, Any]) -> str:

@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from runner.errors import SchemaError
 from runner.catalog.models import MODELS
+from runner.errors import SchemaError
 from runner.schemas.paths import MODEL_SCHEMAS_DIR, OPENAPI_DIR
 
 Json = dict[str, Any]

@@ -18,11 +18,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from runner.errors import SchemaError
-from runner.schemas.fast import compile_schema
 from runner.catalog.models import ModelInfo
-from runner.schemas.paths import MODEL_SCHEMAS_DIR
+from runner.errors import SchemaError
 from runner.manifest.yaml_source import shown
+from runner.schemas.fast import compile_schema
+from runner.schemas.paths import MODEL_SCHEMAS_DIR
 
 DocPath = tuple[str | int, ...]
 

@@ -24,8 +24,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from runner.store.atomic import full_sync
 from runner.errors import StoreError
+from runner.store.atomic import full_sync
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

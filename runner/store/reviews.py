@@ -43,8 +43,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.store import atomic
 from runner.errors import StoreError
+from runner.store import atomic
 
 if TYPE_CHECKING:
     from runner.plan.layout import BuildLayout

@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.plan.layout import BuildLayout, Target, layout_for
-from runner.manifest.load import JobKind, load_pipeline
-from runner.plan.plan import Plan, PlannedJob, State, make_plan
 from runner.engine.materialize import record, write_files, write_output_from_memory
+from runner.manifest.load import JobKind, load_pipeline
+from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.plan.plan import Plan, PlannedJob, State, make_plan
 from runner.store.cache import ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.team.config import RemoteCacheConfig, resolve

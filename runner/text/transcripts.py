@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.store import atomic
 from runner.errors import AudioError
+from runner.store import atomic
 from runner.text.subtitles import Cue, event_text, make_cues, to_srt, to_vtt, words_from_stt
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 
-from runner.audio.formats import FormatSpec, decode, verify_audio
+from runner.audio.decode import decode
+from runner.audio.formats import FormatSpec
+from runner.audio.verify import verify_audio
 from runner.engine.retry import RetryPolicy
 from runner.engine.run import RunOptions, run_pipeline
 

@@ -37,11 +37,13 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.audio.formats import FormatSpec, decode, verify_audio
-from runner.cli.exitcodes import ExitCode
-from runner.plan.layout import Target, layout_for
-from runner.manifest.load import load_pipeline
+from runner.audio.decode import decode
+from runner.audio.formats import FormatSpec
+from runner.audio.verify import verify_audio
 from runner.catalog.models import Kind
+from runner.cli.exitcodes import ExitCode
+from runner.manifest.load import load_pipeline
+from runner.plan.layout import Target, layout_for
 from runner.plan.plan import make_plan
 from runner.sandbox import SandboxProcess, SandboxServer
 from runner.sandbox.state import canonical_json, sha256_hex

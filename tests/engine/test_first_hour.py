@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli.main import main
 from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
 from runner.engine.retry import JobOutcome, RetryPolicy
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache

@@ -7,7 +7,8 @@ import json
 import random
 from pathlib import Path
 
-from runner.audio.formats import FormatSpec, decode
+from runner.audio.decode import decode
+from runner.audio.formats import FormatSpec
 from runner.cli.exitcodes import ExitCode
 from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from runner.engine.retry import JobOutcome
 from runner.errors import ManifestInvalid, UsageError
+from runner.manifest.load import load_pipeline
 from runner.plan.export import export
 from runner.plan.housekeeping import clean
 from runner.plan.layout import Target, layout_for
-from runner.manifest.load import load_pipeline
 from runner.plan.plan import State, make_plan
-from runner.engine.retry import JobOutcome
 from runner.report.review_session import ReviewSession
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache

@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.providers import download
-from runner.cli.main import main
-from runner.errors import DownloadError
 from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
 from runner.engine.retry import JobOutcome
+from runner.errors import DownloadError
+from runner.providers import download
 from runner.sandbox import SandboxConfig, SandboxServer, parse_latency
 from runner.store.cache import ContentCache
 from tests.engine.helpers import created, run, stats, write_manifest

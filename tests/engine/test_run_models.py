@@ -9,9 +9,15 @@ from typing import Any
 import pytest
 
 from runner.sandbox import SandboxServer
-
 from tests.engine.helpers import (
-    assert_audio, created, lockfile, output, provider_requests, run, stats, write_manifest,
+    assert_audio,
+    created,
+    lockfile,
+    output,
+    provider_requests,
+    run,
+    stats,
+    write_manifest,
 )
 
 AUDIO = Path(__file__).parents[2] / "pipelines" / "audio" / "interview_harbour_master.mp3"

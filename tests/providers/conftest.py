@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from runner.audio.verify import AudioInfo, verify_audio
 from runner.catalog.accounts import BUILTIN, ProviderAccount
-from runner.audio.formats import AudioInfo, verify_audio
-from runner.providers.http import make_client
 from runner.providers.base import TaskState, TaskStatus
+from runner.providers.http import make_client
 from runner.sandbox import SandboxConfig, SandboxServer, provider_urls
 
 # Long and distinctive, so that tests can assert it never shows up in a message.

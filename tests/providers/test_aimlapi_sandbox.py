@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     ProviderUnavailable,
@@ -15,7 +16,6 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.catalog.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.errors import RequestRejected
 from runner.catalog.models import MODELS
+from runner.errors import RequestRejected
 from runner.providers.base import Request, TaskState
 from runner.providers.market import MarketAdapter
 

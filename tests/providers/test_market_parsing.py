@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     GenerationFailed,
@@ -21,9 +22,8 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.providers.http import USER_AGENT
-from runner.catalog.models import MODELS
 from runner.providers.base import Request, TaskState, TaskStatus
+from runner.providers.http import USER_AGENT
 from runner.providers.market import MarketAdapter
 
 from .mock import BASE, Script, account, reply

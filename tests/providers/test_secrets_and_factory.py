@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from runner.catalog.accounts import BUILTIN
-from runner.errors import ProviderError
-from runner.providers.http import make_client
 from runner.catalog.models import MODELS
+from runner.errors import ProviderError
 from runner.providers import AimlapiAdapter, ElevenLabsAdapter, MarketAdapter, make_adapter
 from runner.providers.base import Adapter, Request
+from runner.providers.http import make_client
 
 from .conftest import API_KEY, Sandbox, Sink, closed_port_url
 from .mock import Script, account, reply

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.events import Event, EventKind
 from runner.cli.exitcodes import ExitCode
+from runner.engine.events import Event, EventKind
 from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from runner.team.records import INLINE_MAX_BYTES, blob_path, record_path

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from runner.engine.events import Event, EventKind, Tally
-from runner.progress.plain import PlainLog
-from runner.engine.retry import JobOutcome
 from runner.cli.summary import remote_line
+from runner.engine.events import Event, EventKind, Tally
+from runner.engine.retry import JobOutcome
+from runner.progress.plain import PlainLog
 from tests.test_progress import display_at, rendered
 
 T0 = 1_760_000_000.0

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from runner.cli.main import main
 from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
 from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer, parse_latency
 from tests.conftest import FakeClock, RemoteCacheSetup

@@ -43,8 +43,8 @@ from enum import Enum
 from types import TracebackType
 from typing import Self
 
-from runner.errors import ConcurrencyLimited, RateLimited, TransportError
 from runner.engine.limits.gate import Clock, Gate, Sleep
+from runner.errors import ConcurrencyLimited, RateLimited, TransportError
 
 DISCOVERY_START = 4  # slots in the first window when the provider's limit is unknown
 MAX_PROBE_WINDOWS = 16  # refused probes back off to one attempt per 16 good windows
