@@ -210,3 +210,12 @@ class AudioError(RunnerError):
 
 class FfmpegNotFound(AudioError):
     """No ffmpeg binary: neither on PATH, nor $RUNNER_FFMPEG, nor from imageio-ffmpeg."""
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` for a one-line message: control characters escaped, long text cut."""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text

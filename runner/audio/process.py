@@ -39,7 +39,7 @@ from runner.engine.events import EventKind
 from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
 from runner.errors import AudioError
-from runner.manifest.expand import extension_for
+from runner.manifest.expansion import extension_for
 from runner.manifest.postprocess import PostProcess
 from runner.plan.plan import PlannedJob
 from runner.store import atomic

@@ -303,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from runner.plan.housekeeping import build_status, render_status
-    from runner.plan.layout import describe
+    from runner.store.layout import describe
 
     statuses, layout = build_status(args.file, sandbox=args.sandbox)
     if args.json:

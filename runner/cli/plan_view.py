@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.plan.layout import describe
 from runner.plan.plan import Plan
+from runner.store.layout import describe
 
 
 def _fmt_cost(cost: float | None) -> str:

@@ -43,8 +43,8 @@ def add_run_option(run: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.errors import UsageError
     from runner.manifest.load import load_pipeline
-    from runner.plan.layout import has_build, layout_to_read
     from runner.report.collect import build_report
+    from runner.store.layout import has_build, layout_to_read
 
     layout, note = layout_to_read(load_pipeline(args.file), args.sandbox)
     if note is None and not has_build(layout):

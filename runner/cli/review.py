@@ -58,7 +58,7 @@ def _check_build(file: Path, sandbox: bool, what: str) -> None:
     """As `runner report` does: a build never run, or the live build when only a
     sandbox one exists, is said in one line instead of an empty app or export."""
     from runner.manifest.load import load_pipeline
-    from runner.plan.layout import has_build, layout_to_read
+    from runner.store.layout import has_build, layout_to_read
 
     layout, note = layout_to_read(load_pipeline(file), sandbox)
     if note is None and not has_build(layout):

@@ -34,14 +34,14 @@ from runner.errors import (
     RunnerError,
     TransportError,
 )
-from runner.manifest.expand import extension_for
-from runner.manifest.load import AudioKind
-from runner.plan.layout import BuildLayout
+from runner.manifest.expansion import extension_for
+from runner.manifest.types import AudioKind
 from runner.plan.plan import PlannedJob
 from runner.providers import download
 from runner.providers.base import Adapter, Request, TaskResult, TaskState, TaskStatus
 from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
+from runner.store.layout import BuildLayout
 
 if TYPE_CHECKING:
     from runner.team.remote_cache import RemoteCache

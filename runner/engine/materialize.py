@@ -16,13 +16,13 @@ from typing import Any
 
 from runner.catalog.models import Kind
 from runner.errors import StoreError
-from runner.manifest.load import JobKind
 from runner.manifest.postprocess import raw_of
-from runner.plan.layout import BuildLayout
+from runner.manifest.types import JobKind
 from runner.plan.plan import PlannedJob, context_digest
 from runner.store import atomic
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
+from runner.store.layout import BuildLayout
 from runner.store.lockfile import LockEntry
 
 

@@ -19,7 +19,7 @@ from runner.audio.loudness import describe_miss
 from runner.engine.events import EventKind
 from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
-from runner.manifest.expand import extension_for
+from runner.manifest.expansion import extension_for
 from runner.plan.plan import Plan, PlannedJob
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow

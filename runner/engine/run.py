@@ -25,11 +25,12 @@ from runner.engine.job import Account, RunContext
 from runner.engine.retry import JobOutcome, RetryPolicy
 from runner.engine.scheduler import Engine, RunResult, select
 from runner.errors import LockedBuildError, UsageError
-from runner.manifest.load import JobKind, Pipeline, load_pipeline
-from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.manifest.load import load_pipeline
+from runner.manifest.types import JobKind, Pipeline
 from runner.plan.plan import Plan, make_plan, takes_in
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal
+from runner.store.layout import BuildLayout, Target, layout_for
 from runner.store.lockfile import LockEntry, write_lockfile
 
 T = TypeVar("T")

@@ -26,7 +26,7 @@ from runner.engine.job import Finish, RunContext, prepare_audio, produce
 from runner.engine.materialize import record, write_files, write_output_from_memory
 from runner.engine.retry import JobOutcome
 from runner.errors import RunnerError
-from runner.manifest.load import JobKind
+from runner.manifest.types import JobKind
 from runner.plan.plan import Plan, PlannedJob
 from runner.providers.base import Request
 from runner.store.journal import AssetRow

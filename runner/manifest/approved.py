@@ -11,7 +11,7 @@ import re
 from pathlib import PureWindowsPath
 
 from runner.errors import Problem
-from runner.manifest.load import Job, Pipeline
+from runner.manifest.types import Job, Pipeline
 
 DEFAULT_TEMPLATE = "approved/{id}.{ext}"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

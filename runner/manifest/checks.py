@@ -12,10 +12,10 @@ from typing import Any
 
 from runner.catalog.accounts import BUILTIN, env_name
 from runner.catalog.models import MODELS, Kind
-from runner.errors import Problem
-from runner.manifest.load import AudioKind, Job, JobKind, Pipeline
+from runner.errors import Problem, shown
 from runner.manifest.outputs import check_outputs
-from runner.manifest.yaml_source import DocPath, shown
+from runner.manifest.types import AudioKind, Job, JobKind, Pipeline
+from runner.manifest.yaml_source import DocPath
 from runner.schemas.pipeline import PROVIDER_TYPES
 from runner.schemas.validate import check, model_validator, partial_validator, suggest
 

@@ -11,23 +11,16 @@ import functools
 import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from runner.catalog.accounts import DEFAULT_FOR_FAMILY
 from runner.catalog.models import MODELS, Kind, ModelInfo
-from runner.errors import Problem
+from runner.errors import Problem, shown
+from runner.manifest.expansion import ExpansionContext, extension_for, merged, plain_copy
 from runner.manifest.filenames import local_file
-from runner.manifest.load import (
-    AudioKind,
-    AudioSource,
-    Job,
-    JobKind,
-    Pipeline,
-)
 from runner.manifest.postprocess import PostProcess, declared
 from runner.manifest.programmes import programme_jobs
-from runner.manifest.yaml_source import shown
+from runner.manifest.types import AudioKind, AudioSource, Job, JobKind, Pipeline
 from runner.schemas.validate import suggest
 
 DocPath = tuple[str | int, ...]
@@ -40,34 +33,13 @@ REQUEST_ID_FIELDS = ("previous_request_ids", "next_request_ids")
 OUTPUT_VARS = ("id", "variant", "ext")
 
 
-@functools.cache
-def extension_for(fmt: str) -> str:
-    """File extension (no dot) the runner writes for a provider format: raw PCM/G.711
-    answers are wrapped in WAV, transcripts are JSON."""
-    if fmt == "json":
-        return "json"
-    from runner.audio.formats import FormatSpec
-
-    return FormatSpec.parse(fmt).extension.lstrip(".")
-
-
-@dataclass
-class _Context:
-    pipeline: Pipeline
-    data: dict[str, Any]
-    problems: list[Problem]
-
-    def problem(self, path: DocPath, message: str, job_id: str | None = None,
-                key: bool = False) -> None:
-        self.problems.append(self.pipeline.document.problem(path, message, key=key,
-                                                            job_id=job_id))
 
 
 def expand_jobs(pipeline: Pipeline, data: dict[str, Any],
                 max_jobs: int = 100_000) -> tuple[list[Job], list[Problem]]:
     """Every template's jobs, in order. No template is expanded past `max_jobs`: a
     matrix's size is computed from its lists' lengths before anything is built."""
-    ctx = _Context(pipeline, data, [])
+    ctx = ExpansionContext(pipeline, data, [])
     jobs: list[Job] = []
     for index, template in enumerate(data["jobs"]):
         if not isinstance(template, dict) or not isinstance(template.get("model"), str) \
@@ -112,7 +84,7 @@ def job_count(template: dict[str, Any], defaults: dict[str, Any]) -> tuple[int, 
     return rows * variants, how
 
 
-def _default_provider(ctx: _Context, model: ModelInfo) -> str:
+def _default_provider(ctx: ExpansionContext, model: ModelInfo) -> str:
     defaults = ctx.data.get("defaults") or {}
     preferred = defaults.get("provider")
     account = ctx.pipeline.accounts.get(str(preferred)) if preferred else None
@@ -161,26 +133,7 @@ def substitute(value: Any, row: dict[str, Any], unknown: set[str]) -> Any:
     return value
 
 
-def plain_copy(value: Any) -> Any:
-    """A deep copy of plain YAML data (dicts, lists, scalars): much cheaper than `copy.deepcopy`."""
-    if isinstance(value, dict):
-        return {k: plain_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_copy(v) for v in value]
-    return value
-
-
-def merged(defaults: Any, own: Any) -> Any:
-    """`own` over `defaults`, recursively for mappings; lists and scalars replace."""
-    if isinstance(defaults, dict) and isinstance(own, dict):
-        out = dict(defaults)
-        for key, value in own.items():
-            out[key] = merged(defaults.get(key), value) if key in defaults else value
-        return out
-    return plain_copy(own)
-
-
-def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[Job]:
+def _expand_template(ctx: ExpansionContext, index: int, t: dict[str, Any]) -> Iterator[Job]:
     model = MODELS[t["model"]]
     base: DocPath = ("jobs", index)
     defaults = ctx.data.get("defaults") or {}
@@ -242,7 +195,7 @@ def _format(model: ModelInfo, request: dict[str, Any]) -> str:
     return model.default_format
 
 
-def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: str,
+def _output(ctx: ExpansionContext, t: dict[str, Any], sub: Any, base: DocPath, job_id: str,
             variant: int, variants: int, fmt: str,
             post: PostProcess | None = None) -> str | None:
     default = "{id}.{ext}" if variants == 1 else "{id}_v{variant}.{ext}"
@@ -263,7 +216,7 @@ def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: s
     return str(path)
 
 
-def _audio_source(ctx: _Context, model: ModelInfo, t: dict[str, Any], sub: Any,
+def _audio_source(ctx: ExpansionContext, model: ModelInfo, t: dict[str, Any], sub: Any,
                   request: dict[str, Any], base: DocPath, job_id: str) -> AudioSource | None:
     if model.kind is not Kind.TRANSCRIPT:
         if "audio" in t:

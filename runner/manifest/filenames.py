@@ -16,7 +16,7 @@ import stat
 import unicodedata
 from pathlib import Path
 
-from runner.manifest.yaml_source import shown
+from runner.errors import shown
 
 # Linux, macOS and Windows file systems allow 255 bytes (UTF-8) or UTF-16 units
 # per name; Linux's PATH_MAX is 4096 with the terminating NUL.

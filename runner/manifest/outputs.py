@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.catalog.models import Kind
-from runner.errors import Problem
+from runner.errors import Problem, shown
 from runner.manifest.filenames import collision_key, is_absolute, name_problem
-from runner.manifest.load import Job, JobKind, Pipeline
-from runner.manifest.yaml_source import DocPath, shown
-from runner.plan.layout import STATE_DIR
+from runner.manifest.types import Job, JobKind, Pipeline
+from runner.manifest.yaml_source import DocPath
+from runner.store.layout import STATE_DIR
 
 
 def output_dir_of(manifest_dir: Path, data: dict[str, Any]) -> tuple[Path, str | None]:

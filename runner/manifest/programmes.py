@@ -17,10 +17,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.catalog.models import MODELS, Family, Kind, ModelInfo
-from runner.manifest.load import (
+from runner.manifest.expansion import ExpansionContext, extension_for, merged, plain_copy
+from runner.manifest.types import (
     AudioKind,
     AudioSource,
     DialogueLine,
@@ -29,9 +30,6 @@ from runner.manifest.load import (
     NarrationSpec,
     Segment,
 )
-
-if TYPE_CHECKING:
-    from runner.manifest.expand import _Context
 
 DocPath = tuple[str | int, ...]
 # ElevenLabs request stitching takes at most this many ids (FACTS.md §3.4).
@@ -57,7 +55,7 @@ def uses_request_ids(spec: NarrationSpec, model: ModelInfo, request: dict[str, A
     return str(request.get("model_id", "")) != "eleven_v3"
 
 
-def _read_text(ctx: _Context, raw: dict[str, Any], where: DocPath, job_id: str) -> str | None:
+def _read_text(ctx: ExpansionContext, raw: dict[str, Any], where: DocPath, job_id: str) -> str | None:
     text = raw.get("text")
     text_file = raw.get("text_file")
     if text_file is not None:
@@ -82,7 +80,7 @@ def _read_text(ctx: _Context, raw: dict[str, Any], where: DocPath, job_id: str) 
     return text
 
 
-def _spec(ctx: _Context, raw: dict[str, Any], key: str, base: DocPath,
+def _spec(ctx: ExpansionContext, raw: dict[str, Any], key: str, base: DocPath,
           job_id: str) -> NarrationSpec | None:
     settings = {k: v for k, v in raw.items() if k not in ("text", "text_file", "lines")}
     if key == "dialogue":
@@ -123,14 +121,12 @@ def _context(pieces: list[_Piece], index: int, limit_chars: int = 5000) -> tuple
     return neighbour_context(pieces, index, limit_chars)  # type: ignore[arg-type]
 
 
-def programme_jobs(ctx: _Context, t: dict[str, Any], sub: Callable[[Any], Any],
+def programme_jobs(ctx: ExpansionContext, t: dict[str, Any], sub: Callable[[Any], Any],
                    request: dict[str, Any], job_id: str, base: DocPath,
                    common: dict[str, Any], variants: int,
                    output_for: Callable[[str], str | None],
                    format_of: Callable[[dict[str, Any]], str]) -> Iterator[Job]:
     """The segment jobs, verification jobs and the stitch job of one entry."""
-    from runner.manifest.expand import extension_for, merged, plain_copy
-
     key = "dialogue" if "dialogue" in t else "narration"
     model: ModelInfo = common["model"]
     if model.kind is not Kind.SPEECH:

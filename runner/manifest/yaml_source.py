@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import ManifestInvalid, Problem
+from runner.errors import ManifestInvalid, Problem, shown
 
 Loc = tuple[int, int]  # 1-based line and column
 DocPath = tuple[str | int, ...]
@@ -349,14 +349,6 @@ def _short(text: str, limit: int = 40) -> str:
     """A user's text inside a message: one line, and short (a key may be megabytes)."""
     return shown(text, limit)
 
-
-def shown(text: str, limit: int = 60) -> str:
-    """`text` for a one-line message: control characters escaped, long text cut."""
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

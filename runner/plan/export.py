@@ -26,10 +26,11 @@ from pathlib import Path
 
 from runner.errors import StoreError
 from runner.manifest.approved import approved_path, exportable
-from runner.manifest.load import Job, Pipeline, load_pipeline
-from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.manifest.load import load_pipeline
+from runner.manifest.types import Job, Pipeline
 from runner.store import atomic
 from runner.store.cache import file_digest
+from runner.store.layout import BuildLayout, Target, layout_for
 from runner.store.lockfile import LockEntry, read_lockfile
 from runner.store.reviews import Review, read_review, review_path
 

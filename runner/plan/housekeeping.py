@@ -19,10 +19,10 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.manifest.load import load_pipeline
-from runner.plan.layout import BuildLayout, layout_to_read
 from runner.plan.plan import Plan, State, make_plan, takes_in
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal, TaskRowState
+from runner.store.layout import BuildLayout, layout_to_read
 from runner.store.reviews import read_review, review_path
 
 

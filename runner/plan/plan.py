@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.manifest.expand import CONTEXT_FIELDS, REQUEST_ID_FIELDS
-from runner.manifest.load import AudioKind, Job, JobKind, Pipeline
-from runner.plan.layout import BuildLayout
+from runner.manifest.types import AudioKind, Job, JobKind, Pipeline
 from runner.plan.pricing import Price, estimate, price_table
 from runner.schemas.validate import fill_defaults
 from runner.store.cache import ContentCache, file_digest
 from runner.store.journal import Journal
+from runner.store.layout import BuildLayout
 from runner.store.lockfile import LockEntry, read_lockfile
 
 if TYPE_CHECKING:

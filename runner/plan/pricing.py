@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.catalog.models import Kind
-from runner.manifest.load import Job, JobKind
+from runner.manifest.types import Job, JobKind
 
 # Assumed length of a sound effect whose duration the model chooses.
 AUTO_DURATION_S = 4.0

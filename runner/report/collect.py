@@ -27,12 +27,13 @@ from typing import Any
 
 from runner.audio.loudness import describe_miss
 from runner.catalog.models import Kind
-from runner.manifest.load import AudioKind, Job, JobKind, Pipeline, load_pipeline
-from runner.plan.layout import BuildLayout, Target, layout_for
+from runner.manifest.load import load_pipeline
+from runner.manifest.types import AudioKind, Job, JobKind, Pipeline
 from runner.report.audio import AudioView, AudioViews
 from runner.store import atomic
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow, JobOutcomeRow, Journal
+from runner.store.layout import BuildLayout, Target, layout_for
 from runner.store.lockfile import LockEntry, read_lockfile
 from runner.store.reviews import Mark, read_review, review_path
 from runner.text.subtitles import Cue, parse_vtt

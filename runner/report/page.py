@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from runner.catalog.models import Kind
-from runner.manifest.load import AudioKind, Job, JobKind
+from runner.manifest.types import AudioKind, Job, JobKind
 from runner.report.audio import PEAKS, WAVE_HEIGHT, AudioView
 from runner.report.collect import BAD_OUTCOMES, Build, Card, Take
 from runner.report.static import CSS, JS

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.manifest.load import Job, JobKind, load_pipeline
+from runner.manifest.load import load_pipeline
+from runner.manifest.types import Job, JobKind
 from runner.plan.export import export_build
-from runner.plan.layout import Target, layout_for
 from runner.report.audio import AudioView, AudioViews
 from runner.report.collect import BAD_OUTCOMES
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow, JobOutcomeRow, Journal
+from runner.store.layout import Target, layout_for
 from runner.store.lockfile import LockEntry, read_lockfile
 from runner.store.reviews import (
     Decision,

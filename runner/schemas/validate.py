@@ -19,8 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from runner.catalog.models import ModelInfo
-from runner.errors import SchemaError
-from runner.manifest.yaml_source import shown
+from runner.errors import SchemaError, shown
 from runner.schemas.fast import compile_schema
 from runner.schemas.paths import MODEL_SCHEMAS_DIR
 

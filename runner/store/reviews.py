@@ -47,7 +47,7 @@ from runner.errors import StoreError
 from runner.store import atomic
 
 if TYPE_CHECKING:
-    from runner.plan.layout import BuildLayout
+    from runner.store.layout import BuildLayout
     from runner.store.lockfile import LockEntry
 
 REVIEW_VERSION = 1

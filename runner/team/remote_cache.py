@@ -29,7 +29,7 @@ from runner.engine.events import Event, EventKind
 from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
 from runner.errors import RemoteCacheError, StoreError
-from runner.manifest.load import Pipeline
+from runner.manifest.types import Pipeline
 from runner.plan.plan import PlannedJob
 from runner.store.journal import AssetRow
 from runner.team.config import RemoteCacheConfig, resolve

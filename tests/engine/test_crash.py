@@ -43,11 +43,11 @@ from runner.audio.verify import verify_audio
 from runner.catalog.models import Kind
 from runner.cli.exitcodes import ExitCode
 from runner.manifest.load import load_pipeline
-from runner.plan.layout import Target, layout_for
 from runner.plan.plan import make_plan
 from runner.sandbox import SandboxProcess, SandboxServer
 from runner.sandbox.state import canonical_json, sha256_hex
 from runner.store.journal import Journal
+from runner.store.layout import Target, layout_for
 
 pytestmark = pytest.mark.slow
 

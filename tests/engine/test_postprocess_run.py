@@ -21,10 +21,10 @@ from runner.engine.retry import JobOutcome
 from runner.errors import ManifestInvalid
 from runner.manifest.load import load_pipeline
 from runner.plan.housekeeping import clean
-from runner.plan.layout import Target, layout_for
 from runner.plan.plan import State, make_plan
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
+from runner.store.layout import Target, layout_for
 from tests.engine.helpers import created, lockfile, output, run, write_manifest
 
 JOB = """

@@ -17,12 +17,12 @@ from runner.errors import ManifestInvalid, UsageError
 from runner.manifest.load import load_pipeline
 from runner.plan.export import export
 from runner.plan.housekeeping import clean
-from runner.plan.layout import Target, layout_for
 from runner.plan.plan import State, make_plan
 from runner.report.review_session import ReviewSession
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
 from runner.store.cache import file_digest as digest
+from runner.store.layout import Target, layout_for
 from tests.engine.helpers import created, lockfile, output, run, write_manifest
 
 

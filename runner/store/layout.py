@@ -12,8 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
-from runner.manifest.load import Pipeline
+
+class Manifest(Protocol):
+    """What a layout needs of a pipeline: its file and the output folder it names."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def output_dir(self) -> Path: ...
 
 # The build's own folder inside output_dir: journal and content cache. No output
 # may be written into it (runner.manifest.checks).
@@ -44,7 +53,7 @@ class BuildLayout:
         return self.output_dir / relative
 
 
-def layout_for(pipeline: Pipeline, target: Target) -> BuildLayout:
+def layout_for(pipeline: Manifest, target: Target) -> BuildLayout:
     stem = pipeline.path.name.removesuffix(".yaml").removesuffix(".yml")
     if target is Target.LIVE:
         output_dir = pipeline.output_dir
@@ -60,7 +69,7 @@ def has_build(layout: BuildLayout) -> bool:
     return layout.lockfile.exists() or layout.journal.exists()
 
 
-def layout_to_read(pipeline: Pipeline, sandbox: bool) -> tuple[BuildLayout, str | None]:
+def layout_to_read(pipeline: Manifest, sandbox: bool) -> tuple[BuildLayout, str | None]:
     """The build a reading command (plan, status, report, clean) reads, and a sentence
     when it is most likely the wrong one: no live build, but a sandbox build, exists."""
     layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
