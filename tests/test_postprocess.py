@@ -16,8 +16,9 @@ from runner.audio.formats import FormatSpec
 from runner.audio.loudness import Target
 from runner.audio.pcm import from_le
 from runner.audio.process import process
+from runner.audio.steps import Convert, PostProcess, processed_key
 from runner.audio.verify import sniff
-from runner.manifest.postprocess import Convert, PostProcess, parse, processed_key
+from runner.manifest.postprocess import parse
 
 MP3 = FormatSpec.parse("mp3_44100_128")
 

@@ -20,8 +20,9 @@ import pytest
 from audiogen import make
 
 from runner.audio.formats import FormatSpec, wrap_raw
-from runner.report.collect import build_report, collect
+from runner.report.collect import collect
 from runner.report.page import APPROVED, CHANGED, FAILED, MISSED, REJECTED, UNREVIEWED
+from runner.report.write import build_report
 from runner.store.journal import Journal
 from runner.store.lockfile import LockEntry, render_lockfile
 from runner.text.subtitles import Cue, to_vtt

@@ -78,7 +78,8 @@ def _size(n_bytes: int) -> str:
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
-    from runner.engine.run import environment, run_loop
+    from runner.catalog.environment import environment
+    from runner.engine.loop import run_loop
     from runner.team import sync
 
     env = environment(args.file)
@@ -111,7 +112,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from runner.engine.run import run_loop
+    from runner.engine.loop import run_loop
     from runner.errors import UsageError
     from runner.team import gc
     from runner.team.config import resolve

@@ -267,7 +267,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runner.engine.run import RunOptions, print_summary, run_pipeline
+    from runner.cli.run import RunOptions, print_summary, run_pipeline
     from runner.progress.display import cli_observers
 
     observers, close_progress = cli_observers(log_format=args.log_format,

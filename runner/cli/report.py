@@ -43,7 +43,7 @@ def add_run_option(run: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.errors import UsageError
     from runner.manifest.load import load_pipeline
-    from runner.report.collect import build_report
+    from runner.report.write import build_report
     from runner.store.layout import has_build, layout_to_read
 
     layout, note = layout_to_read(load_pipeline(args.file), args.sandbox)
@@ -61,7 +61,7 @@ def report_after_run(manifest: Path, *, sandbox: bool) -> None:
     """`runner run --report`: write the report whatever the run's outcome (a failed run's
     report is the useful one); a report that cannot be written is said on stderr and
     leaves the run's exit code alone."""
-    from runner.report.collect import build_report
+    from runner.report.write import build_report
 
     try:
         print(f"report: {build_report(manifest, sandbox=sandbox)}")

@@ -214,7 +214,7 @@ class Engine:
 
             return await stitch_job(self.ctx, pj, self.plan)
         if pj.raw_key is not None:  # post-processed: the provider's take, then the steps
-            from runner.audio.process import produce_processed
+            from runner.engine.postprocess import produce_processed
 
             return await produce_processed(self.ctx, pj, self._generate)
         return await self._generate(pj)

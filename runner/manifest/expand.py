@@ -13,12 +13,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from runner.audio.steps import PostProcess
 from runner.catalog.accounts import DEFAULT_FOR_FAMILY
 from runner.catalog.models import MODELS, Kind, ModelInfo
 from runner.errors import Problem, shown
 from runner.manifest.expansion import ExpansionContext, extension_for, merged, plain_copy
 from runner.manifest.filenames import local_file
-from runner.manifest.postprocess import PostProcess, declared
+from runner.manifest.postprocess import declared
 from runner.manifest.programmes import programme_jobs
 from runner.manifest.types import AudioKind, AudioSource, Job, JobKind, Pipeline
 from runner.schemas.validate import suggest

@@ -16,7 +16,7 @@ from runner.catalog.models import ModelInfo
 from runner.manifest.yaml_source import YamlDocument
 
 if TYPE_CHECKING:
-    from runner.manifest.postprocess import PostProcess
+    from runner.audio.steps import PostProcess
 
 
 class JobKind(StrEnum):

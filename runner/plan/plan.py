@@ -160,7 +160,7 @@ def make_plan(pipeline: Pipeline, layout: BuildLayout, *, force: Collection[str]
     changed job whose take is there is restored for nothing, as `run` will.
     `review` (default: the review file beside the lockfile) freezes approved takes and
     remakes rejected ones."""
-    from runner.manifest.postprocess import processed_key
+    from runner.audio.steps import processed_key
     from runner.store.reviews import read_review, review_path
 
     locked = read_lockfile(layout.lockfile) if locked is None else locked

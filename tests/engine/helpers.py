@@ -12,8 +12,8 @@ import httpx
 from runner.audio.decode import decode
 from runner.audio.formats import FormatSpec
 from runner.audio.verify import verify_audio
+from runner.cli.run import RunOptions, run_pipeline
 from runner.engine.retry import RetryPolicy
-from runner.engine.run import RunOptions, run_pipeline
 
 # Fast polling: the sandbox answers at once (its clock is the test's), so the
 # runner need not wait the providers' advised 2 s before its first look.

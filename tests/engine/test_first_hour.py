@@ -130,7 +130,7 @@ def test_an_unreachable_account_is_reported_after_its_window_not_after_minutes(
     monkeypatch.setenv("RUNNER_KIE_BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("KIE_API_KEY", "k")
     manifest = write_manifest(tmp_path, JOBS)
-    from runner.engine.run import RunOptions, run_pipeline
+    from runner.cli.run import RunOptions, run_pipeline
 
     # The loop's clock decides; a short window keeps the test short, and many more
     # attempts than the window allows are available, so only the window can end it.

@@ -9,8 +9,8 @@ import pytest
 
 from runner.cli.exitcodes import ExitCode
 from runner.cli.main import main
+from runner.cli.run import RunOptions, run_pipeline
 from runner.engine.retry import JobOutcome
-from runner.engine.run import RunOptions, run_pipeline
 from runner.sandbox import SandboxServer
 from tests.conftest import RemoteCacheSetup
 from tests.engine.helpers import QUICK_RETRIES, created, lockfile, run

@@ -11,17 +11,18 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
 
 from runner.catalog.accounts import ProviderAccount
+from runner.catalog.environment import environment
 from runner.catalog.models import Family
 from runner.cli.exitcodes import ExitCode
 from runner.engine.budget import Budget
 from runner.engine.events import Bus, Observer, Tally
 from runner.engine.job import Account, RunContext
+from runner.engine.loop import run_loop
 from runner.engine.retry import JobOutcome, RetryPolicy
 from runner.engine.scheduler import Engine, RunResult, select
 from runner.errors import LockedBuildError, UsageError
@@ -32,8 +33,6 @@ from runner.store.cache import ContentCache
 from runner.store.journal import Journal
 from runner.store.layout import BuildLayout, Target, layout_for
 from runner.store.lockfile import LockEntry, write_lockfile
-
-T = TypeVar("T")
 
 # Knobs of the embedded sandbox for `--sandbox`: every documented quirk (the default),
 # the providers' published rate limits and realistic latencies, so that the main
@@ -63,30 +62,6 @@ class RunOptions:
     # Programmatic knobs (tests and benchmarks): the retry policy and the HTTP read timeout.
     retry_policy: RetryPolicy | None = None
     read_timeout_s: float = 60.0
-
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a `.env` file (comments, `export`, quotes); absent file: {}."""
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return values
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name.strip()] = value
-    return values
-
-
-def environment(manifest: Path) -> dict[str, str]:
-    """The process environment over the `.env` file beside the manifest."""
-    return {**read_dotenv(manifest.parent / ".env"), **os.environ}
 
 
 def _needed_accounts(plan: Plan, only: list[str]) -> list[str]:
@@ -178,27 +153,6 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
         if result.lock_entries or set(entries) != plan.locked_ids:
             write_lockfile(layout.lockfile, pipeline.name, entries)
     return exit_code(result, tally), plan, result, tally
-
-
-def run_loop(main: Coroutine[Any, Any, T], env: Mapping[str, str]) -> T:
-    """Run the engine on uvloop where it is installed (not on Windows), else on asyncio's
-    own loop; RUNNER_LOOP=asyncio chooses asyncio's.
-
-    uvloop's event loop and socket transports are written in C: a 10,000-job run
-    spends about a fifth less CPU per job on it (bench/bench_scale.py), most of a
-    job's CPU being three HTTP exchanges. Everything the engine uses (signal
-    handlers, worker threads, aiohttp) behaves the same on both.
-    """
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if env.get("RUNNER_LOOP", "").lower() != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)
 
 
 def merged_lock_entries(plan: Plan, result: RunResult) -> dict[str, LockEntry]:
