@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -42,9 +42,6 @@ from runner.providers.base import Adapter, Request, TaskResult, TaskState, TaskS
 from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
 from runner.store.layout import BuildLayout
-
-if TYPE_CHECKING:
-    from runner.team.remote_cache import RemoteCache
 
 # An upstream job's result URL is used directly by a transcription job when it
 # is younger than this (kie result URLs "typically expire after 24 hours").
@@ -113,6 +110,18 @@ class Account:
     connect_failures: int = 0
 
 
+class SharedResults(Protocol):
+    """Results shared with other machines (runner.team's remote cache): looked in before
+    any request, told of every result after. The engine knows only this interface; the
+    command that assembles a run hands it an implementation."""
+
+    async def restore(self, ctx: RunContext, pj: PlannedJob) -> AssetRow | None:
+        """The team's take of this request, stored locally; None when there is none."""
+
+    async def record(self, ctx: RunContext, pj: PlannedJob, asset: AssetRow) -> AssetRow:
+        """Share a result this machine made; returns the take to keep (the team's first)."""
+
+
 @dataclass
 class RunContext:
     client: httpx.AsyncClient
@@ -135,7 +144,7 @@ class RunContext:
     assets: dict[str, AssetRow] = field(default_factory=dict)
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
-    remote: RemoteCache | None = None  # the team's remote cache, when one is configured
+    remote: SharedResults | None = None  # the team's remote cache, when one is configured
 
     def asset_of(self, job_id: str) -> AssetRow | None:
         """The asset a job holds now: built in this run, or kept from before."""

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.sandbox import aimlapi, control, elevenlabs, market, uploads
+from runner.sandbox.callbacks import CallbackDispatcher
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.web import JSON, Sandbox
 
@@ -91,7 +92,8 @@ def _endpoint(scope: Scope) -> str:
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:
     """A fresh sandbox with its own state; `app.state.sandbox` reaches it from tests."""
-    sandbox = Sandbox(config or SandboxConfig())
+    sandbox = Sandbox(config or SandboxConfig(),
+                      lambda sb: CallbackDispatcher(sb, market.callback_body))
     routes: list[BaseRoute] = [
         *market.routes(""), *market.routes("/apikley"),
         *uploads.routes(""), *uploads.routes("/apikley/file-upload"), *uploads.file_routes(),
