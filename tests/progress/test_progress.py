@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from runner.engine.events import Event, EventKind
 from runner.engine.retry import JobOutcome
@@ -17,8 +16,8 @@ from runner.progress.plain import JsonLog, PlainLog
 from runner.progress.state import RateWindow, RunState
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import run, write_manifest
+from tests.progress.helpers import T0, display_at, rendered
 
-T0 = 1_760_000_000.0
 K = EventKind
 # Any SGR colour: 30-37/90-97 foreground, 40-47/100-107 background, 38;/48; extended.
 COLOUR = re.compile(r"\x1b\[[0-9;]*?(?:\b3[0-7]|\b9[0-7]|\b4[0-7]|\b10[0-7]|\b38;|\b48;)[0-9;]*m")
@@ -177,20 +176,6 @@ def test_live_display_verbose_prints_normal_lines_above() -> None:
     text = out.getvalue()
     assert "submitted   a [kie] task t-a" in text and "done        a [kie] task t-a" in text
     assert "polled" not in text and "queued" not in text
-
-
-def display_at(seconds: float, events: list[Event]) -> LiveDisplay:
-    """A display fed `events` (without starting its Live) as seen `seconds` into the run."""
-    display = LiveDisplay(io.StringIO(), clock=lambda: T0 + seconds)
-    for event in events:
-        display.state(event)
-    return display
-
-
-def rendered(display: LiveDisplay, width: int = 100) -> str:
-    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True)
-    console.print(display.frame())
-    return console.export_text()
 
 
 def row(text: str, name: str) -> list[str]:

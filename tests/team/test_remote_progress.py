@@ -8,7 +8,7 @@ from runner.cli.summary import remote_line
 from runner.engine.events import Event, EventKind, Tally
 from runner.engine.retry import JobOutcome
 from runner.progress.plain import PlainLog
-from tests.test_progress import display_at, rendered
+from tests.progress.helpers import display_at, rendered
 
 T0 = 1_760_000_000.0
 K = EventKind
