@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.sandbox import aimlapi, control, elevenlabs, market, uploads
 from runner.sandbox.config import SandboxConfig
+from runner.sandbox.redirects import Redirecting
 from runner.sandbox.web import Sandbox
 
 
@@ -74,5 +75,6 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
+    app.add_middleware(Redirecting, sandbox=sandbox)  # the `redirects` knob
     app.add_middleware(_Counting, sandbox=sandbox)
     return app

@@ -297,6 +297,11 @@ async def record_info(request: Request) -> Response:
     task = sandbox.state.tasks.get(task_id)
     if task is None or task.account is not account:
         return _answer(404, "Task not found", msg)
+    if sandbox.state.now() < task.created_s + sandbox.config.invisible_s:
+        # Created, not visible yet (the market documents this answer).
+        if sandbox.config.invisible_answer == "null":
+            return JSON({"code": 200, msg: "success", "data": None})
+        return _answer(422, "recordInfo is null", msg)
     return _answer(200, "success", msg, record(sandbox, task))
 
 
