@@ -438,6 +438,7 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
         payload=result.payload if pj.job.model.kind is not Kind.TRANSCRIPT else None)
     ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED, result=_result_json(result),
                          credits=result.credits)
+    ctx.journal.commit_soon()  # paid for and stored: a kill must not cost a second download
     ctx.budget.settle(pj.job.id, result.credits)
     ctx.emit(EventKind.STORED, pj, task_id=result.task_id)
     return asset
@@ -527,6 +528,7 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
         credits=answer.credits, task_id=answer.request_id, result_url=None, payload=payload)
     ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED, task_id=answer.request_id,
                          credits=answer.credits)
+    ctx.journal.commit_soon()
     ctx.budget.settle(pj.job.id, answer.credits)
     ctx.emit(EventKind.STORED, pj, task_id=answer.request_id)
     return asset
