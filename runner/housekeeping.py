@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.layout import BuildLayout, Target, layout_for
-from runner.manifest import load_pipeline
+from runner.manifest import Pipeline, load_pipeline
 from runner.plan import Plan, State, make_plan
+from runner.store.buildlock import BuildLock
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal, TaskRowState
 
@@ -35,8 +36,8 @@ def _journal(layout: BuildLayout) -> Journal | None:
     return Journal(layout.journal, readonly=True) if layout.journal.exists() else None
 
 
-def _plan(manifest: Path, sandbox: bool) -> tuple[Plan, BuildLayout]:
-    pipeline = load_pipeline(manifest)
+def _plan(manifest: Path | Pipeline, sandbox: bool) -> tuple[Plan, BuildLayout]:
+    pipeline = manifest if isinstance(manifest, Pipeline) else load_pipeline(manifest)
     layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
     journal = _journal(layout)
     outputs = journal.outputs() if journal else {}
@@ -106,7 +107,18 @@ class CleanReport:
 
 
 def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False) -> CleanReport:
-    plan, layout = _plan(manifest, sandbox)
+    """Remove what no job refers to. It writes the build, so it takes the build's lock
+    (refusing at once with BuildBusy while a run holds it); a dry run only reads."""
+    pipeline = load_pipeline(manifest)
+    if dry_run:
+        return _clean(pipeline, sandbox=sandbox, dry_run=True)
+    layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
+    with BuildLock(layout.state_dir, "runner clean").hold(wait=False):
+        return _clean(pipeline, sandbox=sandbox, dry_run=False)
+
+
+def _clean(pipeline: Pipeline, *, sandbox: bool, dry_run: bool) -> CleanReport:
+    plan, layout = _plan(pipeline, sandbox)
     report = CleanReport()
     if not layout.journal.exists():
         return report

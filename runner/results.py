@@ -10,19 +10,78 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner import atomic
-from runner.errors import StoreError
+from runner.errors import Problem, StoreError
 from runner.layout import BuildLayout
-from runner.manifest import JobKind
+from runner.manifest import Job, JobKind
 from runner.models import Kind
-from runner.plan import PlannedJob, context_digest
+from runner.plan import Plan, PlannedJob, context_digest
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.lockfile import LockEntry
+
+
+def companion_names(job: Job) -> dict[str, str]:
+    """The files written beside a job's output (kind -> path relative to output_dir):
+    a transcript's `.txt`, `.srt`, `.vtt`; a stitched programme's sidecar `.json` and,
+    with subtitles on, `.srt`, `.vtt`. Names only: the same rules as the writers below."""
+    stem = PurePosixPath(job.output).with_suffix("")
+    if job.model.kind is Kind.TRANSCRIPT:
+        kinds = ["txt", "srt", "vtt"]
+    elif job.kind is JobKind.STITCH:
+        subtitles = job.narration is None or job.narration.subtitles
+        kinds = ["json", *(["srt", "vtt"] if subtitles else [])]
+    else:
+        return {}
+    return {("sidecar" if kind == "json" else kind): f"{stem}.{kind}" for kind in kinds}
+
+
+def output_conflicts(plan: Plan, cache_dir: Path) -> list[Problem]:
+    """Outputs and companions that would overwrite the build's own files (journal,
+    cache, lockfile) or another file of the run, each with its file:line.
+
+    `runner validate` refuses these too; the engine checks again before it submits
+    anything, because a manifest that slips through would be found out only after
+    paying, when a result is written over the journal or another job's subtitles.
+    """
+    layout, doc = plan.layout, plan.pipeline.document
+    root = layout.output_dir
+    reserved: list[tuple[PurePosixPath, str]] = []
+    for path, what in ((layout.state_dir, "the build's state folder (journal and cache)"),
+                       (cache_dir, "the build's cache"), (layout.lockfile, "the lockfile")):
+        try:
+            reserved.append((PurePosixPath(path.relative_to(root).as_posix()), what))
+        except ValueError:
+            continue  # not inside output_dir: no output can reach it
+    problems: list[Problem] = []
+    owners: dict[str, tuple[str, str]] = {}  # file -> (job id, what it is to that job)
+    for p in plan.jobs:
+        job = p.job
+        files = {"output": job.output, **companion_names(job)}
+        for kind, name in files.items():
+            normal = os.path.normpath(name).replace(os.sep, "/")
+            what = "output" if kind == "output" else f"{kind} companion"
+            for place, place_what in reserved:
+                parts = PurePosixPath(normal).parts
+                if [s.casefold() for s in parts[:len(place.parts)]] == \
+                        [s.casefold() for s in place.parts]:
+                    problems.append(doc.problem(
+                        ("jobs", job.template, "output"), f"{what} '{normal}' would be written "
+                        f"into {place_what} ({place.as_posix()}); choose another path",
+                        job_id=job.id))
+                    break
+            owner = owners.setdefault(normal, (job.id, what))
+            if owner != (job.id, what):
+                other = "itself" if owner[0] == job.id else f"job '{owner[0]}'"
+                problems.append(doc.problem(
+                    ("jobs", job.template, "output"), f"{what} '{normal}' is also written by "
+                    f"{other} (its {owner[1]}); choose another path", job_id=job.id))
+    return problems
 
 
 def iso(ts: float) -> str:
