@@ -450,6 +450,25 @@ def downloads(url: str) -> int:
     return int(sum(requests.get("GET /files/{file_id}/{name}", {}).values()))
 
 
+def resolve_unanswered(manifest: Path, url: str) -> tuple[list[str], list[str]]:
+    """The journal's unanswered requests: (`JOB=TASK` of those the sandbox's task log
+    shows, jobs whose request it does not show)."""
+    journal = manifest.parent / "out.sandbox" / ".runner" / "journal.sqlite"
+    hashes = job_hashes(manifest)
+    recorded = {r[0] for r in query(journal, "SELECT task_id FROM tasks "
+                                             "WHERE task_id IS NOT NULL")}
+    log_of_tasks = httpx.get(f"{url}/_sandbox/tasks", timeout=30).json()
+    unnamed = {t["input_hash"]: t["task_id"] for t in log_of_tasks
+               if t["task_id"] not in recorded}
+    adopt, resend = [], []
+    for job in sorted({job for _, job in unanswered(journal)}):
+        if hashes.get(job) in unnamed:
+            adopt.append(f"{job}={unnamed[hashes[job]]}")
+        else:
+            resend.append(job)
+    return adopt, resend
+
+
 def test_twenty_kills_lose_at_most_a_moment_of_collected_results(tmp_path: Path) -> None:
     """Issue 12, item 4 and its proof. A kill while results were being collected used
     to lose every result collected since the last request was sent (the journal's
@@ -478,36 +497,38 @@ def test_twenty_kills_lose_at_most_a_moment_of_collected_results(tmp_path: Path)
         assert len(killed) == 20, kills
 
         # Requests sent but never answered: found in the provider's task log by what
-        # they asked, then collected; a request that never arrived is sent again.
-        hashes = job_hashes(manifest)
-        recorded = {r[0] for r in query(journal, "SELECT task_id FROM tasks "
-                                                 "WHERE task_id IS NOT NULL")}
-        log_of_tasks = httpx.get(f"{url}/_sandbox/tasks", timeout=30).json()
-        unnamed = {t["input_hash"]: t["task_id"] for t in log_of_tasks
-                   if t["task_id"] not in recorded}
-        adopt, resend = [], []
-        for job in sorted({job for _, job in unanswered(journal)}):
-            if hashes.get(job) in unnamed:
-                adopt.append(f"{job}={unnamed[hashes[job]]}")
-            else:
-                resend.append(job)
-        extra = (["--adopt-task", *adopt] if adopt else []) + \
-            (["--resubmit-uncertain", *resend] if resend else [])
-        log = logs / "final.log"
-        code = finish(start_runner(manifest, url, log, *extra), log, timeout_s=120)
-        assert_no_traceback(log)
-        assert code == ExitCode.OK, log.read_text()[-3000:]
+        # they asked, and collected. A request the log does not show may still be on
+        # its way (sent just before a kill, not yet read by the provider): so first a
+        # run that collects what the log shows, then a second look, and only then are
+        # the requests that never arrived sent again, as a person would do.
+        adopted, resent = 0, 0
+        for attempt in range(2):
+            adopt, resend = resolve_unanswered(manifest, url)
+            extra = ["--adopt-task", *adopt] if adopt else []
+            if attempt == 1 and resend:
+                extra += ["--resubmit-uncertain", *resend]
+            adopted += len(adopt)
+            resent += len(resend) if attempt == 1 else 0
+            log = logs / f"final_{attempt}.log"
+            code = finish(start_runner(manifest, url, log, *extra), log, timeout_s=120)
+            assert_no_traceback(log)
+            expected = ExitCode.OK if attempt == 1 or not resend else ExitCode.JOBS_FAILED
+            assert code == expected, log.read_text()[-3000:]
 
         lock = json.loads((tmp_path / "out.sandbox" / "loop.lock.json").read_text())["jobs"]
         assert len(lock) == 300
         stats = sandbox_stats(url)
+        twice = {h for h, n in stats["tasks"]["by_input_hash"].items() if n != 1}
+        jobs_twice = sorted(j for j, h in job_hashes(manifest).items() if h in twice)
+        assert not twice, (jobs_twice, [r for r in query(
+            journal, "SELECT job_id, state, task_id, error, run_id FROM tasks") if r[0] in
+            jobs_twice])
         assert stats["tasks"]["total"] == 300
-        assert set(stats["tasks"]["by_input_hash"].values()) == {1}
         fetched = downloads(url)
         ratio = fetched / 300
         print(f"\nkill loop (seed {SEED + 12}): {len(killed)} kills, "
-              f"{len(kills) - len(killed)} runs ended on their own, {len(adopt)} unanswered "
-              f"requests adopted, {len(resend)} resent; {fetched} downloads for 300 jobs "
+              f"{len(kills) - len(killed)} runs ended on their own, {adopted} unanswered "
+              f"requests adopted, {resent} resent; {fetched} downloads for 300 jobs "
               f"({ratio:.3f} per job); {time.monotonic() - started:.1f} s")
         assert ratio <= 1.1, (fetched, kills)
 

@@ -101,7 +101,12 @@ def test_mixed_faults(tmp_path: Path, sandbox: SandboxServer) -> None:
     code, plan, result, tally = run(manifest, sandbox.url)
     assert tally.outcomes[JobOutcome.DONE] + tally.outcomes[JobOutcome.FAILED] == 30
     assert all("generation failed" in f.reason for f in tally.failures)
-    assert sum(tasks_per_input(sandbox)) == 30 + stats(sandbox.url)["faults"].get("501", 0)
+    # One task per job, plus one per failed generation, except the last of a job that
+    # failed three times (the third failure ends the job: no new task). Which job a
+    # 501 strikes depends on timing, so a job failing three times happens (~1 in 30).
+    failed_jobs = tally.outcomes[JobOutcome.FAILED]
+    assert sum(tasks_per_input(sandbox)) == \
+        30 + stats(sandbox.url)["faults"].get("501", 0) - failed_jobs
     assert_outputs_match_lock(manifest)
 
 
