@@ -533,6 +533,44 @@ def test_twenty_kills_lose_at_most_a_moment_of_collected_results(tmp_path: Path)
         assert ratio <= 1.1, (fetched, kills)
 
 
+def test_a_kill_while_collecting_keeps_every_result_already_stored(tmp_path: Path) -> None:
+    """Issue 12, item 4, where it broke: once the last request of a run was sent, the
+    journal committed nothing more until the run ended, so a kill while polling and
+    downloading lost every result collected, and the next run downloaded them again.
+    Killed here after the sandbox served 30 results: every one of them but those still
+    in flight (at most `max_downloads`, 8) is committed, and no more are fetched."""
+    lines = [*HEADER[:5], "    poll: {initial_interval_s: 0.05, max_interval_s: 0.2}",
+             ("    limits: {requests_per_window: 500, window_s: 1, polls_per_s: 500, "
+             "max_in_flight: 100}"), "jobs:"]
+    for i in range(80):
+        lines += [f"  - id: sfx_{i:03d}", "    model: elevenlabs/sound-effect-v2",
+                  f'    input: {{text: "{WORDS[i % 10]} thud {i}", duration_seconds: 0.6}}']
+    manifest = tmp_path / "collect.yaml"
+    manifest.write_text("\n".join(lines).replace("name: crash", "name: collect") + "\n")
+    journal = tmp_path / "out.sandbox" / ".runner" / "journal.sqlite"
+    with SandboxProcess(["--latency", "1-4", "--seed", str(SEED)]) as url:
+        log = tmp_path / "run_0.log"
+        proc = start_runner(manifest, url, log)
+        deadline = time.monotonic() + 60
+        while (sandbox_stats(url)["tasks"]["total"] < 80 or downloads(url) < 30) and \
+                proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, log.read_text()[-3000:]  # killed while collecting
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+        served = downloads(url)
+        stored = query(journal, "SELECT count(*) FROM tasks WHERE state = 'materialized'")[0][0]
+        assert stored >= served - 8, (stored, served)
+
+        log = tmp_path / "run_1.log"
+        assert finish(start_runner(manifest, url, log), log) == ExitCode.OK, log.read_text()
+        assert sandbox_stats(url)["tasks"]["total"] == 80
+        total = downloads(url)
+        print(f"\nkill while collecting: {served} results served before the kill, {stored} "
+              f"of them committed; {total} downloads in all for 80 jobs")
+        assert total <= 80 + 8, (total, served, stored)
+
+
 def kill_mid_submission(tmp_path: Path, sandbox: SandboxServer) -> tuple[Path, dict[str, int]]:
     """Two TTS jobs; the sandbox creates their tasks but holds the answers; the runner is
     killed while its journal shows both `submitting` without a task id."""
