@@ -22,7 +22,8 @@ journal's createTask attempts (a refused one keeps no task id) give the time of
 the last 429; accepted createTasks are then counted per window after it.
 
 Targets: 2% and 6%: makespan <= 2x clean. Recovery: from the third window after
-the last 429 on (that is, within two windows), >= 90% of the configured rate.
+the last 429 on (that is, within two windows), a sustained rate >= 90% of the
+configured limit.
 
     python bench/bench_429.py [--quick] [--jobs 300] [--seed 1]
 """
@@ -101,6 +102,10 @@ def run_once(jobs: int, seed: int, faults: str, pin: bool,
 
 
 def recovery(label: str, accepted: list[float], refused: list[float]) -> bool:
+    """The rate from the third window after the last 429 on: sends in any sliding window
+    come in bursts (a window's slots free together), so it is the sustained rate
+    (runbench.sustained_rate: the first window's burst is free), not a count per
+    window, that says whether the limit is back."""
     if not refused:
         print(f"  {label}: no 429 was met")
         return False
@@ -109,12 +114,13 @@ def recovery(label: str, accepted: list[float], refused: list[float]) -> bool:
     windows = [0] * (int(after[-1] / WINDOW_S) + 1) if after else []
     for t in after:
         windows[int(t / WINDOW_S)] += 1
-    full = windows[2:-1]  # from the third window on; the last one is cut short by the end
-    share = min(full) / LIMIT if full else float("nan")
-    ok = bool(full) and share >= 0.9
+    later = [t for t in after if t >= 2 * WINDOW_S]
+    rate = rb.sustained_rate(later, LIMIT) if len(later) > LIMIT + 1 else float("nan")
+    share = rate / (LIMIT / WINDOW_S)
+    ok = share >= 0.9
     rb.line(f"{label}: 429s / accepted", f"{len(refused)} / {len(accepted)}", "", None)
-    rb.line(f"{label}: createTasks per window", " ".join(map(str, windows[:8])), "", None)
-    rb.line(f"{label}: from the 3rd window on", f"{share:.0%} of {LIMIT}" if full else "n/a",
+    rb.line(f"{label}: sends per window after", " ".join(map(str, windows[:8])), "", None)
+    rb.line(f"{label}: rate from 3rd window", f"{rate:.1f}/s ({share:.0%})",
             ">= 90% (within 2 windows)", ok)
     return ok
 
@@ -128,8 +134,10 @@ def main() -> int:
     args = parser.parse_args()
     jobs = args.jobs or (300 if args.quick else 600)
     print(f"stray 429s: {jobs} jobs, limit {LIMIT}/{WINDOW_S:g} s, 0.5 s tasks")
-    clean, _, _ = run_once(jobs, args.seed, "", args.pin)
+    clean, accepted, _ = run_once(jobs, args.seed, "", args.pin)
     rb.line("clean makespan", f"{clean:.2f} s", "", None)
+    rate = rb.sustained_rate(accepted, LIMIT)
+    rb.line("clean sustained rate", f"{rate:.1f}/s ({rate / (LIMIT / WINDOW_S):.0%})", "", None)
     ok = True
     for share in (0.02, 0.06):
         span, accepted, refused = run_once(jobs, args.seed, f"429={share}", args.pin)
