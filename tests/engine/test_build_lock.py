@@ -64,6 +64,8 @@ def test_two_runs_of_one_build_started_together_buy_each_job_once(
     outs = [p.communicate(timeout=240) for p in (first, second)]
     codes = [first.returncode, second.returncode]
     assert codes == [ExitCode.OK, ExitCode.OK], outs
+    print(f"\ntwo runs of one 200-job build: exit codes {codes}, "
+          f"{created(sandbox.url)} tasks created")
     assert created(sandbox.url) == 200
     assert set(stats(sandbox.url)["tasks"]["by_input_hash"].values()) == {1}
     # One of them ran the build; the other waited for it (one line naming the holder)
