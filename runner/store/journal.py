@@ -166,8 +166,11 @@ def _create(path: Path) -> None:
     """Create the journal with its tables, all at once: a temp file, then a link to its
     name. A reader (`runner status`, a test watching a run) that finds the file finds
     its tables too; created in place, the file exists a moment before them."""
+    # What a creation cut short by a kill left (the writer holds the build lock, so no
+    # other process is creating this journal now).
+    for leftover in path.parent.glob(f".{path.name}.*.new*"):
+        leftover.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    tmp.unlink(missing_ok=True)
     db = sqlite3.connect(tmp, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
