@@ -26,17 +26,13 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-with warnings.catch_warnings():
-    # pydub looks for ffmpeg on PATH at import and warns when there is none; it
-    # never runs it for us (we hand it decoded samples), so the warning is noise.
-    warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
-    from pydub import AudioSegment
-
 from runner.audioparse import InvalidAudio, parse_wav
 from runner.errors import AudioError
 from runner.ffmpeg import ffmpeg_exe
 
 if TYPE_CHECKING:
+    from pydub import AudioSegment
+
     from runner.audioformat import FormatSpec
 
 Source = str | Path | bytes
@@ -110,7 +106,17 @@ def decode_pcm(
 
 def decode(source: Source, spec: FormatSpec | None = None, *,
            sample_rate: int | None = None, channels: int | None = None) -> AudioSegment:
-    """Decode to a pydub `AudioSegment` (16-bit), never touching ffprobe."""
+    """Decode to a pydub `AudioSegment` (16-bit), never touching ffprobe.
+
+    pydub is imported here, not at the top: on Python 3.13 it needs the
+    `audioop-lts` backport, and no command but this should depend on it.
+    """
+    with warnings.catch_warnings():
+        # pydub looks for ffmpeg on PATH at import and warns when there is none; it
+        # never runs it for us (we hand it decoded samples), so the warning is noise.
+        warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
+        from pydub import AudioSegment
+
     pcm = decode_pcm(source, spec, sample_rate=sample_rate, channels=channels)
     return AudioSegment(data=pcm.data, sample_width=2, frame_rate=pcm.sample_rate,
                         channels=pcm.channels)

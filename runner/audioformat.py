@@ -12,6 +12,7 @@ re-encoding, so every file the runner writes is playable and self-describing:
     pcm_R    s16le mono, no header     .wav  format tag 1 (PCM) + the same bytes
     ulaw_R   G.711 mu-law, no header   .wav  format tag 7 + the same bytes
     alaw_R   G.711 A-law, no header    .wav  format tag 6 + the same bytes
+    (any of the three already in WAV)  .wav  as received, never wrapped twice
 
 `verify_audio` is the structural check run on every download (pure Python, no
 process spawned); `sniff` says what a file really is; decoding through ffmpeg
@@ -43,7 +44,8 @@ from runner.mp3frames import RELEASE_BEHIND, mp3_header_description, parse_mp3
 
 __all__ = [
     "AudioInfo", "Codec", "FormatSpec", "InvalidAudio", "Sniffed", "WavWriter",
-    "decode", "decode_pcm", "duration_s", "sniff", "verify_audio", "wav_header", "wrap_raw",
+    "carries_wav_header", "decode", "decode_pcm", "duration_s", "sniff", "verify_audio",
+    "wav_header", "wrap_raw",
 ]
 
 
@@ -167,6 +169,12 @@ def wav_header(spec: FormatSpec, data_bytes: int) -> bytes:
             + b"data" + struct.pack("<I", data_bytes))
 
 
+def carries_wav_header(data: Buffer) -> bool:
+    """True when `data` starts with a RIFF/WAVE header. A raw format (pcm, ulaw, alaw)
+    that arrives like this is already a WAV file and must not be wrapped again."""
+    return len(data) >= 12 and bytes(data[:4]) == b"RIFF" and bytes(data[8:12]) == b"WAVE"
+
+
 def _check_raw_size(spec: FormatSpec, data_bytes: int) -> None:
     if data_bytes % spec.bytes_per_sample:
         raise InvalidAudio(f"truncated: {data_bytes} bytes of {spec.name} is not a whole number "
@@ -174,7 +182,10 @@ def _check_raw_size(spec: FormatSpec, data_bytes: int) -> None:
 
 
 def wrap_raw(data: bytes, spec: FormatSpec) -> bytes:
-    """A complete WAV file holding `data` (raw provider samples) unchanged."""
+    """A complete WAV file holding `data` (raw provider samples) unchanged; `data` that
+    is a WAV file already is returned as it is."""
+    if carries_wav_header(data):
+        return data
     _check_raw_size(spec, len(data))
     return wav_header(spec, len(data)) + data + (b"\0" if len(data) & 1 else b"")
 
@@ -351,7 +362,13 @@ def _parse_as(buf: Buffer, spec: FormatSpec, check_crc: bool) -> StreamInfo:
         return parse_mp3(buf)
     if found.kind == "ogg-opus":
         return parse_ogg_opus(buf, check_crc=check_crc)
-    return parse_wav(buf).info
+    layout = parse_wav(buf)
+    if carries_wav_header(buf[layout.data_offset:layout.data_offset + 12]):
+        # A provider's WAV wrapped once more: the inner header would play as a click and
+        # every size in it lies. It parses as a valid WAV, so only this look catches it.
+        raise InvalidAudio(f"a second RIFF/WAVE header at byte {layout.data_offset}, inside "
+                           "the audio data: the file was wrapped in WAV twice")
+    return layout.info
 
 
 def _is_whole_mp3(buf: Buffer) -> bool:

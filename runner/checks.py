@@ -5,24 +5,28 @@ Each check returns problems and never stops at the first one.
 
 from __future__ import annotations
 
-import os
-import posixpath
 import re
 from collections import deque
-from pathlib import PureWindowsPath
+from collections.abc import Mapping
 from typing import Any
 
-from runner.accounts import BUILTIN
+from runner.accounts import BUILTIN, env_name
 from runner.errors import Problem
 from runner.manifest import AudioKind, Job, JobKind, Pipeline
 from runner.models import MODELS, Kind
+from runner.outputs import check_outputs
 from runner.pipeline_schema import PROVIDER_TYPES
 from runner.schemas import check, model_validator, partial_validator, suggest
+from runner.yamlsource import DocPath, shown
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# An id names files ({id}.mp3, {id}_v2.mp3, {id}.segments/, uploads): with room for
+# what the runner adds, it stays under the 255 bytes a file name may have.
+MAX_ID_CHARS = 200
 
 
-def check_accounts(pipeline: Pipeline, declared: dict[str, Any]) -> list[Problem]:
+def check_accounts(pipeline: Pipeline, declared: dict[str, Any],
+                   env: Mapping[str, str] | None = None) -> list[Problem]:
     doc = pipeline.document
     problems = []
     for name, spec in declared.items():
@@ -33,18 +37,64 @@ def check_accounts(pipeline: Pipeline, declared: dict[str, Any]) -> list[Problem
             problems.append(doc.problem(("providers", name), f"provider '{name}' is not built in"
                                         f"{hint}; an extra account needs `type:` (one of "
                                         f"{', '.join(PROVIDER_TYPES)})", key=True))
+    problems += _check_base_urls(pipeline, declared, env or {})
     return problems
 
 
-def check_jobs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
+def _check_base_urls(pipeline: Pipeline, declared: dict[str, Any],
+                     env: Mapping[str, str]) -> list[Problem]:
+    """Base URLs from the environment (they win over the manifest's, which the schema
+    checks): an account's key is sent there, so only http(s) will do."""
+    from runner.expand import url_problem
+
+    problems = []
+    doc = pipeline.document
+    for name in pipeline.accounts:
+        for suffix in ("BASE_URL", "UPLOAD_BASE_URL"):
+            variable = env_name(name, suffix)
+            value = env.get(variable)
+            problem = url_problem(value, f"{variable} (from the environment)") if value else None
+            if problem is not None:
+                where = ("providers", name) if name in declared else ()
+                problems.append(doc.problem(where, problem, key=bool(where)))
+    return problems
+
+
+def check_jobs(pipeline: Pipeline, jobs: list[Job], *, partial: bool = False) -> list[Problem]:
+    """`partial`: some entries were left out for problems of their own, so a `from:`
+    naming a job that does not exist may name one of them."""
+    from runner.approved import check_templates
+
+    id_problems = _check_ids(pipeline, jobs)
+    refused = {p.job_id for p in id_problems}  # their outputs derive from the bad id
     return [
         *_check_providers(pipeline, jobs),
-        *_check_ids(pipeline, jobs),
+        *id_problems,
         *_check_defaults(pipeline),
+        *_check_prices(pipeline),
         *_check_inputs(pipeline, jobs),
-        *_check_outputs(pipeline, jobs),
-        *_check_dependencies(pipeline, jobs),
+        *check_outputs(pipeline, [j for j in jobs if shown(j.id, 40) not in refused]),
+        *_check_dependencies(pipeline, jobs, partial),
+        *check_templates(pipeline, jobs),  # `approved:` paths
     ]
+
+
+_PRICE_FIELDS = ("per_request", "per_1k_chars", "per_second", "per_step", "minimum")
+
+
+def _check_prices(pipeline: Pipeline) -> list[Problem]:
+    """A price of nothing would estimate every job at 0 credits: --max-credits could
+    never stop them. (Negative figures are refused by the schema.)"""
+    problems = []
+    for model_id, fields in pipeline.prices.items():
+        if isinstance(fields, dict) and fields and all(
+                isinstance(fields.get(k, 0), (int, float)) and not fields.get(k, 0)
+                for k in _PRICE_FIELDS):
+            problems.append(pipeline.document.problem(
+                ("prices", model_id), f"every figure of this price is 0: {model_id} jobs would "
+                "be estimated at 0 credits and no --max-credits budget could stop them; give "
+                f"at least one of {', '.join(_PRICE_FIELDS)} above 0"))
+    return problems
 
 
 def _check_providers(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
@@ -81,27 +131,37 @@ def _check_ids(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     first: dict[str, Job] = {}
     for job in jobs:
         generated = job.segment is not None or job.verifies is not None  # ids made by us
-        if not generated and not _JOB_ID.match(job.base_id):
-            problems.append(doc.problem(("jobs", job.template, "id"), f"job id '{job.base_id}' "
+        # The id the manifest made (a matrix value may have brought any character in);
+        # '#N' of a variant is the runner's.
+        made = job.id if job.variants == 1 else job.id.rpartition("#")[0]
+        if not generated and not _JOB_ID.match(made):
+            problems.append(doc.problem(("jobs", job.template, "id"), f"job id '{shown(made)}' "
                                         "may use only letters, digits, '_', '.' and '-', "
-                                        "starting with a letter or digit", job_id=job.id))
+                                        "starting with a letter or digit ('/' and '#' name "
+                                        "segments and variants)", job_id=shown(job.id, 40)))
+            continue
+        if not generated and len(made) > MAX_ID_CHARS:
+            problems.append(doc.problem(("jobs", job.template, "id"), f"job id of {len(made):,} "
+                                        f"characters; at most {MAX_ID_CHARS} (it names files)",
+                                        job_id=shown(job.id, 40)))
             continue
         earlier = first.setdefault(job.id, job)
         if earlier is not job:
-            line = doc.locate(("jobs", earlier.template, "id"))[0]
+            # The earlier entry's line costs a pass over the text: the first few only.
+            at = f" at line {doc.locate(('jobs', earlier.template, 'id'))[0]}" \
+                if len(problems) < 5 else ""
             how = " (made by matrix expansion)" if job.matrix or earlier.matrix else ""
             problems.append(doc.problem(("jobs", job.template, "id"),
                                         f"duplicate job id '{job.id}'{how}; first used by "
-                                        f"jobs[{earlier.template}] at line {line}",
-                                        job_id=job.id))
+                                        f"jobs[{earlier.template}]{at}", job_id=job.id))
     return problems
 
 
 def _check_defaults(pipeline: Pipeline) -> list[Problem]:
     doc = pipeline.document
-    defaults = doc.data.get("defaults") or {}
+    defaults = doc.data.get("defaults")
     problems = []
-    for model_id, values in defaults.items():
+    for model_id, values in (defaults.items() if isinstance(defaults, dict) else ()):
         if model_id in MODELS and isinstance(values, dict):
             for issue in check(partial_validator(MODELS[model_id]), values):
                 problems.append(doc.problem(("defaults", model_id, *issue.path), issue.message,
@@ -127,60 +187,82 @@ def _check_inputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
                 or job.audio.kind is AudioKind.URL or job.model.audio_file_field is None \
                 else job.model.audio_file_field
             request = {**request, str(field): _PLACEHOLDER_URL}
-        own_input = templates[job.template].get("input") or {}
-        base = ("jobs", job.template, "narration") if job.segment else ("jobs", job.template,
-                                                                        "input")
+        template = templates[job.template]
         for issue in check(model_validator(job.model), request):
-            top = issue.path[0] if issue.path else None
-            if top is not None and top not in own_input and job.segment is None:
-                continue  # from `defaults:`, reported once by _check_defaults
-            path = base if job.segment else (*base, *issue.path)
-            message = issue.message if not job.segment else f"segment {job.segment.index + 1}: " \
-                f"{'.'.join(map(str, issue.path))}: {issue.message}"
-            problems.append(doc.problem(path, message, key=issue.at_key, job_id=job.id))
+            located = _locate_input(job, template, issue.path, issue.message)
+            if located is not None:
+                problems.append(doc.problem(located[0], located[1], key=issue.at_key,
+                                            job_id=job.id))
     return problems
 
 
-def _check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
-    doc = pipeline.document
-    root = pipeline.output_dir
-    root_real = os.path.realpath(root)
-    real_dirs: dict[str, str] = {}  # many outputs share a folder: resolve each folder once
-    problems = []
-    owners: dict[str, Job] = {}
-    for job in jobs:
-        path = ("jobs", job.template, "output")
-        out = job.output
-        if out.startswith(("/", "\\")) or PureWindowsPath(out).drive:
-            problems.append(doc.problem(path, f"output '{out}' is an absolute path; give a path "
-                                        "relative to output_dir", job_id=job.id))
-            continue
-        normal = posixpath.normpath(out.replace("\\", "/"))
-        if normal == ".." or normal.startswith("../") or normal in (".", ""):
-            problems.append(doc.problem(path, f"output '{out}' leaves output_dir "
-                                        f"({os.path.relpath(root)})", job_id=job.id))
-            continue
-        folder, name = posixpath.split(normal)
-        real_dir = real_dirs.get(folder)
-        if real_dir is None:
-            real_dir = real_dirs[folder] = os.path.realpath(os.path.join(root, folder))
-        real = os.path.join(real_dir, name)
-        if os.path.islink(real):
-            real = os.path.realpath(real)
-        if real != root_real and not real.startswith(root_real + os.sep):
-            problems.append(doc.problem(path, f"output '{out}' leaves output_dir through a "
-                                        f"symbolic link (it resolves to {real})", job_id=job.id))
-            continue
-        owner = owners.setdefault(normal, job)
-        if owner is not job:
-            problems.append(doc.problem(path, f"output '{normal}' is also written by job "
-                                        f"'{owner.id}'; give each job its own file",
-                                        job_id=job.id))
-        job.output = normal
-    return problems
+def _locate_input(job: Job, template: dict[str, Any], path: DocPath,
+                  message: str) -> tuple[DocPath, str] | None:
+    """Where in the manifest the value of `job`'s input at `path` was written, so that a
+    problem points at it: the job's `input`, a dialogue line, a narration's text, or
+    the matrix value a `{name}` brought in. None: it comes from `defaults:`, which
+    are checked (and reported) once on their own."""
+    base: DocPath = ("jobs", job.template)
+    own = template.get("input")
+    own_input = own if isinstance(own, dict) else {}
+    top = path[0] if path else None
+    if job.segment is None or job.verifies is not None:
+        if top is not None and top not in own_input:
+            return None
+        where: DocPath = (*base, "input", *path)
+        return _matrix_origin(job, template, where, path) or where, message
+    key = "dialogue" if "dialogue" in template else "narration"
+    if key == "dialogue":
+        line_no = job.segment.index
+        line = template[key]["lines"][line_no]
+        line_input = line.get("input") if isinstance(line.get("input"), dict) else {}
+        at_line: DocPath = (*base, key, "lines", line_no)
+        if top == "text":
+            return (*at_line, "text"), message
+        if top is not None and top == job.model.voice_field and "voice" in line:
+            return (*at_line, "voice"), message
+        if top is not None and top in line_input:
+            return (*at_line, "input", *path), message
+        if top is not None and top in own_input:
+            return (*base, "input", *path), message
+        return (at_line, message) if top is None else None
+    if top in ("text", "previous_text", "next_text"):
+        source = "text_file" if "text_file" in template[key] else "text"
+        return (*base, key, source), f"segment {job.segment.index + 1}: {top}: {message}"
+    if top is not None and top in own_input:
+        return (*base, "input", *path), message
+    return ((*base, "input") if own_input else base, message) if top is None else None
 
 
-def _check_dependencies(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
+def _matrix_origin(job: Job, template: dict[str, Any], where: DocPath,
+                   path: DocPath) -> DocPath | None:
+    """A value that is exactly `{name}` in the input came from the matrix: point there."""
+    raw: Any = template.get("input")
+    for part in path:
+        found = (isinstance(raw, dict) and part in raw) or (
+            isinstance(raw, list) and isinstance(part, int) and part < len(raw))
+        if not found:
+            return None
+        raw = raw[part]
+    if not isinstance(raw, str) or not (raw.startswith("{") and raw.endswith("}")):
+        return None
+    name = raw[1:-1]
+    matrix = template.get("matrix")
+    if name not in job.matrix:
+        return None
+    value = job.matrix[name]
+    if isinstance(matrix, dict) and isinstance(matrix.get(name), list):
+        for i, item in enumerate(matrix[name]):
+            if item == value and type(item) is type(value):
+                return ("jobs", job.template, "matrix", name, i)
+    if isinstance(matrix, list):
+        for i, row in enumerate(matrix):
+            if row == job.matrix:
+                return ("jobs", job.template, "matrix", i, name)
+    return None
+
+
+def _check_dependencies(pipeline: Pipeline, jobs: list[Job], partial: bool) -> list[Problem]:
     doc = pipeline.document
     by_id = {job.id: job for job in jobs}
     variants_of: dict[str, list[str]] = {}
@@ -197,8 +279,10 @@ def _check_dependencies(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
             if target in variants_of:
                 message = (f"job '{target}' has {len(variants_of[target])} variants; name one: "
                            f"{', '.join(variants_of[target][:3])}")
+            elif partial:
+                continue  # it may be one of the entries left out for their own problems
             else:
-                message = f"from: no job '{target}'{suggest(target, list(by_id))}"
+                message = f"from: no job '{shown(target)}'{suggest(target, list(by_id))}"
             problems.append(doc.problem(path, message, job_id=job.id))
         elif target != job.id and not by_id[target].model.makes_audio:
             problems.append(doc.problem(path, f"job '{target}' makes a transcript, not audio; "

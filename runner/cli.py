@@ -67,6 +67,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      help="run only these jobs (and what they depend on)")
     run.add_argument("--force", nargs="+", default=[], metavar="ID",
                      help="regenerate these jobs even if they are up to date")
+    run.add_argument("--restore", nargs="+", default=[], metavar="ID",
+                     help="put back the generated take of these jobs over their hand-edited "
+                          "outputs (which a run otherwise keeps)")
     run.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                      help="at most N jobs in progress at once (default: the accounts' limits)")
     going = run.add_mutually_exclusive_group()
@@ -116,9 +119,16 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     add_run_option(run)  # runner run --report
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
+    from runner.team import cache_cli
+
+    cache_cli.add_run_option(run)  # runner run --remote-cache-mode
+    cache_cli.configure(commands)  # runner cache push|pull|gc
+    from runner.review_cli import configure as configure_review
+
+    configure_review(commands)  # runner review FILE, runner export FILE
 
     status = commands.add_parser(
-        "status", help="what the build holds: done, failed, in flight, cached, frozen",
+        "status", help="what the build holds: done, failed, in flight, cached, modified",
         description="Each job's state from the journal and the lockfile (no network).",
     )
     status.add_argument("file", metavar="FILE", type=Path)
@@ -127,7 +137,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     clean = commands.add_parser(
-        "clean", help="remove outputs and cached takes no job refers to any more",
+        "clean", help="remove outputs no job refers to any more (paid takes are kept)",
         description="Remove output files the runner wrote for jobs no longer in the manifest, "
                     "and cache entries of superseded takes. Files the runner did not write "
                     "are never touched.",
@@ -135,6 +145,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     clean.add_argument("file", metavar="FILE", type=Path)
     clean.add_argument("--sandbox", action="store_true", help="the sandbox build")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    clean.add_argument("--prune-takes", action="store_true",
+                       help="also remove paid takes that only the cache holds (superseded "
+                            "takes, takes of removed jobs): going back to them would pay again")
     clean.set_defaults(handler=cmd_clean)
 
     schemas = commands.add_parser("schemas", help="derive and export JSON Schemas")
@@ -156,18 +169,56 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     export.add_argument("dir", metavar="DIR", type=Path)
     export.set_defaults(handler=cmd_schemas_export)
 
+    init = commands.add_parser(
+        "init", help="write a commented starter manifest",
+        description="Write a starter manifest (three kinds of job, commented) and, beside "
+                    "it, pipeline.schema.json, which its first line names so that editors "
+                    "complete and check it.",
+    )
+    init.add_argument("file", metavar="FILE", type=Path, nargs="?",
+                      default=Path("pipeline.yaml"), help="default: pipeline.yaml")
+    init.add_argument("--force", action="store_true", help="replace an existing FILE")
+    init.set_defaults(handler=cmd_init)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script",
+        description="Print the completion script of a shell. bash: eval \"$(runner "
+                    "completion bash)\" in ~/.bashrc; zsh: the same with zsh in ~/.zshrc; "
+                    "fish: runner completion fish > ~/.config/fish/completions/runner.fish",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(handler=cmd_completion)
+
     sandbox = commands.add_parser(
         "sandbox", help="a local emulator of every provider API", description=(
             "A faithful local emulator of the kie.ai/apikley market API, AI/ML API "
             "and ElevenLabs, for offline runs and tests."
         )
     )
-    if argv[:1] == ["sandbox"]:
+    if argv[:1] == ["sandbox"] or argv[:1] == ["completion"]:
         # Only `runner sandbox ...` pays for importing the sandbox package.
         from runner.sandbox import cli as sandbox_cli
 
         sandbox_cli.configure(sandbox)
     return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from runner.starter import write_starter
+
+    written = write_starter(args.file, force=args.force)
+    for path in written:
+        print(f"wrote {os.path.relpath(path)}")
+    print(f"next: runner validate {os.path.relpath(written[0])}, then runner run "
+          f"{os.path.relpath(written[0])} --sandbox")
+    return int(ExitCode.OK)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from runner.starter import completion_script
+
+    print(completion_script(args.shell, build_parser(["completion"])), end="")
+    return int(ExitCode.OK)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -193,19 +244,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from runner.layout import Target, layout_for
-    from runner.manifest import load_pipeline
-    from runner.plan import make_plan
+    from runner.housekeeping import read_plan
     from runner.views import plan_json, render_plan
 
-    pipeline = load_pipeline(args.file)
-    target = Target.SANDBOX if args.sandbox else Target.LIVE
-    plan = make_plan(pipeline, layout_for(pipeline, target), force=args.force,
-                     recontext=args.recontext)
+    # A plan of a live build never run is useful (what would it cost?): shown, with
+    # a word when a sandbox build exists and was probably meant.
+    plan, note = read_plan(args.file, args.sandbox, strict=False, force=args.force,
+                           recontext=args.recontext)
     if args.json:
         print(json.dumps(plan_json(plan), indent=2))
     else:
         print(render_plan(plan))
+    if note is not None:
+        print(f"runner: note: {note}", file=sys.stderr)
     return int(ExitCode.OK)
 
 
@@ -233,22 +284,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                                               progress=args.progress, verbosity=args.verbosity)
     options = RunOptions(
         sandbox=args.sandbox, sandbox_url=args.sandbox_url, only=args.only, force=args.force,
+        restore=args.restore,
         fail_fast=args.fail_fast, max_active_jobs=args.jobs, locked=args.locked,
         max_credits=args.max_credits, resubmit_uncertain=args.resubmit_uncertain,
         adopt=_pairs(args.adopt_task, "--adopt-task"),
         callback_url=args.callback_url, callback_listen=args.callback_listen,
         grace_s=args.grace, observers=observers, recontext=args.recontext,
         wait_for_lock=args.wait, on_lock_wait=_say_waiting,
+        remote_cache_mode=args.remote_cache_mode,
     )
     try:
         code, plan, result, tally = run_pipeline(args.file, options)
     finally:
         close_progress()  # the live table's last frame, and the cursor back, before the summary
-    print_summary(plan, result, tally, args.file, options)
-    if args.report:
-        from runner.report_cli import report_after_run
+    try:
+        print_summary(plan, result, tally, args.file, options)
+        if args.report:
+            from runner.report_cli import report_after_run
 
-        report_after_run(args.file, sandbox=options.sandbox or options.sandbox_url is not None)
+            report_after_run(args.file, sandbox=options.sandbox or options.sandbox_url is not None)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `runner run | head -3`: the run is recorded; its code stands
+        _silence_stdout()
     return code
 
 
@@ -257,11 +314,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from runner.housekeeping import build_status, render_status
+    from runner.layout import describe
 
-    statuses = build_status(args.file, sandbox=args.sandbox)
+    statuses, layout = build_status(args.file, sandbox=args.sandbox)
     if args.json:
         print(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
     else:
+        print(describe(layout))
         print(render_status(statuses))
     return int(ExitCode.OK)
 
@@ -269,13 +328,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from runner.housekeeping import clean
 
-    report = clean(args.file, sandbox=args.sandbox, dry_run=args.dry_run)
+    report = clean(args.file, sandbox=args.sandbox, dry_run=args.dry_run,
+                   prune_takes=args.prune_takes)
     verb = "would remove" if args.dry_run else "removed"
     for where in [*map(str, report.outputs), *report.blobs]:
         print(f"{verb} {os.path.relpath(where)}")
     print(f"{verb} {len(report.outputs)} output(s) and {len(report.blobs)} cached file(s), "
-          f"{report.freed_bytes / 1e6:.1f} MB")
+          f"{_size(report.freed_bytes)}")
+    if report.kept_takes:
+        print(f"kept {report.kept_takes} paid take(s) that only the cache holds "
+              f"({_size(report.kept_bytes)}: superseded, or of jobs no longer in the "
+              "manifest); --prune-takes removes them")
     return int(ExitCode.OK)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
 
 
 def cmd_schemas_build(args: argparse.Namespace) -> int:
@@ -302,13 +370,27 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python's flush at exit would fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a reader gone shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        # `runner status | head`: the reader has what it wanted. 141 is what a
+        # process killed by SIGPIPE reports (as `git log | head` does under pipefail).
+        _silence_stdout()
+        return 128 + 13
     except ManifestInvalid as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

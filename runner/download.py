@@ -24,7 +24,14 @@ from urllib.parse import urljoin, urlsplit
 import aiofiles
 import httpx
 
-from runner.audioformat import AudioInfo, FormatSpec, verify_audio, verify_audio_bytes, wav_header
+from runner.audioformat import (
+    AudioInfo,
+    FormatSpec,
+    carries_wav_header,
+    verify_audio,
+    verify_audio_bytes,
+    wav_header,
+)
 from runner.errors import AudioError, DownloadError, DownloadRefused
 from runner.http import translate_errors
 from runner.store.cache import Blob, ContentCache, file_digest
@@ -128,13 +135,23 @@ class CacheWriter:
         self.progress = progress if expected_bytes and expected_bytes > _PROGRESS_ABOVE_BYTES \
             else None
         self.expected_mib = (expected_bytes or 0) >> 20
+        self.header_bytes = 0  # the WAV header this writer put before raw samples
 
     async def __aenter__(self) -> Self:
         # The file is opened only when the first 256 KiB are buffered: a small result
         # (most sound effects and speech lines) never needs a temp file of its own.
         if self.spec is not None and self.spec.raw:
             self.buffer += wav_header(self.spec, 0)  # sizes patched when finished
+            self.header_bytes = len(self.buffer)
         return self
+
+    def _keep_provider_wav(self) -> None:
+        """Raw samples that arrived already in a WAV file (a provider may wrap pcm/ulaw/alaw
+        itself) are kept as they came: this writer's header is dropped, never stacked on
+        theirs. Called once, before the first byte is written or hashed."""
+        if self.header_bytes and carries_wav_header(self.buffer[self.header_bytes:]):
+            del self.buffer[:self.header_bytes]
+            self.header_bytes = 0
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
@@ -158,6 +175,8 @@ class CacheWriter:
                 self.progress(self.size >> 20, self.expected_mib)
 
     async def _flush(self) -> None:
+        if self.file is None:
+            self._keep_provider_wav()
         if self.buffer:
             data = bytes(self.buffer)
             self.buffer.clear()
@@ -179,7 +198,8 @@ class CacheWriter:
         await self.file.close()
         self.file = None
         sha = self.digest.hexdigest()
-        if self.spec is not None and self.spec.raw:
+        if self.header_bytes:
+            assert self.spec is not None  # only raw specs get a header
             await asyncio.to_thread(_patch_header, self.path, wav_header(self.spec, self.size))
             sha = await asyncio.to_thread(file_digest, self.path)
         try:
@@ -194,9 +214,11 @@ class CacheWriter:
         """A result that fits the write buffer (most sound effects and lines): verified
         and hashed in memory, then appended to the cache's pack (`put_verified`), with
         no temp file of its own."""
+        self._keep_provider_wav()
         data = bytes(self.buffer)
         self.buffer.clear()
-        if self.spec is not None and self.spec.raw:  # the header's sizes, now known
+        if self.header_bytes:  # the header's sizes, now known
+            assert self.spec is not None  # only raw specs get a header
             header = wav_header(self.spec, self.size)
             data = header + data[len(header):]
         if self.spec is None:

@@ -173,7 +173,7 @@ class Engine:
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no warning
             self.producing[pj.key] = (pj.job.id, future)
             try:
-                asset = await self._produce(pj)
+                asset, outcome = await self._produce_shared(pj)
             except BaseException as error:
                 future.set_exception(error if isinstance(error, Finish) else Finish(
                     JobOutcome.FAILED, str(error) or type(error).__name__))
@@ -181,6 +181,18 @@ class Engine:
             future.set_result(asset)
         await self._finish(pj, asset, outcome)
         return outcome
+
+    async def _produce_shared(self, pj: PlannedJob) -> tuple[AssetRow, JobOutcome]:
+        """`_produce`, with the team's remote cache (runner.team) looked in before any
+        request and told of the result after: a take another machine bought is not
+        bought again."""
+        remote = self.ctx.remote
+        if remote is None:
+            return await self._produce(pj), JobOutcome.DONE
+        asset = await remote.restore(self.ctx, pj)
+        if asset is not None:
+            return asset, JobOutcome.CACHED
+        return await remote.record(self.ctx, pj, await self._produce(pj)), JobOutcome.DONE
 
     def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
         """The lockfile names this request's file and a cache holds it (a shared
@@ -203,6 +215,13 @@ class Engine:
             from runner.narrate import stitch_job
 
             return await stitch_job(self.ctx, pj, self.plan)
+        if pj.raw_key is not None:  # post-processed: the provider's take, then the steps
+            from runner.postprocess_run import produce_processed
+
+            return await produce_processed(self.ctx, pj, self._generate)
+        return await self._generate(pj)
+
+    async def _generate(self, pj: PlannedJob) -> AssetRow:
         request = await self._request(pj)
         try:
             return await produce(self.ctx, pj, request)

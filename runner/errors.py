@@ -26,7 +26,8 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     │       └── DownloadRefused     a result URL the runner will not fetch (scheme, address)
     ├── StoreError                  the journal, cache or lockfile cannot be used
     │   ├── LockedBuildError        --locked, and something would be generated
-    │   └── BuildBusy               another process holds the build (runner run --no-wait)
+    │   ├── BuildBusy               another process holds the build (runner run --no-wait)
+    │   └── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
     └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
         └── FfmpegNotFound
 """
@@ -60,8 +61,13 @@ class Problem:
     job_id: str | None = None
 
     def __str__(self) -> str:
-        job = f" (job {self.job_id})" if self.job_id else ""
-        return f"{self.file}:{self.line}:{self.column}: {self.path}{job}: {self.message}"
+        job_id = self.job_id if self.job_id is None or len(self.job_id) <= 80 \
+            else self.job_id[:77] + "..."
+        job = f" (job {job_id})" if job_id else ""
+        text = f"{self.file}:{self.line}:{self.column}: {self.path}{job}: {self.message}"
+        # One problem, one line: a value quoted in a message may hold a newline.
+        return text if text.isprintable() else "".join(
+            c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     @property
     def sort_key(self) -> tuple[str, int, int, str]:
@@ -207,6 +213,15 @@ class LockedBuildError(StoreError):
 class BuildBusy(StoreError):
     """Another process is writing this build (it holds the build lock), and this one
     was told not to wait (`runner run --no-wait`, `runner clean`)."""
+
+
+class RemoteCacheError(StoreError):
+    """The team's remote cache refused a request or could not be reached.
+
+    Never a miss: a job whose lookup fails is stopped rather than bought again
+    (`--remote-cache-mode off` is the explicit way round). `str()` names the cache,
+    what failed and what to check; it never carries a credential.
+    """
 
 
 class AudioError(RunnerError):

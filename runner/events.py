@@ -32,6 +32,11 @@ class EventKind(StrEnum):
     ACCOUNT_STOPPED = "account_stopped"
     BUDGET_STOPPED = "budget_stopped"
     WARNING = "warning"  # done, but a person should look (e.g. a segment's transcript differs)
+    # The team's remote cache (runner.team): each carries `size_bytes` moved and `busy_s`.
+    REMOTE_HIT = "remote_hit"  # the result came from the remote cache: no provider request
+    REMOTE_MISS = "remote_miss"  # not there: the job goes to its provider
+    REMOTE_STORED = "remote_stored"  # this machine's result is recorded for the team
+    REMOTE_ADOPTED = "remote_adopted"  # another machine recorded the request first: its take
     RUN_FINISHED = "run_finished"
 
 
@@ -47,6 +52,8 @@ class Event:
     delay_s: float | None = None
     done: int | None = None  # progress of long local work (stitching)
     total: int | None = None
+    size_bytes: int | None = None  # bytes moved by this step (remote cache)
+    busy_s: float | None = None  # the remote cache's busy wall time so far
     time_s: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
@@ -56,6 +63,7 @@ class Event:
                              ("message", self.message), ("task_id", self.task_id),
                              ("credits", self.credits), ("delay_s", self.delay_s),
                              ("done", self.done), ("total", self.total),
+                             ("size_bytes", self.size_bytes), ("busy_s", self.busy_s),
                              ("time", round(self.time_s, 3)))
                 if v not in (None, "")}
 
@@ -71,6 +79,35 @@ class Failure:
     task_id: str | None
 
 
+REMOTE_KINDS = frozenset({EventKind.REMOTE_HIT, EventKind.REMOTE_MISS, EventKind.REMOTE_STORED,
+                          EventKind.REMOTE_ADOPTED})
+
+
+@dataclass
+class RemoteTally:
+    """The remote cache's share of a run: what it answered, bytes moved (both ways,
+    records included) and the wall time during which it was busy."""
+
+    hits: int = 0
+    misses: int = 0
+    stored: int = 0
+    adopted: int = 0
+    bytes_moved: int = 0
+    busy_s: float = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.REMOTE_HIT:
+            self.hits += 1
+        elif event.kind is EventKind.REMOTE_MISS:
+            self.misses += 1
+        elif event.kind is EventKind.REMOTE_STORED:
+            self.stored += 1
+        elif event.kind is EventKind.REMOTE_ADOPTED:
+            self.adopted += 1
+        self.bytes_moved += event.size_bytes or 0
+        self.busy_s = max(self.busy_s, event.busy_s or 0.0)
+
+
 @dataclass
 class Tally:
     """Counts built from events, once each: the source of the end-of-run summary."""
@@ -84,6 +121,7 @@ class Tally:
     stopped_accounts: dict[str, str] = field(default_factory=dict)
     budget_stop: str | None = None
     warnings: list[str] = field(default_factory=list)
+    remote: RemoteTally | None = None  # set by the first remote cache event
     started_s: float = field(default_factory=time.time)
     finished_s: float | None = None
 
@@ -113,6 +151,9 @@ class Tally:
                                  else event.message)
         elif event.kind is EventKind.RUN_FINISHED:
             self.finished_s = event.time_s
+        elif event.kind in REMOTE_KINDS:
+            self.remote = self.remote or RemoteTally()
+            self.remote(event)
 
     @property
     def elapsed_s(self) -> float:

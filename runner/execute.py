@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -30,6 +30,7 @@ from runner.errors import (
     RequestRejected,
     RunnerError,
     TaskUnknown,
+    TransportError,
 )
 from runner.events import Bus, Event, EventKind
 from runner.expand import extension_for
@@ -43,6 +44,9 @@ from runner.results import iso, json_blob
 from runner.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
 from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
+
+if TYPE_CHECKING:
+    from runner.team.remote_cache import RemoteCache
 
 # An upstream job's result URL is used directly by a transcription job when it
 # is younger than this (kie result URLs "typically expire after 24 hours").
@@ -106,6 +110,9 @@ class Account:
     limiter: Any  # runner.limits.AccountLimiter
     latency: LatencyEstimate = field(default_factory=LatencyEstimate)
     stopped: str | None = None  # why no more requests are sent to it
+    # Since when every request has failed to connect (None: the last one got an answer).
+    unreachable_since: float | None = None
+    connect_failures: int = 0
     # Its base URL is in private address space (the sandbox on loopback): its result
     # URLs may redirect there too. None until first asked (`allows_private`).
     private_base: bool | None = None
@@ -139,6 +146,7 @@ class RunContext:
     assets: dict[str, AssetRow] = field(default_factory=dict)
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
+    remote: RemoteCache | None = None  # the team's remote cache, when one is configured
     # What a job that is not submitted because of `stopping` ends as, and why.
     stop_outcome: tuple[JobOutcome, str] = (JobOutcome.INTERRUPTED,
                                             "not submitted: the run was interrupted")
@@ -319,12 +327,14 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             _check_can_submit(ctx, account, pj)
         row_id = ctx.journal.begin_submit(pj.key, pj.job.id, account.config.name, generation)
         await ctx.journal.durable()  # journal before network
+        sent_at = ctx.clock()
         try:
             with slot:  # resolves the rate window from how the call ended (a 429 or not)
                 answer = await call()
         except ProviderError as error:
             phase = Phase.GENERATE if account.adapter.synchronous else Phase.SUBMIT
-            decision = ctx.policy.decide(error, phase, attempt, generation)
+            decision = reachability(ctx, account, error, sent_at,
+                                    ctx.policy.decide(error, phase, attempt, generation))
             if decision.verdict is Verdict.UNCERTAIN:
                 ctx.journal.set_task(row_id, TaskRowState.UNCERTAIN, error=str(error))
                 raise Finish(JobOutcome.UNCERTAIN, f"{error}: the request may have reached "
@@ -336,15 +346,50 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             if decision.verdict is Verdict.STOP_ACCOUNT:
                 # The job is not at fault: it runs once the account is fixed.
                 _stop_account(ctx, account, error)
+                why = decision.reason if account.unreachable_since is not None \
+                    else f"refused it ({error.message})"
                 raise Finish(JobOutcome.SKIPPED, f"not run: account '{account.config.name}' "
-                             f"refused it ({error.message})") from error
+                             f"{why}") from error
             if decision.verdict is not Verdict.RETRY:
                 raise Finish(JobOutcome.FAILED, decision.reason or str(error)) from error
             await _backoff(ctx, account, pj, decision, error)
             attempt += 1
             continue
         account.limiter.succeeded(was_retry=attempt > 0)
+        account.unreachable_since = None
         return row_id, answer
+
+
+def reachability(ctx: RunContext, account: Account, error: ProviderError, sent_at: float,
+                 decision: Decision) -> Decision:
+    """An account that no request can connect to (a name that does not resolve, a
+    connection refused, no network) is stopped after `policy.unreachable_after_s`
+    with what was tried, instead of each job retrying for minutes. Any answer
+    from the provider, even an error, shows it is reachable."""
+    if not isinstance(error, TransportError) or error.request_sent:
+        account.unreachable_since = None
+        return decision
+    if account.unreachable_since is None:
+        account.unreachable_since, account.connect_failures = sent_at, 0
+    account.connect_failures += 1
+    waited_s = ctx.clock() - account.unreachable_since
+    window_s = ctx.policy.unreachable_after_s
+    if waited_s < window_s:
+        if decision.verdict is Verdict.RETRY:
+            # The next try comes before the verdict is due. A connection never made
+            # hammers nobody: no retry token is spent (tokens queue, and would keep
+            # jobs waiting long after the verdict).
+            return replace(decision, delay_s=min(decision.delay_s, window_s - waited_s),
+                           spend_budget=False)
+        return decision
+    reason = (f"is unreachable: {account.connect_failures} request(s) to "
+              f"{account.config.base_url} over {waited_s:.0f} s could not connect "
+              f"(last: {error.message}); check the network and the base URL")
+    if account.stopped is None:
+        account.stopped = reason
+        ctx.bus.emit(Event(EventKind.ACCOUNT_STOPPED, provider=account.config.name,
+                           message=reason))
+    return Decision(Verdict.STOP_ACCOUNT, 0.0, reason)
 
 
 async def submit(ctx: RunContext, account: Account, pj: PlannedJob, request: Request,
@@ -656,10 +701,13 @@ async def _upload(ctx: RunContext, account: Account, pj: PlannedJob, path: Path,
                   name: str) -> str:
     attempt = 0
     while True:
+        _check_can_submit(ctx, account, pj)
+        sent_at = ctx.clock()
         try:
             url = await account.adapter.upload(path, name)
         except ProviderError as error:
-            decision = ctx.policy.decide(error, Phase.UPLOAD, attempt)
+            decision = reachability(ctx, account, error, sent_at,
+                                    ctx.policy.decide(error, Phase.UPLOAD, attempt))
             if decision.verdict is Verdict.STOP_ACCOUNT:
                 _stop_account(ctx, account, error)
             if decision.verdict is not Verdict.RETRY:
@@ -667,5 +715,6 @@ async def _upload(ctx: RunContext, account: Account, pj: PlannedJob, path: Path,
             await _backoff(ctx, account, pj, decision, error)
             attempt += 1
             continue
+        account.unreachable_since = None
         ctx.emit(EventKind.UPLOADED, pj, message=name)
         return url

@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.accounts import DEFAULT_FOR_FAMILY
 from runner.errors import Problem
+from runner.filenames import local_file
 from runner.manifest import (
     AudioKind,
     AudioSource,
@@ -24,8 +25,10 @@ from runner.manifest import (
     Pipeline,
 )
 from runner.models import MODELS, Kind, ModelInfo
+from runner.postprocess import PostProcess, declared
 from runner.programmes import programme_jobs
 from runner.schemas import suggest
+from runner.yamlsource import shown
 
 DocPath = tuple[str | int, ...]
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -60,15 +63,53 @@ class _Context:
                                                             job_id=job_id))
 
 
-def expand_jobs(pipeline: Pipeline, data: dict[str, Any]) -> tuple[list[Job], list[Problem]]:
+def expand_jobs(pipeline: Pipeline, data: dict[str, Any],
+                max_jobs: int = 100_000) -> tuple[list[Job], list[Problem]]:
+    """Every template's jobs, in order. No template is expanded past `max_jobs`: a
+    matrix's size is computed from its lists' lengths before anything is built."""
     ctx = _Context(pipeline, data, [])
     jobs: list[Job] = []
     for index, template in enumerate(data["jobs"]):
-        if not isinstance(template, dict) or template.get("model") not in MODELS \
-                or not isinstance(template.get("id"), str):
+        if not isinstance(template, dict) or not isinstance(template.get("model"), str) \
+                or template["model"] not in MODELS or not isinstance(template.get("id"), str):
             continue  # the structure check has reported it
+        would_make, how = job_count(template, data.get("defaults") or {})
+        if len(jobs) + would_make > max_jobs:
+            where = ("jobs", index, "matrix") if "matrix" in template else ("jobs", index)
+            before = f" after the {len(jobs):,} of the entries above" if jobs else ""
+            what = f"this entry would make {would_make:,} jobs ({how}){before}" \
+                if would_make > 1 else f"this entry is job {len(jobs) + 1:,}"
+            ctx.problem(where, f"{what}; a manifest may make at most {max_jobs:,} "
+                        "(RUNNER_MAX_JOBS)")
+            return jobs, ctx.problems  # nothing after it is expanded either
         jobs.extend(_expand_template(ctx, index, template))
+        if len(jobs) > max_jobs:  # a narration's segments are counted once split
+            ctx.problem(("jobs", index), f"the jobs up to this entry are {len(jobs):,} with its "
+                        f"narration's segments; a manifest may make at most {max_jobs:,} "
+                        "(RUNNER_MAX_JOBS)")
+            return jobs, ctx.problems
     return jobs, ctx.problems
+
+
+def job_count(template: dict[str, Any], defaults: dict[str, Any]) -> tuple[int, str]:
+    """How many jobs a template makes before narration segments, and how, without
+    expanding it: matrix rows x variants."""
+    matrix = template.get("matrix")
+    variants = template.get("variants", defaults.get("variants", 1))
+    variants = variants if isinstance(variants, int) and variants >= 1 else 1
+    if isinstance(matrix, list):
+        rows, how = len(matrix), f"{len(matrix):,} matrix rows"
+    elif isinstance(matrix, dict) and matrix:
+        sizes = [len(v) if isinstance(v, list) else 1 for v in matrix.values()]
+        rows = 1
+        for size in sizes:
+            rows *= size
+        how = " x ".join(f"{size:,}" for size in sizes) + " matrix values"
+    else:
+        rows, how = 1, "1 job"
+    if variants > 1:
+        how += f" x {variants} variants"
+    return rows * variants, how
 
 
 def _default_provider(ctx: _Context, model: ModelInfo) -> str:
@@ -168,8 +209,14 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
                         f"{', '.join(row) or 'none'} (write {{{{ and }}}} for literal braces)",
                         job_id)
         audio = _audio_source(ctx, model, t, sub, request, base, job_id)
+        post, problem = declared(t, defaults, model, "narration" in t or "dialogue" in t)
+        if problem:
+            ctx.problem((*base, "postprocess"), problem, job_id, key=True)
         common = {"template": index, "model": model, "provider": provider,
-                  "freeze": bool(t.get("freeze")), "matrix": row, "notes": str(t.get("notes", ""))}
+                  "freeze": bool(t.get("freeze")), "matrix": row, "notes": str(t.get("notes", "")),
+                  "post": post,
+                  "approved": str(sub(t["approved"])) if isinstance(t.get("approved"), str)
+                  else None}
         if "narration" in t or "dialogue" in t:
             yield from programme_jobs(
                 ctx, t, sub, request, job_id, base, common, variants,
@@ -179,7 +226,7 @@ def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[J
         fmt = _format(model, request)
         for variant in range(1, variants + 1):
             vid = job_id if variants == 1 else f"{job_id}#{variant}"
-            output = _output(ctx, t, sub, base, job_id, variant, variants, fmt)
+            output = _output(ctx, t, sub, base, job_id, variant, variants, fmt, post)
             if output is None:
                 continue
             yield Job(id=vid, kind=JobKind.GENERATE, input=plain_copy(request),
@@ -196,7 +243,8 @@ def _format(model: ModelInfo, request: dict[str, Any]) -> str:
 
 
 def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: str,
-            variant: int, variants: int, fmt: str) -> str | None:
+            variant: int, variants: int, fmt: str,
+            post: PostProcess | None = None) -> str | None:
     default = "{id}.{ext}" if variants == 1 else "{id}_v{variant}.{ext}"
     template = str(sub(t.get("output", default)))
     if variants > 1 and "output" in t and "{variant}" not in template:
@@ -204,7 +252,8 @@ def _output(ctx: _Context, t: dict[str, Any], sub: Any, base: DocPath, job_id: s
             ctx.problem((*base, "output"), f"the job has {variants} variants but its output has "
                         "no {variant} placeholder: every take would overwrite the others", job_id)
         return None
-    values = {"id": job_id, "variant": str(variant), "ext": extension_for(fmt)}
+    ext = post.extension(extension_for(fmt)) if post else extension_for(fmt)
+    values = {"id": job_id, "variant": str(variant), "ext": ext}
     unknown: set[str] = set()
     path = substitute(template, values, unknown)
     if unknown and variant == 1:
@@ -223,27 +272,62 @@ def _audio_source(ctx: _Context, model: ModelInfo, t: dict[str, Any], sub: Any,
         return None
     field = model.audio_url_field
     given = sub(t.get("audio")) if "audio" in t else None
+    from_input = False
     if field and field in request:
         if given is not None:
             ctx.problem((*base, "input", field), f"the audio is given twice: by 'audio' and by "
                         f"input.{field}; keep one", job_id)
             return None
         given = {"url": request.pop(field)}
+        from_input = True
     if given is None:
         ctx.problem(base, "missing audio to transcribe: add `audio:` with a URL, a file, or "
                     "{from: <job id>}", job_id)
         return None
+    where = (*base, "input", str(field)) if from_input else (*base, "audio")
     if isinstance(given, str):
-        given = {"url": given} if re.match(r"https?://", given) else {"file": given}
+        given = {"url": given} if _URL.match(given) else {"file": given}
     if not isinstance(given, dict) or len(given) != 1:
         return None  # the structure check has reported it
     kind, value = next(iter(given.items()))
+    if isinstance(t.get("audio"), dict):
+        where = (*where, kind)
+    if not isinstance(value, str):
+        if from_input:  # the model schema is not asked about the field the runner fills
+            ctx.problem(where, f"expected an http(s) URL, got {value!r:.40}", job_id)
+        return None  # otherwise the structure check has reported it
     if kind == "url":
-        return AudioSource(AudioKind.URL, str(value))
+        problem = url_problem(value, "audio URL")
+        if problem:
+            ctx.problem(where, problem, job_id)
+            return None
+        return AudioSource(AudioKind.URL, value)
     if kind == "from":
-        return AudioSource(AudioKind.FROM, str(value))
-    path = (ctx.pipeline.path.parent / str(value)).resolve()
-    if not path.is_file():
-        ctx.problem((*base, "audio"), f"no such audio file: {value} (looked for {path})", job_id)
+        return AudioSource(AudioKind.FROM, value)
+    path, problem = local_file(ctx.pipeline.path.parent, value, "audio file")
+    if path is None:
+        ctx.problem(where, str(problem), job_id)
         return None
     return AudioSource(AudioKind.FILE, str(path))
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def url_problem(url: str, what: str) -> str | None:
+    """Why `url` is not an http(s) URL the runner may fetch from or send to, or None."""
+    from urllib.parse import urlsplit
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("http", "https"):
+        got = f"scheme '{shown(scheme, 20)}'" if scheme else f"'{shown(url)}'"
+        return f"{what}: expected an http(s) URL, got {got}"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return f"{what} '{shown(url)}' holds a space or a control character"
+    try:
+        host = urlsplit(url).hostname
+    except ValueError as exc:
+        return f"{what} '{shown(url)}' is not a valid URL ({exc})"
+    if not host:
+        return f"{what} '{shown(url)}' names no host"
+    return None

@@ -12,13 +12,16 @@ folder are never touched) and cache entries of superseded takes.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.layout import BuildLayout, Target, layout_for
-from runner.manifest import Pipeline, load_pipeline
-from runner.plan import Plan, State, make_plan
+from runner.errors import UsageError
+from runner.layout import BuildLayout, layout_to_read
+from runner.manifest import load_pipeline
+from runner.plan import Plan, State, make_plan, takes_in
+from runner.review_file import read_review, review_path
 from runner.store.buildlock import BuildLock
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal, TaskRowState
@@ -27,7 +30,9 @@ from runner.store.journal import Journal, TaskRowState
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     job_id: str
-    status: str  # done | cached | frozen | in flight | uncertain | failed | skipped | new | changed
+    # done | cached | frozen | modified | in flight | uncertain | failed | skipped | new |
+    # changed | restore
+    status: str
     detail: str = ""
     task_id: str | None = None
 
@@ -36,17 +41,37 @@ def _journal(layout: BuildLayout) -> Journal | None:
     return Journal(layout.journal, readonly=True) if layout.journal.exists() else None
 
 
-def _plan(manifest: Path | Pipeline, sandbox: bool) -> tuple[Plan, BuildLayout]:
-    pipeline = manifest if isinstance(manifest, Pipeline) else load_pipeline(manifest)
-    layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
+def read_plan(manifest: Path, sandbox: bool, *, strict: bool = True,
+              force: Collection[str] = (), recontext: bool = False) -> tuple[Plan, str | None]:
+    """The plan of the build a reading command reads, without creating anything, as
+    `runner run` would make it (takes in the cache are restored, not bought).
+
+    Returns a sentence when the live build does not exist but a sandbox one does;
+    with `strict` that is an error (a status of 43 "new" jobs would mislead)."""
+    pipeline = load_pipeline(manifest)
+    layout, note = layout_to_read(pipeline, sandbox)
+    if note is not None and strict:
+        raise UsageError(note)
     journal = _journal(layout)
-    outputs = journal.outputs() if journal else {}
-    if journal:
-        journal.close()
-    return make_plan(pipeline, layout, outputs=outputs), layout
+    try:
+        cache = ContentCache(layout.cache_dir(os.environ)) if journal else None
+        plan = make_plan(pipeline, layout, force=force, recontext=recontext,
+                         outputs=journal.outputs() if journal else {},
+                         in_cache=takes_in(journal, cache))
+    finally:
+        if journal:
+            journal.close()
+    return plan, note
 
 
-def build_status(manifest: Path, *, sandbox: bool = False) -> list[JobStatus]:
+def _plan(manifest: Path, sandbox: bool) -> tuple[Plan, BuildLayout]:
+    plan, _ = read_plan(manifest, sandbox)
+    return plan, plan.layout
+
+
+def build_status(manifest: Path, *, sandbox: bool = False
+                 ) -> tuple[list[JobStatus], BuildLayout]:
+    """Each job's status, and the build read."""
     plan, layout = _plan(manifest, sandbox)
     journal = _journal(layout)
     outcomes = journal.latest_outcomes() if journal else {}
@@ -56,7 +81,12 @@ def build_status(manifest: Path, *, sandbox: bool = False) -> list[JobStatus]:
         live = journal.live_task(p.key) if journal else None
         last = outcomes.get(job_id)
         if p.state is State.FROZEN:
-            statuses.append(JobStatus(job_id, "frozen", "the locked take is kept (freeze: true)"))
+            statuses.append(JobStatus(job_id, "frozen", "the locked take is kept (freeze: true, "
+                                      "or approved in review)"))
+        elif p.state is State.MODIFIED:
+            statuses.append(JobStatus(job_id, "modified", f"{p.job.output} was edited by hand: "
+                                      "a run keeps it (--restore ID puts the take back, --force "
+                                      "ID makes a new one)"))
         elif p.state is State.UP_TO_DATE:
             cached = last is not None and last.key == p.key and last.outcome == "cached"
             statuses.append(JobStatus(job_id, "cached" if cached else "done", p.job.output,
@@ -72,14 +102,18 @@ def build_status(manifest: Path, *, sandbox: bool = False) -> list[JobStatus]:
         elif last is not None and last.key == p.key and last.outcome in (
                 "failed", "skipped", "interrupted", "uncertain"):
             statuses.append(JobStatus(job_id, last.outcome, last.message or "", last.task_id))
+        elif p.state is State.RESTORE:
+            earlier = p.locked is None or p.locked.key != p.key
+            statuses.append(JobStatus(job_id, "restore", "an earlier take of this very request "
+                                      "is in the cache: the next run restores it for nothing"
+                                      if earlier else "output missing: restored from the cache "
+                                      "on the next run"))
         else:
-            statuses.append(JobStatus(job_id, p.state.value if p.state is not State.RESTORE
-                                      else "restore", "to be generated" if p.state.needs_work
-                                      and p.state is not State.RESTORE else "output missing: "
-                                      "restored from the cache on the next run"))
+            statuses.append(JobStatus(job_id, p.state.value, "to be generated"
+                                      if p.state.needs_work else ""))
     if journal:
         journal.close()
-    return statuses
+    return statuses, layout
 
 
 def render_status(statuses: list[JobStatus]) -> str:
@@ -100,25 +134,34 @@ class CleanReport:
     outputs: list[Path] = field(default_factory=list)
     blobs: list[str] = field(default_factory=list)  # where each was (Blob.label)
     freed_bytes: int = 0
+    # Takes kept because the cache is their only copy (without --prune-takes).
+    kept_takes: int = 0
+    kept_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"outputs": [str(p) for p in self.outputs], "cache": self.blobs,
-                "freed_bytes": self.freed_bytes}
+                "freed_bytes": self.freed_bytes, "kept_takes": self.kept_takes,
+                "kept_bytes": self.kept_bytes}
 
 
-def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False) -> CleanReport:
-    """Remove what no job refers to. It writes the build, so it takes the build's lock
-    (refusing at once with BuildBusy while a run holds it); a dry run only reads."""
-    pipeline = load_pipeline(manifest)
-    if dry_run:
-        return _clean(pipeline, sandbox=sandbox, dry_run=True)
-    layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
+def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False,
+          prune_takes: bool = False) -> CleanReport:
+    """Remove outputs the runner wrote for jobs no longer in the manifest, and cached
+    files nothing needs (see `_clean`). It writes the build, so it takes the build's
+    lock, refusing at once with BuildBusy while a run holds it; a dry run only reads."""
+    layout, _ = layout_to_read(load_pipeline(manifest), sandbox)
+    if dry_run or not layout.journal.exists():  # nothing is written
+        return _clean(manifest, sandbox=sandbox, dry_run=dry_run, prune_takes=prune_takes)
     with BuildLock(layout.state_dir, "runner clean").hold(wait=False):
-        return _clean(pipeline, sandbox=sandbox, dry_run=False)
+        return _clean(manifest, sandbox=sandbox, dry_run=False, prune_takes=prune_takes)
 
 
-def _clean(pipeline: Pipeline, *, sandbox: bool, dry_run: bool) -> CleanReport:
-    plan, layout = _plan(pipeline, sandbox)
+def _clean(manifest: Path, *, sandbox: bool, dry_run: bool, prune_takes: bool) -> CleanReport:
+    """A paid take (a provider's answer) that only the cache still holds (superseded,
+    or of a job removed) is kept unless `prune_takes`: it was paid for, and going back
+    to its request restores it for nothing. So is any file the journal does not know
+    (a shared RUNNER_CACHE_DIR holds other builds' takes)."""
+    plan, layout = _plan(manifest, sandbox)
     report = CleanReport()
     if not layout.journal.exists():
         return report
@@ -128,10 +171,15 @@ def _clean(pipeline: Pipeline, *, sandbox: bool, dry_run: bool) -> CleanReport:
         keep_outputs.add(p.job.output)
         if p.locked is not None:
             keep_blobs.add(p.locked.sha256)
+            if p.locked.raw:
+                keep_blobs.add(p.locked.raw["sha256"])
             keep_outputs.update(p.locked.companions.values())
     with Journal(layout.journal) as journal:
         assets = journal.all_assets()
-        current_keys = {p.key for p in plan.jobs}
+        # Post-processed jobs keep the provider's result too (a changed step reprocesses
+        # it instead of buying it again), and reviewed takes stay: a rejected one included.
+        current_keys = {p.key for p in plan.jobs} | {p.raw_key for p in plan.jobs if p.raw_key}
+        keep_blobs |= read_review(review_path(layout)).takes()
         keep_blobs |= {a.sha256 for k, a in assets.items() if k in current_keys}
         for output in sorted(journal.outputs()):
             if output in keep_outputs:
@@ -147,6 +195,15 @@ def _clean(pipeline: Pipeline, *, sandbox: bool, dry_run: bool) -> CleanReport:
                 journal.forget_output(output)
         cache = ContentCache(layout.cache_dir(os.environ))
         unused = [blob for blob in cache.blobs() if blob.sha256 not in keep_blobs]
+        if not prune_takes:
+            # Only what the journal knows to be local work (a stitch) may go by default.
+            local = {a.sha256 for a in assets.values() if a.task_id is None}
+            paid = {a.sha256 for a in assets.values() if a.task_id is not None}
+            kept = [b for b in unused if b.sha256 in paid or b.sha256 not in local]
+            report.kept_takes = len({b.sha256 for b in kept})
+            report.kept_bytes = sum(b.size for b in kept)
+            keep_blobs |= {b.sha256 for b in kept}
+            unused = [b for b in unused if b.sha256 not in keep_blobs]
         if not dry_run:
             unused = cache.remove(unused)
         report.blobs = [blob.label for blob in unused]

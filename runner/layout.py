@@ -7,12 +7,17 @@ sandbox result can never satisfy a live job even if files were copied across.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from runner.manifest import Pipeline
+
+# The build's own folder inside output_dir: journal and content cache. No output
+# may be written into it (runner.checks).
+STATE_DIR = ".runner"
 
 
 class Target(StrEnum):
@@ -47,4 +52,29 @@ def layout_for(pipeline: Pipeline, target: Target) -> BuildLayout:
     else:
         output_dir = pipeline.output_dir.with_name(pipeline.output_dir.name + ".sandbox")
         lockfile = output_dir / f"{stem}.lock.json"
-    return BuildLayout(target, output_dir, lockfile, output_dir / ".runner")
+    return BuildLayout(target, output_dir, lockfile, output_dir / STATE_DIR)
+
+
+def has_build(layout: BuildLayout) -> bool:
+    """Has a run of this target ever recorded anything? (Reading never creates either.)"""
+    return layout.lockfile.exists() or layout.journal.exists()
+
+
+def layout_to_read(pipeline: Pipeline, sandbox: bool) -> tuple[BuildLayout, str | None]:
+    """The build a reading command (plan, status, report, clean) reads, and a sentence
+    when it is most likely the wrong one: no live build, but a sandbox build, exists."""
+    layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
+    if sandbox or has_build(layout):
+        return layout, None
+    other = layout_for(pipeline, Target.SANDBOX)
+    if not has_build(other):
+        return layout, None
+    return layout, (f"no live build of {os.path.relpath(pipeline.path)} yet "
+                    f"({os.path.relpath(layout.output_dir)}); a sandbox build exists "
+                    f"({os.path.relpath(other.output_dir)}): add --sandbox to read it")
+
+
+def describe(layout: BuildLayout) -> str:
+    """Which build a command reads, in one line."""
+    return (f"{layout.target.value} build: {os.path.relpath(layout.output_dir)} "
+            f"(lockfile {os.path.relpath(layout.lockfile)})")

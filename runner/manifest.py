@@ -19,12 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.accounts import ProviderAccount, resolve_accounts
 from runner.errors import ManifestInvalid, Problem
 from runner.models import ModelInfo
-from runner.yamlsource import YamlDocument, load_yaml
+from runner.yamlsource import DocPath, YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from runner.postprocess import PostProcess
 
 
 class JobKind(StrEnum):
@@ -68,6 +71,7 @@ class NarrationSpec:
     fade_ms: int = 10
     trim_silence: bool = True
     loudness_lufs: float = -16.0
+    true_peak_dbtp: float = -1.0
     output_format: str | None = None
     subtitles: bool = True
     # How segments learn their neighbours: text (previous_text/next_text), request
@@ -116,6 +120,10 @@ class Job:
     verifies: str | None = None
     matrix: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    # Steps applied to the provider's result (runner.postprocess); None: the result as is.
+    post: PostProcess | None = None
+    # Where `runner export` copies the approved take (matrix values filled; {id}, {ext} not).
+    approved: str | None = None
 
     @property
     def base_id(self) -> str:
@@ -153,13 +161,29 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+# Jobs one manifest may make (after matrix, variants and narration segments);
+# RUNNER_MAX_JOBS changes it. Matrices are counted before they are expanded.
+DEFAULT_MAX_JOBS = 100_000
+
+
+def max_jobs(env: Mapping[str, str]) -> int:
+    raw = env.get("RUNNER_MAX_JOBS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_JOBS
+    if not raw.isdigit() or int(raw) < 1:
+        from runner.errors import UsageError
+
+        raise UsageError(f"RUNNER_MAX_JOBS must be a positive whole number, not {raw[:40]!r}")
+    return int(raw)
+
+
 def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     """Read, expand and check a manifest; raises `ManifestInvalid` listing every problem."""
-    from runner import checks, expand
+    from runner import checks, expand, outputs
     from runner.schemas import check
 
     env = os.environ if env is None else env
-    document = load_yaml(path, display_path(path))
+    document = load_yaml(path, display_path(path), max_items=max_jobs(env))
     data = document.data
     if data is None:
         raise ManifestInvalid([Problem(
@@ -167,36 +191,69 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
             "the file is empty: expected a pipeline with version, name and jobs",
         )])
     problems: list[Problem] = []
-    for issue in check(_structure_validator(), data):
+    issues = check(_structure_validator(), data)
+    for issue in issues:
         problems.append(document.problem(issue.path, issue.message, key=issue.at_key))
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
-        raise ManifestInvalid(problems)
+        raise ManifestInvalid(document.place(problems))
+    # Later stages rely on the shape the schema describes: the parts that do not
+    # have it (reported above) are left out, so that they cannot crash a stage.
+    # An unknown key of a job is harmless to the stages (they never read it); any
+    # other problem leaves its part out.
+    usable = _usable(data, [i.path[:2] for i in issues
+                            if not (i.at_key and len(i.path) == 3 and i.path[0] == "jobs")])
 
     manifest_dir = path.resolve().parent
-    output_dir = (manifest_dir / str(data.get("output_dir") or f"build/{data.get('name')}"))
-    declared = data.get("providers")
-    providers: dict[str, Any] = declared if isinstance(declared, dict) else {}
-    accounts = resolve_accounts(
-        {k: v for k, v in providers.items() if isinstance(v, dict)}, env
-    )
+    output_dir, where = outputs.output_dir_of(manifest_dir, usable)
+    if where is not None:
+        problems.append(document.problem(("output_dir",), where))
+    providers: dict[str, Any] = usable["providers"]
+    accounts = resolve_accounts(providers, env)
     pipeline = Pipeline(
         path=path.resolve(),
-        name=str(data.get("name", path.stem)),
-        output_dir=Path(os.path.normpath(output_dir)),
+        name=str(usable.get("name", path.stem)),
+        output_dir=output_dir,
         accounts=accounts,
         jobs={},
-        prices={k: v for k, v in (data.get("prices") or {}).items() if isinstance(v, dict)},
+        prices=usable["prices"],
         document=document,
         description=str(data.get("description", "")),
     )
-    problems += checks.check_accounts(pipeline, providers)
-    jobs, expand_problems = expand.expand_jobs(pipeline, data)
+    problems += checks.check_accounts(pipeline, providers, env)
+    jobs, expand_problems = expand.expand_jobs(pipeline, usable, max_jobs(env))
     problems += expand_problems
-    problems += checks.check_jobs(pipeline, jobs)
+    problems += checks.check_jobs(pipeline, jobs, partial=len(usable["jobs"]) != sum(
+        1 for t in usable["jobs"] if t is not None))
     if problems:
-        raise ManifestInvalid(_dedupe(problems))
+        raise ManifestInvalid(_dedupe(document.place(problems)))
     pipeline.jobs = checks.in_dependency_order(jobs)
     return pipeline
+
+
+def _usable(data: dict[str, Any], broken: list[DocPath]) -> dict[str, Any]:
+    """`data` without the parts the structure check found broken: a broken job is None
+    (indices stay those of the file), a broken provider, price or default is absent."""
+    bad: dict[str, set[Any]] = {}
+    for path in broken:
+        if len(path) >= 1:
+            bad.setdefault(str(path[0]), set()).add(path[1] if len(path) > 1 else None)
+
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        if not isinstance(value, dict) or None in bad.get(name, ()):
+            return {}
+        return {k: v for k, v in value.items() if k not in bad.get(name, ())}
+
+    out = dict(data)
+    out["providers"] = section("providers")
+    out["prices"] = section("prices")
+    out["defaults"] = section("defaults")
+    out["jobs"] = [None if i in bad.get("jobs", ()) else t for i, t in enumerate(data["jobs"])]
+    if "output_dir" in bad:
+        out.pop("output_dir", None)
+    if "name" in bad:
+        out["name"] = "pipeline"
+    return out
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

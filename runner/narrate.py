@@ -18,6 +18,7 @@ from runner.audioformat import FormatSpec
 from runner.events import EventKind
 from runner.execute import Finish, RunContext
 from runner.expand import extension_for
+from runner.loudness import describe_miss
 from runner.plan import Plan, PlannedJob
 from runner.retry import JobOutcome
 from runner.store.cache import file_digest
@@ -120,7 +121,8 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
     settings = StitchSettings(
         gap_ms=spec.gap_ms, paragraph_gap_ms=spec.paragraph_gap_ms,
         crossfade_ms=spec.crossfade_ms, fade_ms=spec.fade_ms, trim_silence=spec.trim_silence,
-        target_lufs=spec.loudness_lufs, output_format=job.format,
+        target_lufs=spec.loudness_lufs, max_true_peak_dbtp=spec.true_peak_dbtp,
+        output_format=job.format,
     )
     ext = extension_for(job.format)
     tmp = ctx.cache.new_temp(ext)
@@ -141,6 +143,9 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
         tmp.unlink(missing_ok=True)
         sidecar_tmp.unlink(missing_ok=True)
     payload: dict[str, Any] = {"sidecar": result.sidecar}
+    missed = describe_miss(result.sidecar["loudness"])
+    if missed is not None:  # never silent: the summary and the report both say it
+        ctx.emit(EventKind.WARNING, pj, message=f"loudness: {missed}")
     if checks:
         texts = {seg.job.id: str(seg.job.input.get("text", "")) for seg in segments}
         result.sidecar["verify"] = _verify(ctx, pj, checks, texts, spec.max_wer)

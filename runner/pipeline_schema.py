@@ -19,7 +19,20 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # Job ids may carry matrix placeholders before expansion: `footsteps_{surface}`.
 JOB_ID_PATTERN = r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]*$"
 ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+URL_PATTERN = r"^https?://"
+MATRIX_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROVIDER_TYPES = ["kie", "apikley", "aimlapi", "elevenlabs"]
+# Ids and names become file names: with what the runner adds ({id}_v12.mp3,
+# {id}.segments/), they stay under the 255 bytes a file name may have.
+MAX_NAME_CHARS = 200
+# What each pattern means, for messages (runner.schemas): people read words, not regexes.
+PATTERN_MEANING = {
+    NAME_PATTERN: "a name of letters, digits, '_', '.' and '-', starting with a letter or digit",
+    JOB_ID_PATTERN: "an id of letters, digits, '_', '.', '-' and {matrix} variables, starting "
+                    "with a letter, a digit or '{'",
+    ENV_PATTERN: "an environment variable name (letters, digits and '_')",
+    URL_PATTERN: "an http(s) URL",
+}
 
 
 def _limits() -> dict[str, Any]:
@@ -74,8 +87,8 @@ def _provider() -> dict[str, Any]:
                        "need no `type`; other names are extra accounts of a built-in type.",
         "properties": {
             "type": {"enum": PROVIDER_TYPES},
-            "base_url": {"type": "string", "pattern": r"^https?://"},
-            "upload_base_url": {"type": "string", "pattern": r"^https?://"},
+            "base_url": {"type": "string", "pattern": URL_PATTERN},
+            "upload_base_url": {"type": "string", "pattern": URL_PATTERN},
             "api_key_env": {"type": "string", "pattern": ENV_PATTERN,
                             "description": "Name of the environment variable holding the key."},
             "limits": _limits(),
@@ -92,7 +105,7 @@ def _audio_source() -> dict[str, Any]:
         "oneOf": [
             {"type": "string", "minLength": 1},
             {"type": "object", "additionalProperties": False, "required": ["url"],
-             "properties": {"url": {"type": "string", "pattern": r"^https?://"}}},
+             "properties": {"url": {"type": "string", "pattern": URL_PATTERN}}},
             {"type": "object", "additionalProperties": False, "required": ["file"],
              "properties": {"file": one}},
             {"type": "object", "additionalProperties": False, "required": ["from"],
@@ -114,6 +127,9 @@ def _programme_settings() -> dict[str, Any]:
         "trim_silence": {"type": "boolean", "default": True},
         "loudness_lufs": {"type": "number", "minimum": -40, "maximum": -5, "default": -16,
                           "description": "Integrated loudness of the whole programme."},
+        "true_peak_dbtp": {"type": "number", "minimum": -9, "maximum": 0, "default": -1,
+                           "description": "Ceiling for the programme's true peak; a limiter "
+                                          "holds the peaks under it."},
         "output_format": {"type": "string",
                           "description": "Format of the stitched file (default: the segments')."},
         "subtitles": {"type": "boolean", "default": True},
@@ -168,6 +184,54 @@ def _dialogue() -> dict[str, Any]:
     }
 
 
+def _postprocess() -> dict[str, Any]:
+    """Steps applied to a job's audio after the provider's answer (runner/postprocess.py)."""
+    ms = {"type": "integer", "minimum": 0, "maximum": 60_000}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Steps applied to the provider's result, in this order: trim, loop "
+                       "crossfade, fades, normalize, convert. Part of the cache key; changing "
+                       "a step reprocesses the cached result and never buys it again.",
+        "properties": {
+            "trim_silence": {
+                "description": "Cut silence at both ends (true, or the threshold and margin).",
+                "oneOf": [
+                    {"type": "boolean"},
+                    {"type": "object", "additionalProperties": False, "properties": {
+                        "threshold_dbfs": {"type": "number", "minimum": -100, "maximum": -10,
+                                           "default": -50},
+                        "keep_ms": {**ms, "default": 40}}},
+                ],
+            },
+            "loop_crossfade_ms": {**ms, "description": "Make a seamless loop: crossfade this "
+                                                       "much of the end into the start."},
+            "fade_in_ms": {**ms, "description": "Linear fade-in at the start."},
+            "fade_out_ms": {**ms, "description": "Linear fade-out at the end."},
+            "normalize": {
+                "type": "object", "additionalProperties": False, "required": ["lufs"],
+                "description": "Integrated loudness (EBU R128), true peak held under a ceiling.",
+                "properties": {
+                    "lufs": {"type": "number", "minimum": -40, "maximum": -5},
+                    "true_peak": {"type": "number", "minimum": -9, "maximum": 0, "default": -1,
+                                  "description": "Ceiling for the true peak, dBTP."},
+                },
+            },
+            "convert": {
+                "type": "object", "additionalProperties": False, "minProperties": 1,
+                "description": "Output format (default: the provider's), sample rate, channels.",
+                "properties": {
+                    "format": {"enum": ["ogg", "wav", "mp3"],
+                               "description": "ogg: Ogg Vorbis; wav: 16-bit PCM; mp3: 192 kbps."},
+                    "sample_rate": {"enum": [8000, 11025, 16000, 22050, 24000, 32000, 44100,
+                                             48000]},
+                    "channels": {"enum": [1, 2]},
+                },
+            },
+        },
+    }
+
+
 def _job() -> dict[str, Any]:
     scalar = {"type": ["string", "number", "boolean"]}
     return {
@@ -175,10 +239,11 @@ def _job() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["id", "model"],
         "properties": {
-            "id": {"type": "string", "pattern": JOB_ID_PATTERN,
+            "id": {"type": "string", "pattern": JOB_ID_PATTERN, "maxLength": MAX_NAME_CHARS,
                    "description": "Unique id; may use matrix variables: footsteps_{surface}."},
             "model": {"type": "string", "enum": sorted(MODELS)},
             "provider": {"type": "string", "pattern": JOB_ID_PATTERN,
+                         "maxLength": MAX_NAME_CHARS,
                          "description": "An account name; may use matrix variables."},
             "input": {"type": "object", "description": "The model's input (see its schema)."},
             "output": {"type": "string", "minLength": 1,
@@ -190,7 +255,7 @@ def _job() -> dict[str, Any]:
                 "description": "Lists of values whose every combination makes one job.",
                 "oneOf": [
                     {"type": "object", "minProperties": 1,
-                     "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                     "propertyNames": {"pattern": MATRIX_NAME_PATTERN, "maxLength": 64},
                      "additionalProperties": {"type": "array", "minItems": 1, "items": scalar}},
                     {"type": "array", "minItems": 1,
                      "items": {"type": "object", "minProperties": 1,
@@ -200,6 +265,11 @@ def _job() -> dict[str, Any]:
             "freeze": {"type": "boolean", "default": False,
                        "description": "Keep the locked asset even if the input changes."},
             "audio": _audio_source(),
+            "postprocess": _postprocess(),
+            "approved": {"type": "string", "minLength": 1,
+                         "description": "Where `runner export` writes the approved (or picked) "
+                                        "take, inside output_dir: {id}, {ext} and matrix "
+                                        "variables."},
             "narration": _narration(),
             "dialogue": _dialogue(),
             "notes": {"type": "string"},
@@ -219,18 +289,26 @@ def structure_schema() -> dict[str, Any]:
         "required": ["version", "name", "jobs"],
         "properties": {
             "version": {"const": 1},
-            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME_CHARS},
             "description": {"type": "string"},
             "output_dir": {"type": "string", "minLength": 1,
                            "description": "Relative to the manifest; default build/<name>."},
-            "providers": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+            "providers": {"type": "object",
+                          "propertyNames": {"pattern": NAME_PATTERN, "maxLength": 64},
                           "additionalProperties": {"$ref": "#/$defs/provider"}},
+            "remote_cache": {  # runner.team.config
+                "type": "string", "pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+                "description": "The team's shared result cache, s3://BUCKET/PREFIX on any "
+                               "S3-compatible store (RUNNER_REMOTE_CACHE wins over it).",
+            },
             "defaults": {
                 "type": "object",
-                "description": "`provider`, `variants`, and input defaults keyed by model id.",
+                "description": "`provider`, `variants`, `postprocess`, and input defaults keyed "
+                               "by model id.",
                 "properties": {
-                    "provider": {"type": "string", "pattern": NAME_PATTERN},
+                    "provider": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64},
                     "variants": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "postprocess": _postprocess(),
                     **{model: {"type": "object"} for model in sorted(MODELS)},
                 },
                 "additionalProperties": False,

@@ -61,11 +61,16 @@ def _read_text(ctx: _Context, raw: dict[str, Any], where: DocPath, job_id: str) 
     text = raw.get("text")
     text_file = raw.get("text_file")
     if text_file is not None:
-        path = ctx.pipeline.path.parent / str(text_file)
+        from runner.filenames import local_file
+
+        path, problem = local_file(ctx.pipeline.path.parent, str(text_file), "text file")
+        if path is None:
+            ctx.problem((*where, "text_file"), str(problem), job_id)
+            return None
         try:
             text = path.read_bytes().decode("utf-8-sig")
-        except FileNotFoundError:
-            ctx.problem((*where, "text_file"), f"no such text file: {text_file}", job_id)
+        except OSError as exc:
+            ctx.problem((*where, "text_file"), f"cannot read {text_file}: {exc.strerror}", job_id)
             return None
         except UnicodeDecodeError as exc:
             ctx.problem((*where, "text_file"), f"{text_file} is not UTF-8 "

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -94,12 +94,43 @@ def cli_observers(*, log_format: str, progress: bool | None, verbosity: int,
     redraw in place, so it gets plain lines; NO_COLOR (any non-empty value) drops colour.
     """
     env = os.environ if env is None else env
-    stream = sys.stderr if stream is None else stream
+    out = cast(TextIO, Unbreakable(sys.stderr if stream is None else stream))
     mode: Mode = "json" if log_format == "json" else (
         "auto" if progress is None else "rich" if progress else "plain")
-    is_terminal = stream.isatty() and env.get("TERM") != "dumb"
-    return make_observers(stream=stream, is_terminal=is_terminal, mode=mode,
+    is_terminal = out.isatty() and env.get("TERM") != "dumb"
+    return make_observers(stream=out, is_terminal=is_terminal, mode=mode,
                           verbosity=verbosity, no_color=bool(env.get("NO_COLOR")))
+
+
+class Unbreakable:
+    """A stream whose reader may go away (`runner run 2>&1 | head -3`): the first
+    failed write or flush silences it, and the run goes on to its end and its
+    lockfile. A progress line lost is nothing; a run aborted half-recorded is."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError):  # EPIPE, EIO; ValueError: closed by someone else
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def isatty(self) -> bool:
+        return not self.broken and self.stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ... as the stream's
+        return getattr(self.stream, name)
 
 
 class LiveDisplay:
@@ -171,7 +202,8 @@ class LiveDisplay:
         table's layout costs milliseconds per frame, these lines a fraction of one.
         """
         with self.lock:
-            lines = [self._header(), *self._table(), *self._bars(), *self._stops()]
+            lines = [self._header(), *self._table(), *self._remote(), *self._bars(),
+                     *self._stops()]
         frame = Text("\n").join(lines)
         frame.no_wrap, frame.overflow = True, "ellipsis"  # a narrow terminal crops, never wraps
         return Group(frame)  # Console.print would merge a bare Text and lose no_wrap
@@ -211,6 +243,16 @@ class LiveDisplay:
         rule = Text("─" * (sum(widths) + len(widths) - 1), style="dim")
         return [_line(head, widths), rule, *(_line(cells, widths) for cells in body), rule,
                 _line(foot, widths, "bold")]
+
+    def _remote(self) -> list[Text]:
+        """The team's remote cache under the table: what it answered, what it cost."""
+        remote = self.state.remote
+        if remote is None:
+            return []
+        adopted = f"  adopted {remote.adopted}" if remote.adopted else ""
+        return [Text(f"remote cache  hits {remote.hits}  misses {remote.misses}  recorded "
+                     f"{remote.stored}{adopted}  {remote.bytes_moved / 1e6:.1f} MB moved  "
+                     f"busy {remote.busy_s:.1f} s", style="cyan")]
 
     def _stops(self) -> list[Text]:
         """Why accounts or the budget stopped: a reason is too long for a column."""

@@ -10,7 +10,8 @@ the verbosity (-1 quiet, 0 normal, 1 verbose):
 |   account stopped, budget stopped                   |            |            |
 | stitch progress                                     | every 10 % | normal, -v |
 |                                                     | (all: -v)  |            |
-| queued, uploaded, succeeded, stored                 | -v         | normal, -v |
+| queued, uploaded, succeeded, stored, remote cache   | -v         | normal, -v |
+|   hit / miss / recorded / adopted                   |            |            |
 | polled                                              | -v         | -v         |
 
 JSON leaves out polls at normal verbosity because a long task is polled many
@@ -95,6 +96,8 @@ def format_line(event: Event, started_s: float) -> str:
         parts.append(f"{event.done}/{event.total}")
     if event.credits:
         parts.append(f"{event.credits:g} credits")
+    if event.size_bytes:
+        parts.append(f"{event.size_bytes / 1e3:.1f} kB")
     if event.delay_s is not None:
         parts.append(f"again in {event.delay_s:g} s")
     line = " ".join(parts)

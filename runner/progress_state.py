@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from runner.events import Event, EventKind
+from runner.events import REMOTE_KINDS, Event, EventKind, RemoteTally
 from runner.retry import JobOutcome
 
 SUBMIT_RATE_WINDOW_S = 10
@@ -117,6 +117,7 @@ class RunState:
         self.finishes = RateWindow(FINISH_RATE_WINDOW_S)  # completions that did work
         self.budget_stop: str | None = None
         self.title = "runner"  # the pipeline's name, if RUN_STARTED's message carries it
+        self.remote: RemoteTally | None = None  # the team's remote cache, once it is used
         self.version = 0
 
     def row(self, provider: str | None) -> AccountRow:
@@ -149,6 +150,10 @@ class RunState:
             return
         if kind is EventKind.BUDGET_STOPPED:
             self.budget_stop = event.message
+            return
+        if kind in REMOTE_KINDS:
+            self.remote = self.remote or RemoteTally()
+            self.remote(event)
             return
         row = self.row(event.provider)
         if kind is EventKind.QUEUED:

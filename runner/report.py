@@ -3,11 +3,13 @@
     build_report(manifest)
       load the pipeline, its lockfile and its journal (read-only)   collect()
       → one Take per job: its locked asset, its last outcome, whether the
-        last run made it, its text, subtitles or transcript
+        last run made it, its review decision (runner.review_file), its
+        loudness target and what was reached, its text, subtitles or transcript
       → Cards: variants of one job side by side, a narration with its segments
-      → waveforms and playable previews, cached by sha256           report_audio.py
-      → the page: escaped HTML, inline SVG, CSS and a little script  report_page.py
-      → written atomically to <output_dir>/report.html
+      → waveforms, loudness and playable previews, cached by sha256  report_audio.py
+      → the page and its parts: escaped HTML, CSS and a little script  report_page.py
+      → written atomically: <output_dir>/report.html, and for a build of more
+        than one page of cards, report.parts/NNNN.js beside it
 
 The page references the build's files by relative path, so the output folder is
 the report's one folder: it can be zipped, moved or opened from file:// as is.
@@ -25,9 +27,11 @@ from typing import Any
 
 from runner import atomic
 from runner.layout import BuildLayout, Target, layout_for
+from runner.loudness import describe_miss
 from runner.manifest import AudioKind, Job, JobKind, Pipeline, load_pipeline
 from runner.models import Kind
 from runner.report_audio import AudioView, AudioViews
+from runner.review_file import Mark, read_review, review_path
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow, JobOutcomeRow, Journal
 from runner.store.lockfile import LockEntry, read_lockfile
@@ -50,6 +54,14 @@ class Take:
     missing: bool = False  # locked, but the output file is gone
     text: str | None = None  # a transcript's plain text
     cues: list[Cue] = field(default_factory=list)
+    decision: Mark | None = None  # the review decision about this take
+    earlier: Mark | None = None  # one about a take the job no longer holds
+    picked: bool = False  # the chosen take of a job with variants
+    target: dict[str, Any] | None = None  # loudness asked and reached (stitch, postprocess)
+
+    @property
+    def target_missed(self) -> str | None:
+        return describe_miss(self.target) if self.target else None
 
     @property
     def status(self) -> str:
@@ -89,9 +101,15 @@ class Build:
     cards: list[Card]
     last_run_id: int | None
 
+    review_file: Path | None = None
+
     @property
     def problems(self) -> list[Take]:
         return [t for c in self.cards for t in c.all_takes if t.status in BAD_OUTCOMES]
+
+    @property
+    def missed_targets(self) -> list[Take]:
+        return [t for c in self.cards for t in c.all_takes if t.target_missed]
 
 
 def _journal_state(layout: BuildLayout) -> tuple[dict[str, JobOutcomeRow], dict[str, AssetRow],
@@ -140,12 +158,31 @@ def _content_sha(path: Path, output: str, entry: LockEntry,
     return file_digest(path)
 
 
-def collect(manifest: Path, *, sandbox: bool = False) -> Build:
-    """Everything the page shows, read from the manifest, lockfile, journal and outputs."""
+def _target(layout: BuildLayout, job: Job, entry: LockEntry,
+            asset: AssetRow | None) -> dict[str, Any] | None:
+    """The loudness asked and reached: a programme's sidecar, or a processed asset's payload."""
+    if job.kind is JobKind.STITCH:
+        sidecar = entry.companions.get("sidecar")
+        text = _read_text(layout.output_path(sidecar)) if sidecar else None
+        try:
+            loudness = json.loads(text).get("loudness") if text else None
+        except (ValueError, AttributeError):
+            return None
+    else:
+        post = (asset.payload or {}).get("post") if asset is not None else None
+        loudness = post.get("loudness") if isinstance(post, dict) else None
+    return loudness if isinstance(loudness, dict) and loudness.get("target_lufs") is not None \
+        else None
+
+
+def collect(manifest: Path, *, sandbox: bool = False, decode: bool = True) -> Build:
+    """Everything the page shows, read from the manifest, lockfile, journal and outputs.
+    Without `decode` no audio file is opened (no waveforms, previews or loudness)."""
     pipeline = load_pipeline(manifest)
     layout = layout_for(pipeline, Target.SANDBOX if sandbox else Target.LIVE)
     locked = read_lockfile(layout.lockfile)
     outcomes, assets, outputs, last_run = _journal_state(layout)
+    review = read_review(review_path(layout))
 
     takes: dict[str, Take] = {}
     to_decode: list[tuple[Path, str, float | None, str | None]] = []
@@ -158,6 +195,11 @@ def collect(manifest: Path, *, sandbox: bool = False) -> Build:
         takes[job.id] = take
         if entry is None:
             continue
+        take.decision, take.earlier = review.decision(job.id, entry), review.earlier(job.id, entry)
+        pick = review.pick(job.base_id)
+        take.picked = pick is not None and pick.pick == job.variant and job.variants > 1 \
+            and pick.take.is_locked(entry)
+        take.target = _target(layout, job, entry, asset)
         path = layout.output_path(entry.output)
         if not path.is_file():
             take.missing = True
@@ -176,13 +218,14 @@ def collect(manifest: Path, *, sandbox: bool = False) -> Build:
                               entry.duration_s, None))
         take.cues = _cues(layout, entry)
 
-    views = AudioViews(layout.state_dir).views(to_decode)
+    views = AudioViews(layout.state_dir).views(to_decode) if decode else {}
     for take in takes.values():
         if take.entry is not None:
             take.audio = views.get(layout.output_path(take.entry.output))
         if take.job.id in heard:
             take.heard = views.get(heard[take.job.id])
-    return Build(pipeline, layout, _cards(pipeline, layout, takes), last_run)
+    return Build(pipeline, layout, _cards(pipeline, layout, takes), last_run,
+                 review_path(layout) if review.marks else None)
 
 
 def _cards(pipeline: Pipeline, layout: BuildLayout, takes: dict[str, Take]) -> list[Card]:
@@ -212,7 +255,7 @@ def _cards(pipeline: Pipeline, layout: BuildLayout, takes: dict[str, Take]) -> l
     return list(cards.values())
 
 
-def _secrets(pipeline: Pipeline) -> list[str]:
+def secrets_of(pipeline: Pipeline) -> list[str]:
     """Configured keys, to scrub from the page should one ever slip into a message."""
     found = (account.api_key(os.environ) for account in pipeline.accounts.values())
     return sorted({k for k in found if k and len(k) >= 8}, key=len, reverse=True)
@@ -233,7 +276,7 @@ def build_report(manifest: Path, *, sandbox: bool = False, out: Path | None = No
     into. Files are referenced relative to the report, so move the report and
     the outputs together.
     """
-    from runner.report_page import render_page
+    from runner.report_page import render_report
 
     build = collect(manifest, sandbox=sandbox)
     if out is None:
@@ -241,8 +284,29 @@ def build_report(manifest: Path, *, sandbox: bool = False, out: Path | None = No
     elif out.suffix.lower() not in (".html", ".htm"):
         out = out / "report.html"
     out = out.resolve()
-    page = render_page(build, out.parent)
-    for secret in _secrets(build.pipeline):
-        page = page.replace(secret, "[redacted]")
-    atomic.write_text(out, page)
+    parts_dir = out.with_name(out.stem + ".parts")
+    rendered = render_report(build, out.parent, parts_dir.name)
+    secrets = secrets_of(build.pipeline)
+
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    # The parts first: the page that names them is written last, so it never points at
+    # a part that is not there yet.
+    names = set()
+    for number, text in enumerate(rendered.parts, start=1):  # part 0 is in the page
+        name = part_name(number)
+        atomic.write_text(parts_dir / name, scrub(text))
+        names.add(name)
+    if parts_dir.is_dir():  # parts of an earlier, longer report
+        for stale in parts_dir.glob("*.js"):
+            if stale.name not in names:
+                stale.unlink(missing_ok=True)
+    atomic.write_text(out, scrub(rendered.page))
     return out
+
+
+def part_name(number: int) -> str:
+    return f"{number:04d}.js"

@@ -2,7 +2,8 @@
 
 Each file is decoded once by ffmpeg (input format given explicitly, from what
 the file's bytes say it is) to mono 16-bit samples, reduced to `PEAKS` pairs of
-min/max, and drawn as an inline SVG. Files a browser cannot play (G.711 mu-law
+min/max (drawn by the page's script), and measured on the way by ffmpeg's
+`ebur128` (integrated loudness and true peak). Files a browser cannot play (G.711 mu-law
 and A-law WAV: Chromium's `canPlayType('audio/wav; codecs="7"')` is empty, and
 Firefox does not play them either) get a small MP3 preview made by the same
 ffmpeg process. Both are cached under `<output_dir>/.runner/` by the file's
@@ -11,9 +12,10 @@ sha256, so a second report over an unchanged build spawns no ffmpeg at all.
 
 from __future__ import annotations
 
+import base64
 import json
-import math
 import os
+import re
 import subprocess
 import sys
 from array import array
@@ -26,10 +28,11 @@ from runner.audioformat import sniff
 from runner.audioparse import InvalidAudio, parse_wav
 from runner.errors import AudioError
 from runner.ffmpeg import ffmpeg_exe
+from runner.loudness import Measurement, parse_summary
 
 PEAKS = 300  # bars per waveform: enough for a card a few hundred pixels wide
-PEAKS_VERSION = 1
-WAVE_HEIGHT = 40  # SVG user units; the picture is stretched to the card's width
+PEAKS_VERSION = 2  # 2: loudness (integrated LUFS, true peak) measured in the same decode
+WAVE_HEIGHT = 40  # canvas pixels; the picture is stretched to the card's width
 
 # ffmpeg demuxer for what `sniff` found: the format is never left to probing.
 _DEMUXER = {"mp3": "mp3", "wav": "wav", "ogg-opus": "ogg", "ogg-vorbis": "ogg", "ogg": "ogg",
@@ -49,6 +52,19 @@ class AudioView:
     peaks: list[tuple[int, int]]  # (min, max) per bar, in -100..100
     duration_s: float | None
     problem: str | None = None  # the file cannot be decoded: no player, no picture
+    lufs: float | None = None  # integrated loudness (None: too short or silent to gate)
+    true_peak_dbtp: float | None = None
+
+    @property
+    def peaks_b64(self) -> str:
+        return encode_peaks(self.peaks)
+
+
+def encode_peaks(peaks: list[tuple[int, int]]) -> str:
+    """Peaks as base64 of one byte per value (value + 128): 800 characters for 300 bars,
+    where an SVG path of them takes about 4,000. The page's script draws them."""
+    flat = bytes(v + 128 for pair in peaks for v in pair)
+    return base64.b64encode(flat).decode("ascii")
 
 
 def _needs_preview(path: Path) -> tuple[str | None, str | None]:
@@ -82,14 +98,16 @@ def _peaks(samples: array[int], bars: int) -> list[tuple[int, int]]:
 
 
 def _decode(path: Path, demuxer: str | None, duration_hint_s: float | None,
-            preview: Path | None) -> tuple[list[tuple[int, int]], float]:
-    """Peaks and decoded duration; also writes `preview` (MP3) when given, same process."""
+            preview: Path | None) -> tuple[list[tuple[int, int]], float, Measurement]:
+    """Peaks, decoded duration and loudness; also writes `preview` (MP3) when given, all in
+    one ffmpeg process. The loudness meter sits before the downmix and resampling that
+    the peaks need, so it measures the file as it is."""
     # Long programmes decode at a lower rate: the envelope is the same, the work is not.
     rate = 4000 if duration_hint_s and duration_hint_s > 600 else 16000
-    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+    args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "info", "-nostdin",
             *(["-f", demuxer] if demuxer else []), "-i", f"file:{path}",
-            "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le", "-f", "s16le",
-            "pipe:1"]
+            "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=quiet", "-ac", "1",
+            "-ar", str(rate), "-c:a", "pcm_s16le", "-f", "s16le", "pipe:1"]
     if preview is not None:
         args += ["-map", "0:a:0", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "96k", "-f", "mp3",
                  "-y", f"file:{preview}"]
@@ -99,12 +117,19 @@ def _decode(path: Path, demuxer: str | None, duration_hint_s: float | None,
         raise InvalidAudio(f"cannot run ffmpeg: {exc}", path=str(path)) from exc
     if proc.returncode != 0:
         lines = proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
-        raise InvalidAudio(f"ffmpeg cannot decode it: {lines[-1]}", path=str(path))
+        # At info level the log ends with statistics: the error is the last line saying so.
+        errors = [line for line in lines if re.search(r"error|invalid", line, re.IGNORECASE)]
+        raise InvalidAudio(f"ffmpeg cannot decode it: {(errors or lines)[-1].strip()}",
+                           path=str(path))
     samples = array("h")
     samples.frombytes(proc.stdout[:len(proc.stdout) // 2 * 2])
     if sys.byteorder == "big":
         samples.byteswap()
-    return _peaks(samples, PEAKS), len(samples) / rate
+    try:
+        measured = parse_summary(proc.stderr.decode("utf-8", "replace"))
+    except AudioError:
+        measured = Measurement(None, None)
+    return _peaks(samples, PEAKS), len(samples) / rate, measured
 
 
 class AudioViews:
@@ -135,16 +160,17 @@ class AudioViews:
                 return AudioView(
                     path, preview if reason else path, str(reason) if reason else None,
                     [(int(lo), int(hi)) for lo, hi in raw] if isinstance(raw, list) else [],
-                    float(duration) if isinstance(duration, int | float) else None)
+                    float(duration) if isinstance(duration, int | float) else None,
+                    lufs=_float(cached.get("lufs")), true_peak_dbtp=_float(cached.get("tp")))
         try:
             demuxer, unplayable = _needs_preview(path)
             reason = copy_reason or unplayable
             if reason is None:
-                peaks, duration = _decode(path, demuxer, duration_hint_s, None)
+                peaks, duration, measured = _decode(path, demuxer, duration_hint_s, None)
             else:
                 self.previews_dir.mkdir(parents=True, exist_ok=True)
                 with atomic.staged(preview) as tmp:
-                    peaks, duration = _decode(path, demuxer, duration_hint_s, tmp)
+                    peaks, duration, measured = _decode(path, demuxer, duration_hint_s, tmp)
         except InvalidAudio as exc:
             return AudioView(path, None, None, [], duration_hint_s, problem=exc.problem)
         except (AudioError, OSError) as exc:  # no ffmpeg, unreadable file: say so, go on
@@ -154,8 +180,10 @@ class AudioViews:
         # the same sha may be an output in one build and an outside source in another.
         atomic.write_text(self.peaks_dir / f"{sha256}.json", json.dumps(
             {"v": PEAKS_VERSION, "duration_s": round(duration, 3), "preview": unplayable,
+             "lufs": measured.integrated_lufs, "tp": measured.true_peak_dbtp,
              "peaks": peaks}, separators=(",", ":")))
-        return AudioView(path, preview if reason else path, reason, peaks, duration)
+        return AudioView(path, preview if reason else path, reason, peaks, duration,
+                         lufs=measured.integrated_lufs, true_peak_dbtp=measured.true_peak_dbtp)
 
     def views(self, files: list[tuple[Path, str, float | None, str | None]]
               ) -> dict[Path, AudioView]:
@@ -169,19 +197,5 @@ class AudioViews:
         return {view.path: view for view in results}
 
 
-def waveform_svg(peaks: list[tuple[int, int]]) -> str:
-    """An inline SVG of the peaks: one vertical stroke per bar, plus the playhead shade
-    that the page's script widens as the audio plays. Only numbers: nothing to escape."""
-    mid = WAVE_HEIGHT / 2
-
-    def y(level: int) -> float:
-        # Square root of the level: a take at -30 dBFS stays visible beside one at
-        # 0 dBFS, and the louder one still looks louder.
-        return mid - math.copysign(math.sqrt(abs(level) / 100), level) * mid
-
-    d = "".join(f"M{i} {y(hi):.1f}V{y(lo):.1f}" for i, (lo, hi) in enumerate(peaks))
-    width = max(len(peaks), 1)
-    return (f'<svg class="wave" viewBox="0 0 {width} {WAVE_HEIGHT}" preserveAspectRatio="none"'
-            f' role="img" aria-label="waveform" data-bars="{width}">'
-            f'<rect class="played" x="0" y="0" width="0" height="{WAVE_HEIGHT}"/>'
-            f'<path d="{d or f"M0 {mid}H{width}"}"/></svg>')
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

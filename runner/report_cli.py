@@ -41,8 +41,17 @@ def add_run_option(run: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from runner.errors import UsageError
+    from runner.layout import has_build, layout_to_read
+    from runner.manifest import load_pipeline
     from runner.report import build_report
 
+    layout, note = layout_to_read(load_pipeline(args.file), args.sandbox)
+    if note is None and not has_build(layout):
+        note = (f"nothing to report: the {layout.target.value} build of {args.file} has never "
+                "run (runner run FILE" + (" --sandbox" if args.sandbox else "") + ")")
+    if note is not None:  # an empty page, or the wrong build, helps nobody
+        raise UsageError(note)
     path = build_report(args.file, sandbox=args.sandbox, out=args.out)
     print(f"wrote {path}")
     return int(ExitCode.OK)

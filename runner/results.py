@@ -18,27 +18,14 @@ from typing import Any
 from runner import atomic
 from runner.errors import Problem, StoreError
 from runner.layout import BuildLayout
-from runner.manifest import Job, JobKind
+from runner.manifest import JobKind
 from runner.models import Kind
+from runner.outputs import companions
 from runner.plan import Plan, PlannedJob, context_digest
+from runner.postprocess import raw_of
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.lockfile import LockEntry
-
-
-def companion_names(job: Job) -> dict[str, str]:
-    """The files written beside a job's output (kind -> path relative to output_dir):
-    a transcript's `.txt`, `.srt`, `.vtt`; a stitched programme's sidecar `.json` and,
-    with subtitles on, `.srt`, `.vtt`. Names only: the same rules as the writers below."""
-    stem = PurePosixPath(job.output).with_suffix("")
-    if job.model.kind is Kind.TRANSCRIPT:
-        kinds = ["txt", "srt", "vtt"]
-    elif job.kind is JobKind.STITCH:
-        subtitles = job.narration is None or job.narration.subtitles
-        kinds = ["json", *(["srt", "vtt"] if subtitles else [])]
-    else:
-        return {}
-    return {("sidecar" if kind == "json" else kind): f"{stem}.{kind}" for kind in kinds}
 
 
 def output_conflicts(plan: Plan, cache_dir: Path) -> list[Problem]:
@@ -62,10 +49,10 @@ def output_conflicts(plan: Plan, cache_dir: Path) -> list[Problem]:
     owners: dict[str, tuple[str, str]] = {}  # file -> (job id, what it is to that job)
     for p in plan.jobs:
         job = p.job
-        files = {"output": job.output, **companion_names(job)}
-        for kind, name in files.items():
+        files = [(job.output, "output"), *((name, role.removeprefix("its "))
+                                          for name, role in companions(job, job.output))]
+        for name, what in files:
             normal = os.path.normpath(name).replace(os.sep, "/")
-            what = "output" if kind == "output" else f"{kind} companion"
             for place, place_what in reserved:
                 parts = PurePosixPath(normal).parts
                 if [s.casefold() for s in parts[:len(place.parts)]] == \
@@ -80,7 +67,7 @@ def output_conflicts(plan: Plan, cache_dir: Path) -> list[Problem]:
                 other = "itself" if owner[0] == job.id else f"job '{owner[0]}'"
                 problems.append(doc.problem(
                     ("jobs", job.template, "output"), f"{what} '{normal}' is also written by "
-                    f"{other} (its {owner[1]}); choose another path", job_id=job.id))
+                    f"{other} (as its {owner[1]}); choose another path", job_id=job.id))
     return problems
 
 
@@ -157,7 +144,7 @@ def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> L
         sha256=asset.sha256, size=asset.size, created_at=iso(asset.created_at),
         task_id=asset.task_id, result_url=asset.result_url, duration_s=asset.duration_s,
         credits=asset.credits, variant=job.variant, companions=companions,
-        context=context_digest(job),
+        context=context_digest(job), raw=raw_of(asset.payload),
     )
 
 

@@ -115,6 +115,10 @@ class RetryPolicy:
     max_attempts: Mapping[Phase, int] = field(default_factory=lambda: DEFAULT_MAX_ATTEMPTS)
     generation_retries: int = 2
     random: Callable[[], float] = _random.random
+    # An account whose every request fails to connect for this long is stopped and
+    # reported unreachable (runner.execute.reachability), and the run ends within
+    # 30 s (jobs waiting for the rate window then see it), not after minutes.
+    unreachable_after_s: float = 20.0
 
     def decide(self, error: RunnerError, phase: Phase, attempt: int,
                generation_attempt: int = 0) -> Decision:

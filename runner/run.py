@@ -26,7 +26,7 @@ from runner.exitcodes import ExitCode
 from runner.layout import BuildLayout, Target, layout_for
 from runner.manifest import JobKind, Pipeline, load_pipeline
 from runner.models import Family
-from runner.plan import Plan, make_plan
+from runner.plan import Plan, make_plan, takes_in
 from runner.results import output_conflicts
 from runner.retry import JobOutcome, RetryPolicy
 from runner.store.buildlock import BuildLock
@@ -36,9 +36,10 @@ from runner.store.lockfile import LockEntry, write_lockfile
 
 T = TypeVar("T")
 
-# Knobs of the embedded sandbox for `--sandbox`: quick, but with the waiting,
-# polling and rate limiting of the real services still visible.
-SANDBOX_ARGS = ["--latency", "0.2-1.5", "--rate-limit", "none"]
+# Knobs of the embedded sandbox for `--sandbox`: every documented quirk (the default),
+# the providers' published rate limits and realistic latencies, so that the main
+# command shows what a real batch looks like (runner/sandbox/config.py REALISTIC_*).
+SANDBOX_ARGS = ["--realistic"]
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunOptions:
     sandbox_url: str | None = None
     only: list[str] = field(default_factory=list)
     force: list[str] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)  # hand-edited outputs to put back
     fail_fast: bool = False
     max_active_jobs: int | None = None
     locked: bool = False
@@ -62,6 +64,7 @@ class RunOptions:
     on_lock_wait: Callable[[str], None] | None = None
     recontext: bool = False  # regenerate segments whose neighbours' text changed
     observers: list[Observer] = field(default_factory=list)
+    remote_cache_mode: str | None = None  # --remote-cache-mode: read | readwrite | off
     # Programmatic knobs (tests and benchmarks): the retry policy and the HTTP read timeout.
     retry_policy: RetryPolicy | None = None
     read_timeout_s: float = 60.0
@@ -101,28 +104,37 @@ def _keys(pipeline: Pipeline, names: list[str], env: Mapping[str, str],
     if sandbox:
         return {name: f"sandbox-key-{name}" for name in names}
     keys = {}
+    missing = []
     for name in names:
         account = pipeline.accounts[name]
         key = account.api_key(env)
         if key is None:
-            raise UsageError(
-                f"no API key for provider '{name}': set {account.api_key_env} (in the "
-                f"environment or in {os.path.relpath(pipeline.path.parent / '.env')}), or run "
-                "against the local sandbox with --sandbox")
-        keys[name] = key
+            missing.append(f"{account.api_key_env} (provider '{name}')")
+        else:
+            keys[name] = key
+    if missing:  # every one at once: a user should not discover them one run at a time
+        raise UsageError(
+            f"no API key for {len(missing)} provider{'s' if len(missing) > 1 else ''}: set "
+            f"{', '.join(missing)} in the environment or in "
+            f"{os.path.relpath(pipeline.path.parent / '.env')}, or run against the local "
+            "sandbox with --sandbox")
     return keys
 
 
-def _sandbox_accounts(accounts: dict[str, ProviderAccount], url: str) -> dict[str, ProviderAccount]:
-    from runner.sandbox import provider_urls
+def _sandbox_accounts(accounts: dict[str, ProviderAccount], url: str,
+                      env: Mapping[str, str]) -> dict[str, ProviderAccount]:
+    """Accounts pointed at the sandbox. kie uploads go to its upload listener (its own
+    host, like the real API's), unless RUNNER_<ACCOUNT>_UPLOAD_BASE_URL says otherwise."""
+    from runner.accounts import env_name
+    from runner.sandbox import discover_provider_urls
 
-    urls = provider_urls(url)
+    urls = discover_provider_urls(url)
     out = {}
     for name, account in accounts.items():
         flavour = urls.get(account.type, urls.get(account.family.value, {}))
         base = flavour.get("base_url", url)
-        out[name] = replace(account, base_url=base,
-                            upload_base_url=flavour.get("upload_base_url", base))
+        upload = env.get(env_name(name, "UPLOAD_BASE_URL")) or flavour.get("upload_base_url", base)
+        out[name] = replace(account, base_url=base, upload_base_url=upload.rstrip("/"))
     return out
 
 
@@ -153,7 +165,8 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
             wait=options.wait_for_lock, on_wait=options.on_lock_wait), \
             Journal(layout.journal) as journal:
         plan = make_plan(pipeline, layout, force=options.force, recontext=options.recontext,
-                         outputs=journal.outputs())
+                         outputs=journal.outputs(), restore=options.restore,
+                         in_cache=takes_in(journal, ContentCache(layout.cache_dir(env))))
         conflicts = output_conflicts(plan, layout.cache_dir(env))
         if conflicts:  # before anything is paid for: see results.output_conflicts
             raise ManifestInvalid(conflicts)
@@ -170,7 +183,7 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
         else:
             with _sandbox(options, bool(needed)) as sandbox_url:
                 accounts = pipeline.accounts if sandbox_url is None else \
-                    _sandbox_accounts(pipeline.accounts, sandbox_url)
+                    _sandbox_accounts(pipeline.accounts, sandbox_url, env)
                 result = run_loop(_run(plan, layout, journal, accounts, keys, options,
                                        [tally, *options.observers], env), env)
         entries = merged_lock_entries(plan, result)
@@ -230,7 +243,10 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
     from runner.http import make_client
     from runner.limits import AccountLimiter
     from runner.providers import make_adapter
+    from runner.team.remote_cache import connect
 
+    # Checked before anything is journaled: a wrong key for it stops the run here.
+    remote = await connect(plan.pipeline, env, options.remote_cache_mode)
     journal.start_run(layout.target.value)
     journal.preload()
     cache = ContentCache(layout.cache_dir(env))
@@ -254,7 +270,8 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                          budget=Budget(options.max_credits), bus=Bus(observers),
                          stopping=asyncio.Event(),
                          resubmit_uncertain=set(options.resubmit_uncertain),
-                         adopt=dict(options.adopt), callbacks=hub, prices=plan.prices)
+                         adopt=dict(options.adopt), callbacks=hub, remote=remote,
+                         prices=plan.prices)
         engine = Engine(plan, ctx, only=options.only, fail_fast=options.fail_fast,
                         max_active_jobs=options.max_active_jobs, grace_s=options.grace_s)
         loop = asyncio.get_running_loop()

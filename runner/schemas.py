@@ -22,6 +22,7 @@ from runner.errors import SchemaError
 from runner.fastschema import compile_schema
 from runner.models import ModelInfo
 from runner.paths import MODEL_SCHEMAS_DIR
+from runner.yamlsource import shown
 
 DocPath = tuple[str | int, ...]
 
@@ -146,8 +147,7 @@ def _describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"'{shown}'"
+        return f"'{shown(value, 40)}'"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -170,9 +170,10 @@ def _explain(error: ValidationError) -> Iterator[SchemaIssue]:
         known = list(error.schema.get("properties", {}))
         extra = [k for k in value if k not in known and not _pattern_match(error.schema, k)]
         for key in extra:
-            hint = suggest(key, known)
+            hint = suggest(key, known) if len(key) < 100 else ""
             listing = f"; expected one of {_options(sorted(known))}" if known and not hint else ""
-            yield SchemaIssue((*path, key), f"unknown key '{key}'{hint}{listing}", at_key=True)
+            yield SchemaIssue((*path, key), f"unknown key '{shown(key)}'{hint}{listing}",
+                              at_key=True)
         return
     if keyword == "unevaluatedProperties" and isinstance(value, dict):
         known = sorted(_declared_properties(error.schema))
@@ -184,11 +185,12 @@ def _explain(error: ValidationError) -> Iterator[SchemaIssue]:
     if keyword == "required":
         missing = [k for k in expected if isinstance(value, dict) and k not in value]
         for key in missing:
-            yield SchemaIssue(path, f"missing required key '{key}'")
+            yield SchemaIssue(path, f"missing required key '{shown(key)}'")
         return
     if keyword in ("enum", "const"):
         options = list(expected) if keyword == "enum" else [expected]
-        hint = suggest(value, [o for o in options if isinstance(o, str)])
+        hint = suggest(value, [o for o in options if isinstance(o, str)]) \
+            if not isinstance(value, str) or len(value) < 100 else ""
         yield SchemaIssue(path, f"{_describe(value)} is not one of {_options(options)}{hint}")
         return
     if keyword == "type":
@@ -212,21 +214,94 @@ def _explain(error: ValidationError) -> Iterator[SchemaIssue]:
         yield SchemaIssue(path, f"too short: at least {expected} character(s) required")
         return
     if keyword == "pattern":
-        yield SchemaIssue(path, f"{_describe(value)} does not match the pattern {expected}")
+        from runner.pipeline_schema import PATTERN_MEANING
+
+        meaning = PATTERN_MEANING.get(str(expected))
+        if meaning is not None:
+            yield SchemaIssue(path, f"expected {meaning}, got {_describe(value)}")
+        else:
+            yield SchemaIssue(path, f"{_describe(value)} does not match the pattern "
+                                    f"{shown(str(expected), 80)}")
         return
     if keyword in ("minItems", "maxItems", "minProperties", "maxProperties"):
-        yield SchemaIssue(path, f"{keyword} is {expected}: {error.message}")
+        what = "item" if keyword.endswith("Items") else "key"
+        bound = "at least" if keyword.startswith("min") else "at most"
+        count = len(value) if isinstance(value, (list, dict)) else 0
+        yield SchemaIssue(path, f"needs {bound} {expected} {what}{'s' if expected != 1 else ''}"
+                                f", has {count}")
         return
-    if keyword == "oneOf" and error.context:
-        # Report the alternative that got furthest: the deepest, most specific error.
-        best = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.message)))
-        if len(best.absolute_path) > len(error.absolute_path):
+    if keyword == "oneOf":
+        yield from _explain_one_of(error, path)
+        return
+    if keyword == "propertyNames" and isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or not _key_refused(error.validator_value, key):
+                continue
+            options = error.validator_value.get("enum")
+            if options:
+                yield SchemaIssue((*path, key), f"'{shown(key)}' is not one of "
+                                  f"{_options(options)}{suggest(key, options)}", at_key=True)
+            else:
+                yield SchemaIssue((*path, key), f"key '{shown(key)}' is not allowed here: "
+                                  f"{_key_rule(error.validator_value)}", at_key=True)
+        return
+    # Anything else: jsonschema's own words, which quote the value: keep them short.
+    yield SchemaIssue(path, shown(error.message, 200))
+
+
+def _key_rule(schema: dict[str, Any]) -> str:
+    from runner.pipeline_schema import PATTERN_MEANING
+
+    rules = []
+    if "pattern" in schema:
+        rules.append(PATTERN_MEANING.get(schema["pattern"], f"matching {schema['pattern']}"))
+    if "maxLength" in schema:
+        rules.append(f"at most {schema['maxLength']} characters")
+    return "expected " + ", ".join(rules) if rules else "refused by the schema"
+
+
+def _key_refused(schema: Any, key: str) -> bool:
+    return not Draft202012Validator(schema).is_valid(key) if isinstance(schema, dict) else False
+
+
+def _explain_one_of(error: ValidationError, path: DocPath) -> Iterator[SchemaIssue]:
+    """`oneOf` in words: which keys conflict, which are missing, or what the
+    alternative of the value's own type says. Never the schema itself."""
+    value = error.instance
+    branches: list[Any] = list(error.validator_value)
+    keys = [b["required"][0] for b in branches
+            if isinstance(b, dict) and len(b.get("required", [])) == 1]
+    if isinstance(value, dict) and keys:
+        present = [k for k in keys if k in value]
+        listed = ", ".join(f"'{k}'" for k in keys)
+        if len(present) > 1:
+            yield SchemaIssue((*path, present[1]), f"give one of {listed}, not both "
+                              f"'{present[0]}' and '{present[1]}'", at_key=True)
+            return
+        if not present:
+            yield SchemaIssue(path, f"needs one of {listed}")
+            return
+    # The alternative meant for the value's type explains the problem best.
+    fitting = [i for i, b in enumerate(branches)
+               if isinstance(b, dict) and _fits_type(b.get("type"), value)]
+    if fitting:
+        inner = [e for e in error.context or () if e.relative_schema_path
+                 and e.relative_schema_path[0] in fitting]
+        if len(fitting) > 1 and isinstance(value, dict):
+            inner = [e for e in inner if e.validator != "required"] or inner
+        if inner:
+            best = max(inner, key=lambda e: len(e.absolute_path))
             yield from _explain(best)
             return
-    if keyword == "propertyNames" and isinstance(value, dict):
-        yield SchemaIssue(path, f"a key is not allowed here: {error.message}")
-        return
-    yield SchemaIssue(path, error.message)
+    kinds = [b.get("type") for b in branches if isinstance(b, dict) and b.get("type")]
+    wanted = " or ".join(dict.fromkeys(_TYPE_NAMES.get(str(k), str(k)) for k in kinds))
+    yield SchemaIssue(path, f"expected {wanted or 'another form'}, got {_describe(value)}")
+
+
+def _fits_type(kind: Any, value: Any) -> bool:
+    checks = {"object": isinstance(value, dict), "array": isinstance(value, list),
+              "string": isinstance(value, str)}
+    return bool(checks.get(str(kind), False))
 
 
 def _range_text(schema: dict[str, Any]) -> str:

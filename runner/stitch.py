@@ -9,23 +9,20 @@ memory, so time is O(total samples) and memory O(one decode batch), however
 many segments there are. The stream goes to a scratch file beside the output
 and, at the same time, into ffmpeg's `ebur128` scanner.
 
-Loudness: integrated loudness (EBU R128 / ITU BS.1770-4, gated) and true peak
-are measured by ffmpeg's `ebur128` filter in that one pass over the whole
-programme, then one static gain is applied during export (`volume`). One gain
-for the whole programme keeps the relative levels of the segments, unlike
-per-segment normalisation or `loudnorm`'s dynamic mode (an AGC); a pure-Python
-BS.1770 would need numpy to be fast. The gain is capped so the true peak stays
-at or below `max_true_peak_dbtp`: a loud-peaked programme ends up quieter than
-the target rather than clipped, and the sidecar says so.
+Loudness: the programme is measured (ffmpeg `ebur128`: BS.1770-4 integrated,
+gated, and true peak) in that same pass, then brought to its target while it is
+encoded: one static gain for the whole programme, which keeps the relative levels
+of its segments, with a true-peak limiter where the gain would push the peaks over
+`max_true_peak_dbtp`; the encoded file is measured again and the pass redone if it
+missed (runner.loudness). The sidecar records asked, measured and done; a target
+that cannot be met is said there (`met: false`, `problem`), and the run warns.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import subprocess
-import sys
 import tempfile
 import time
 from array import array
@@ -36,12 +33,13 @@ from typing import IO, Any
 
 from runner import atomic
 from runner.audiodecode import decode_many
-from runner.audioformat import AudioInfo, FormatSpec, verify_audio
+from runner.audioformat import AudioInfo, Codec, FormatSpec, verify_audio
 from runner.errors import AudioError
-from runner.ffmpeg import ffmpeg_exe
+from runner.loudness import Measurement, Target, encode, meter_args, parse_summary
+from runner.pcm import fade_in, fade_out, from_le, to_le, trim_silence
 
-SIDECAR_VERSION = 1
-_SILENT_LUFS = -69.9  # ebur128 reports -70 LUFS (the absolute gate) for silence
+SIDECAR_VERSION = 2  # 2: loudness is measured again after encoding, and says `met`
+_LOSSY = (Codec.MP3, Codec.OPUS)  # encoders that overshoot the peaks they are given
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +69,8 @@ class StitchSettings:
             raise ValueError("silence_threshold_dbfs must be between -120 and 0")
         if self.target_lufs is not None and not -70 < self.target_lufs < 0:
             raise ValueError("target_lufs must be between -70 and 0 LUFS")
+        if not -20 <= self.max_true_peak_dbtp <= 0:
+            raise ValueError("max_true_peak_dbtp must be between -20 and 0 dBTP")
         FormatSpec.parse(self.output_format)
 
     @property
@@ -116,7 +116,7 @@ class _Programme:
 
     def _emit(self, samples: array[int]) -> None:
         if samples:
-            data = samples.tobytes() if sys.byteorder == "little" else _swapped(samples)
+            data = to_le(samples)
             for sink in self._sinks:
                 sink(data)
 
@@ -144,12 +144,6 @@ class _Programme:
         self._tail = array("h")
 
 
-def _swapped(samples: array[int]) -> bytes:
-    copy = array("h", samples)
-    copy.byteswap()  # the stream is s16le whatever this machine's byte order
-    return copy.tobytes()
-
-
 def _mix(out_part: array[int], in_part: array[int], ch: int) -> array[int]:
     """Linear crossfade: the outgoing tail ramps down as the incoming head ramps up."""
     n = len(in_part) // ch
@@ -157,64 +151,16 @@ def _mix(out_part: array[int], in_part: array[int], ch: int) -> array[int]:
                        for i, (a, b) in enumerate(zip(out_part, in_part))))
 
 
-def _fade(seg: array[int], ch: int, frames: int) -> None:
-    """Linear fade-in over the first and fade-out over the last `frames`, in place."""
-    n = min(frames, len(seg) // ch // 2)
-    last = len(seg) - 1
-    for i in range(n * ch):
-        gain = ((i // ch) + 0.5) / n
-        seg[i] = round(seg[i] * gain)
-        seg[last - i] = round(seg[last - i] * gain)
-
-
-def _loud_span(seg: array[int], ch: int, threshold: int) -> tuple[int, int] | None:
-    """First and one-past-last frame with a sample above `threshold`; None if all quiet.
-
-    Scans coarse windows, then finer ones inside the hit, with the C-level
-    `max`/`min`: a Python-level loop only ever runs over the last 64 samples.
-    """
-    first = _find_loud(seg, 0, len(seg), threshold, forward=True)
-    if first is None:
-        return None
-    last = _find_loud(seg, first, len(seg), threshold, forward=False)
-    assert last is not None
-    return first // ch, last // ch + 1
-
-
-def _find_loud(seg: array[int], lo: int, hi: int, threshold: int, *, forward: bool,
-               step: int = 4096) -> int | None:
-    """Index of the first (or last) sample in seg[lo:hi] louder than `threshold`."""
-    starts = range(lo, hi, step) if forward else range(lo + (hi - 1 - lo) // step * step, lo - 1,
-                                                         -step)
-    for start in starts:
-        end = min(start + step, hi)
-        window = seg[start:end]
-        if max(window) > threshold or min(window) < -threshold:
-            if step <= 64:
-                hits = [i for i, v in enumerate(window) if v > threshold or v < -threshold]
-                return start + (hits[0] if forward else hits[-1])
-            return _find_loud(seg, start, end, threshold, forward=forward, step=step // 16)
-    return None
-
-
 def _trim(seg: array[int], ch: int, rate: int, settings: StitchSettings) -> tuple[array[int], int]:
     """Trim silence at both ends keeping a margin; returns (samples, frames cut at start)."""
     if not settings.trim_silence:
         return seg, 0
-    threshold = int(32767 * 10 ** (settings.silence_threshold_dbfs / 20))
-    span = _loud_span(seg, ch, threshold)
-    if span is None:
-        return seg, 0  # an all-silent segment is kept whole: its length may be intended
-    keep = _frames(settings.keep_silence_ms, rate)
-    start, end = max(span[0] - keep, 0), min(span[1] + keep, len(seg) // ch)
-    return seg[start * ch:end * ch], start
+    return trim_silence(seg, ch, rate, settings.silence_threshold_dbfs, settings.keep_silence_ms)
 
 
 def _start_meter(rate: int, channels: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
     """ffmpeg's EBU R128 scanner reading the programme from a pipe as it is built."""
-    args = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "info", "-f", "s16le",
-            "-ar", str(rate), "-ac", str(channels), "-i", "pipe:0", "-af",
-            "ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
+    args = meter_args(pcm_rate=rate, pcm_channels=channels)
     try:
         return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=log)
@@ -222,11 +168,8 @@ def _start_meter(rate: int, channels: int, log: IO[bytes]) -> subprocess.Popen[b
         raise AudioError(f"cannot run ffmpeg ({args[0]}): {exc}") from exc
 
 
-def _finish_meter(meter: subprocess.Popen[bytes] | None, log: IO[bytes],
-                  settings: StitchSettings) -> dict[str, Any]:
-    """Wait for the scanner; the one static gain that brings the programme to target."""
-    if meter is None or settings.target_lufs is None:
-        return {"target_lufs": None}
+def _finish_meter(meter: subprocess.Popen[bytes], log: IO[bytes]) -> Measurement:
+    """Wait for the scanner: the programme's loudness before normalisation (pass 1)."""
     assert meter.stdin is not None
     meter.stdin.close()
     code = meter.wait()
@@ -234,27 +177,7 @@ def _finish_meter(meter: subprocess.Popen[bytes] | None, log: IO[bytes],
     text = log.read().decode("utf-8", "replace")
     if code != 0:
         raise AudioError(f"ffmpeg ebur128 failed (exit {code}): {text.strip()[-300:]}")
-    measured, peak = _read_meter(text)
-    gain, limited = 0.0, False
-    if measured > _SILENT_LUFS:  # a silent programme has no loudness to correct
-        gain = settings.target_lufs - measured
-        headroom = settings.max_true_peak_dbtp - peak
-        limited = gain > headroom
-        gain = min(gain, headroom)
-    return {"method": "ffmpeg ebur128 (BS.1770-4 integrated, gated) over the whole programme; "
-                      "one static gain",
-            "target_lufs": settings.target_lufs, "measured_lufs": measured,
-            "measured_true_peak_dbtp": peak, "gain_db": round(gain, 2),
-            "limited_by_true_peak": limited}
-
-
-def _read_meter(text: str) -> tuple[float, float]:
-    summary = text[text.rfind("Summary:"):]
-    loud = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary)
-    peak = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
-    if not loud or not peak:
-        raise AudioError(f"ffmpeg ebur128 printed no loudness summary: {text[-300:]!r}")
-    return float(loud.group(1)), float(peak.group(1))
+    return parse_summary(text)
 
 
 def _assemble(segments: Sequence[SegmentInput], settings: StitchSettings, rate: int,
@@ -269,11 +192,12 @@ def _assemble(segments: Sequence[SegmentInput], settings: StitchSettings, rate: 
     placed: list[dict[str, Any]] = []
     previous: SegmentInput | None = None
     for index, (segment, data) in enumerate(zip(segments, decoded, strict=True)):
-        samples = array("h", data) if sys.byteorder == "little" else _from_le(data)
+        samples = from_le(data)
         source_frames = len(samples) // channels
         samples, cut = _trim(samples, channels, rate, settings)
         if fade:
-            _fade(samples, channels, fade)
+            fade_in(samples, channels, fade)
+            fade_out(samples, channels, fade)
         gap_ms = 0 if previous is None else (
             settings.paragraph_gap_ms if segment.paragraph_index != previous.paragraph_index
             else settings.gap_ms)
@@ -294,30 +218,6 @@ def _assemble(segments: Sequence[SegmentInput], settings: StitchSettings, rate: 
             progress(index + 1, len(segments))
     programme.close()
     return placed, programme.frames
-
-
-def _from_le(data: bytes) -> array[int]:
-    samples = array("h", data)
-    samples.byteswap()
-    return samples
-
-
-def _export(scratch: Path, destination: Path, spec: FormatSpec, rate: int, channels: int,
-            gain_db: float) -> AudioInfo:
-    """Encode the programme with its gain into a temp file beside `destination`, verify, commit."""
-    volume = ["-af", f"volume={gain_db:.2f}dB"] if abs(gain_db) >= 0.005 else []
-    with atomic.staged(destination, suffix=spec.extension) as tmp:
-        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-                "-f", "s16le", "-ar", str(rate), "-ac", str(channels), "-i", f"file:{scratch}",
-                *volume, "-map_metadata", "-1", *spec.ffmpeg_output_args(rate), "-y", f"file:{tmp}"]
-        try:
-            proc = subprocess.run(args, capture_output=True, check=False)
-        except OSError as exc:
-            raise AudioError(f"cannot run ffmpeg ({args[0]}): {exc}") from exc
-        if proc.returncode != 0:
-            tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
-            raise AudioError(f"{destination}: ffmpeg could not encode {spec.name}: {tail}")
-        return verify_audio(tmp, spec)
 
 
 def stitch(
@@ -366,17 +266,22 @@ def stitch(
                 raise AudioError(f"{destination}: the loudness meter (ffmpeg) exited early") \
                     from exc
             timings["assemble_s"] = time.perf_counter() - clock
-            loudness = _finish_meter(meter, meter_log, settings)
+            measured = _finish_meter(meter, meter_log) if meter is not None else None
             timings["measure_wait_s"] = time.perf_counter() - clock - timings["assemble_s"]
         export_start = time.perf_counter()
-        info = _export(scratch, destination, out_spec, rate, channels,
-                       float(loudness.get("gain_db") or 0.0))
+        target = None if settings.target_lufs is None else \
+            Target(settings.target_lufs, settings.max_true_peak_dbtp)
+        with atomic.staged(destination, suffix=out_spec.extension) as tmp:
+            normalised = encode(scratch, rate, channels, tmp, out_spec.ffmpeg_output_args(rate),
+                                target, measured=measured, lossy=out_spec.codec in _LOSSY)
+            info = verify_audio(tmp, out_spec)
         timings["export_s"] = time.perf_counter() - export_start
     finally:
         if meter is not None and meter.poll() is None:
             meter.kill()
             meter.wait()
         scratch.unlink(missing_ok=True)
+    loudness = normalised.to_json() if normalised is not None else {"target_lufs": None}
     sidecar = {
         "version": SIDECAR_VERSION, "output": destination.name, "format": out_spec.name,
         "sample_rate": rate, "channels": channels, "duration_ms": _to_ms(total_frames, rate),

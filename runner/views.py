@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from runner.layout import describe
 from runner.plan import Plan
 
 
@@ -34,9 +34,8 @@ def render_plan(plan: Plan) -> str:
         rows.append((p.job.id, p.job.model.id, p.job.provider, p.state.value, cost, p.job.output))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-    out_dir = os.path.relpath(plan.layout.output_dir)
     lines.append("")
-    lines.append(f"output_dir: {out_dir}   lockfile: {os.path.relpath(plan.layout.lockfile)}")
+    lines.append(describe(plan.layout))
     lines.append(plan_summary(plan))
     return "\n".join(lines)
 

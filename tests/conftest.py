@@ -1,4 +1,5 @@
-"""Shared fixtures: a real sandbox server on 127.0.0.1 with a free port, and a fake clock.
+"""Shared fixtures: a real sandbox server on 127.0.0.1 with a free port, a fake clock,
+and the real servers of tests/services.py (an S3 store), each started once per session.
 
 Tests configure the sandbox through `sandbox_config` (a fresh `SandboxConfig` whose
 clock is `fake_clock`) or by changing `sandbox.config` of the running server: the
@@ -7,11 +8,14 @@ app reads its knobs live.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from runner.sandbox import SandboxConfig, SandboxServer
+from tests.services import S3Server, ServiceUnavailable, required
 
 
 class FakeClock:
@@ -46,3 +50,42 @@ def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS) for the whole session; tests that use it
+    skip with the reason when it cannot start (fail, with RUNNER_REQUIRE_SERVICES set)."""
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.start()
+    except ServiceUnavailable as exc:
+        if required():
+            pytest.fail(f"the S3 server could not start: {exc}")
+        pytest.skip(f"no S3 server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class RemoteCacheSetup:
+    server: S3Server
+    prefix: str  # this test's own corner of the bucket
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.env["RUNNER_REMOTE_CACHE"]
+
+
+@pytest.fixture
+def remote_cache(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> RemoteCacheSetup:
+    """RUNNER_REMOTE_CACHE and the AWS_* variables set for a fresh prefix of the session's
+    S3 server: tests share the server, never each other's objects."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    env = s3_server.env(prefix)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return RemoteCacheSetup(s3_server, prefix, env)

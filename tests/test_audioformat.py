@@ -15,6 +15,7 @@ from runner.audioformat import (
     FormatSpec,
     InvalidAudio,
     WavWriter,
+    carries_wav_header,
     decode,
     decode_pcm,
     duration_s,
@@ -83,6 +84,24 @@ def test_raw_audio_wrapped_in_wav_is_the_same_samples(audio_dir: Path, name: str
     assert verify_audio(wrapped, spec).codec == spec.codec.value
     assert sniff(wrapped).kind == "wav"
     assert decode_pcm(wrapped).data == decode_pcm(raw, spec).data
+
+
+@pytest.mark.parametrize("name", ["pcm_24000", "ulaw_8000", "alaw_8000"])
+def test_a_wav_wrapped_twice_is_caught(audio_dir: Path, name: str,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    """A provider's WAV wrapped once more parses as a valid WAV (the inner header plays as
+    a click): verification must refuse it, and wrap_raw must not make one."""
+    spec = FormatSpec.parse(name)
+    provider_wav = wrap_raw(format_file(audio_dir, name).read_bytes(), spec)
+    assert carries_wav_header(provider_wav) and wrap_raw(provider_wav, spec) == provider_wav
+    twice = tmp_path / "twice.wav"
+    twice.write_bytes(wav_header(spec, len(provider_wav)) + provider_wav)
+    parse_wav(twice.read_bytes())  # structurally sound: only the second look catches it
+    with pytest.raises(InvalidAudio, match="wrapped in WAV twice"):
+        verify_audio(twice, spec)
+    once = tmp_path / "once.wav"
+    once.write_bytes(provider_wav)
+    assert verify_audio(once, spec).codec == spec.codec.value
 
 
 def test_wav_writer_streams_to_the_same_bytes_as_wrap_raw(audio_dir: Path) -> None:  # noqa: F811

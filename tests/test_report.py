@@ -8,8 +8,10 @@ html.parser and checked for structure, not for looks (the browser test looks).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -19,6 +21,7 @@ from audiogen import make
 
 from runner.audioformat import FormatSpec, wrap_raw
 from runner.report import build_report, collect
+from runner.report_page import APPROVED, CHANGED, FAILED, MISSED, REJECTED, UNREVIEWED
 from runner.store.journal import Journal
 from runner.store.lockfile import LockEntry, render_lockfile
 from runner.subtitles import Cue, to_vtt
@@ -62,6 +65,13 @@ jobs:
     model: elevenlabs/speech-to-text
     audio: {{file: talk.mp3}}
     output: interview.json
+  - id: gate
+    model: elevenlabs/text-to-speech-turbo-2-5
+    dialogue:
+      lines:
+        - {{voice: George, text: "Who goes there?"}}
+        - {{voice: Lily, text: "A friend."}}
+        - {{voice: George, text: "Come in."}}
 """
 
 
@@ -112,7 +122,10 @@ def make_build(root: Path) -> Path:
                                               ("tone:550", 0.6)])
     (out / "story.json").write_text(json.dumps({"segments": [
         {"id": "story/001", "offset_ms": 0, "duration_ms": 600},
-        {"id": "story/002", "offset_ms": 1500, "duration_ms": 600}]}))
+        {"id": "story/002", "offset_ms": 1500, "duration_ms": 600}], "loudness": {
+        "target_lufs": -16, "max_true_peak_dbtp": -1, "measured_lufs": -25.0,
+        "measured_true_peak_dbtp": -1.2, "met": False,
+        "problem": "target -16 LUFS missed: measured -25.0 LUFS"}}))
     (out / "story.vtt").write_text(to_vtt([Cue(0, 600, "First paragraph <here>."),
                                            Cue(1500, 2100, "Second paragraph.")]))
     (out / "caps.json").write_text("{}")
@@ -148,15 +161,43 @@ def make_build(root: Path) -> Path:
     return manifest
 
 
+_PART = re.compile(r"runnerReportPart\((\d+),(\[.*?\])\);", re.DOTALL)
+
+
+def cards_of(report: Path) -> tuple[str, list[list[object]]]:
+    """The cards' HTML, every part in order (the first is in the page, the others in
+    report.parts/), and the page's index of cards."""
+    page = report.read_text(encoding="utf-8")
+    texts = [page] + [p.read_text(encoding="utf-8")
+                      for p in sorted(report.with_name(report.stem + ".parts").glob("*.js"))]
+    parts: dict[int, list[str]] = {}
+    for text in texts:
+        for number, cards in _PART.findall(text):
+            parts[int(number)] = json.loads(cards)
+    html = "".join(card for n in sorted(parts) for card in parts[n])
+    index = json.loads(re.search(r'<script type="application/json" id="index">(.*?)</script>',
+                                 page, re.DOTALL).group(1))  # type: ignore[union-attr]
+    return html, index
+
+
+def read(report: Path) -> tuple[Path, Tree, str]:
+    """The report as a browser would have it once its script ran: page and cards."""
+    page = report.read_text(encoding="utf-8")
+    cards, _ = cards_of(report)
+    tree = Tree()
+    tree.feed(page.replace("</main>", cards + "</main>", 1))
+    return report, tree, page + cards
+
+
+def flagged(report: Path, bit: int) -> set[str]:
+    return {str(entry[0]) for entry in cards_of(report)[1] if int(entry[1]) & bit}  # type: ignore[call-overload]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Tree, str]:
     root = tmp_path_factory.mktemp("report")
     manifest = make_build(root)
-    report = build_report(manifest)
-    page = report.read_text(encoding="utf-8")
-    tree = Tree()
-    tree.feed(page)
-    return report, tree, page
+    return read(build_report(manifest))
 
 
 def test_report_sits_at_the_output_root(built: tuple[Path, Tree, str]) -> None:
@@ -190,7 +231,16 @@ def test_mu_law_plays_from_a_cached_mp3_preview(built: tuple[Path, Tree, str]) -
 
 def test_every_audio_has_a_waveform(built: tuple[Path, Tree, str]) -> None:
     _, tree, _ = built
-    assert len(tree.find("svg", **{"class": "wave"})) == len(tree.find("audio"))
+    waves = tree.find("canvas", **{"class": "wave"})
+    assert len(waves) == len(tree.find("audio"))
+    for wave in waves:  # 300 bars of (min, max), one byte each, base64
+        assert len(base64.b64decode(wave["data-peaks"] or "")) == 600
+
+
+def test_durations_show_before_anything_plays(built: tuple[Path, Tree, str]) -> None:
+    _, tree, page = built
+    assert all(a["preload"] == "none" for a in tree.find("audio"))  # until scrolled to
+    assert '<strong>take 1 of 2</strong><span class="dur">0.5 s</span>' in page
 
 
 def test_variants_share_one_card_side_by_side(built: tuple[Path, Tree, str]) -> None:
@@ -198,8 +248,6 @@ def test_variants_share_one_card_side_by_side(built: tuple[Path, Tree, str]) -> 
     ids = [a.get("id") for t, a in tree.tags if t in ("article", "figure")]
     card = ids.index("card-job-boom")
     assert ids[card + 1:card + 3] == ["job-boom~231", "job-boom~232"]
-    picks = tree.find("input", **{"class": "pick"})
-    assert [(p["data-job"], p["value"]) for p in picks] == [("boom", "1"), ("boom", "2")]
 
 
 def test_narration_card_holds_segments_and_cues(built: tuple[Path, Tree, str]) -> None:
@@ -224,23 +272,28 @@ def test_failed_job_listed_with_reason_and_task(built: tuple[Path, Tree, str]) -
     assert f"failed: {FAILURE}" in text
     assert "t-thunder" in text
     assert '<a href="#job-thunder">thunder</a>' in page
-    (card,) = tree.find("article", id="card-job-thunder")
-    assert card["data-failed"] == "1"
+    assert tree.find("article", id="card-job-thunder")
+    assert flagged(report_of(built), FAILED) == {"thunder"}
+
+
+def report_of(built: tuple[Path, Tree, str]) -> Path:
+    return built[0]
 
 
 def test_changed_means_made_by_the_last_run(built: tuple[Path, Tree, str]) -> None:
-    _, tree, _ = built
-    changed = {a["id"] for a in tree.find("article") if a["data-changed"] == "1"}
-    assert changed == {"card-job-boom"}
+    assert flagged(report_of(built), CHANGED) == {"boom"}
 
 
 def test_user_text_is_escaped_everywhere(built: tuple[Path, Tree, str]) -> None:
-    _, tree, page = built
-    assert [t for t, _ in tree.tags].count("script") == 1  # only the page's own
-    assert "<img" not in page and "<b>boom" not in page
+    report, tree, text = built
+    page = report.read_text(encoding="utf-8")
+    # The page's own: the index, its settings, the script, and the first part of cards.
+    assert [t for t, _ in tree.tags].count("script") == 4
+    assert "<img" not in text and "<b>boom" not in text  # not in the page, nor in a card
+    assert "</script" not in page.split('id="index">', 1)[1].split("</script>", 1)[0]
     assert PROMPT in "".join(tree.text)
-    (card,) = tree.find("article", id="card-job-boom")
-    assert PROMPT.lower() in (card["data-search"] or "")
+    (boom,) = [e for e in cards_of(report)[1] if e[0] == "boom"]
+    assert PROMPT.lower() in str(boom[3])  # what the search looks through
 
 
 def test_no_external_references(built: tuple[Path, Tree, str]) -> None:
@@ -255,17 +308,17 @@ def test_no_external_references(built: tuple[Path, Tree, str]) -> None:
 def test_model_filter_lists_every_model(built: tuple[Path, Tree, str]) -> None:
     _, tree, _ = built
     options = [o["value"] for o in tree.find("option")]
-    assert options == ["", "elevenlabs/sound-effect-v2", "elevenlabs/speech-to-text",
-                       "elevenlabs/text-to-speech-turbo-2-5"]
+    assert options == ["", "0", "1", "2"]
+    assert "<option value=\"2\">elevenlabs/text-to-speech-turbo-2-5</option>" in built[2]
 
 
 def test_a_second_report_reuses_the_cached_peaks(tmp_path: Path) -> None:
     manifest = make_build(tmp_path)
-    first = build_report(manifest).read_text(encoding="utf-8")
+    first = cards_of(build_report(manifest))[0]
     peaks = sorted((tmp_path / "out/.runner/peaks").iterdir())
     assert len(peaks) == 7  # one per distinct audio file
     stamps = [p.stat().st_mtime_ns for p in peaks]
-    second = build_report(manifest, out=tmp_path / "elsewhere").read_text(encoding="utf-8")
+    second = cards_of(build_report(manifest, out=tmp_path / "elsewhere"))[0]
     assert [p.stat().st_mtime_ns for p in peaks] == stamps  # nothing decoded again
     # Written elsewhere, the page reaches the outputs through a longer relative path.
     assert 'src="../out/sfx/boom_1.mp3"' in second and 'src="sfx/boom_1.mp3"' in first
@@ -277,8 +330,7 @@ def test_missing_output_is_reported_not_fatal(tmp_path: Path) -> None:
     build = collect(manifest)
     (boom,) = [c for c in build.cards if c.base_id == "boom"]
     assert [t.status for t in boom.takes] == ["missing", "ok"]
-    page = build_report(manifest).read_text(encoding="utf-8")
-    assert "output file missing: sfx/boom_1.mp3" in page
+    assert "output file missing: sfx/boom_1.mp3" in cards_of(build_report(manifest))[0]
 
 
 def test_configured_keys_never_reach_the_page(tmp_path: Path,
@@ -288,8 +340,10 @@ def test_configured_keys_never_reach_the_page(tmp_path: Path,
     # A key that (absurdly) sits in a prompt is still scrubbed from the page.
     manifest.write_text(manifest.read_text().replace("Distant thunder", f"thunder {secret}"))
     monkeypatch.setenv("KIE_API_KEY", secret)
-    page = build_report(manifest).read_text(encoding="utf-8")
+    report = build_report(manifest)
+    page = report.read_text(encoding="utf-8")
     assert secret not in page and "[redacted]" in page
+    assert secret not in cards_of(report)[0]
 
 
 def test_a_failed_rebuild_keeps_showing_the_earlier_asset(tmp_path: Path) -> None:
@@ -298,15 +352,13 @@ def test_a_failed_rebuild_keeps_showing_the_earlier_asset(tmp_path: Path) -> Non
         journal.start_run("live")
         journal.record_outcome("beep", "k9", "uncertain", "sent, no answer", task_id="t-lost")
         journal.finish_run("finished")
-    tree = Tree()
-    tree.feed(build_report(manifest).read_text(encoding="utf-8"))
+    report, tree, _ = read(build_report(manifest))
     text = "".join(tree.text)
     assert "uncertain: sent, no answer The asset shown is the one from an earlier run." in text
     assert "t-lost" in text  # the lost task is the one to ask the provider about
     assert tree.find("audio", data_job="beep")
-    flagged = {a["id"] for a in tree.find("article") if a["data-failed"] == "1"}
-    assert flagged == {"card-job-beep", "card-job-thunder"}
-    assert not [a for a in tree.find("article") if a["data-changed"] == "1"]
+    assert flagged(report, FAILED) == {"beep", "thunder"}
+    assert flagged(report, CHANGED) == set()
 
 
 def test_a_local_source_outside_the_folder_plays_from_a_copy(
@@ -318,3 +370,79 @@ def test_a_local_source_outside_the_folder_plays_from_a_copy(
     assert "Heard: talk.mp3" in "".join(tree.text)
     assert "Playing a copy of a file outside the report&#x27;s folder." in page
     assert not [a for _, a in tree.tags if (a.get("href") or "").startswith("..")]
+
+
+def test_narration_and_dialogue_cards_show_their_voices(built: tuple[Path, Tree, str]) -> None:
+    _, _, text = built
+    story = text.split('id="card-job-story"', 1)[1].split("</article>", 1)[0]
+    assert '<span class="badge">narration</span>' in story
+    assert "<dt>voice</dt><dd>Brian</dd>" in story
+    gate = text.split('id="card-job-gate"', 1)[1].split("</article>", 1)[0]
+    assert '<span class="badge">dialogue</span>' in gate  # not "narration"
+    assert "<dt>voices</dt><dd>George, Lily</dd>" in gate
+
+
+def test_loudness_per_asset_and_a_missed_target(built: tuple[Path, Tree, str]) -> None:
+    report, _, text = built
+    boom = text.split('id="job-boom~232"', 1)[1].split("</figure>", 1)[0]
+    found = re.search(r"<dt>loudness</dt><dd>(-?\d+\.\d) LUFS, true peak (-?\d+\.\d) dBTP", boom)
+    assert found, boom
+    assert -40 < float(found.group(1)) < 0 and float(found.group(2)) <= 0
+    # The programme asked -16 LUFS and missed: said on its card and at the top.
+    story = text.split('id="job-story"', 1)[1].split("</figure>", 1)[0]
+    assert "loudness target missed" in story
+    assert "target -16 LUFS missed: measured -25.0 LUFS" in story
+    warnings = text.split('<section id="warnings">', 1)[1].split("</section>", 1)[0]
+    assert '<a href="#job-story">story</a> target -16 LUFS missed' in warnings
+    assert flagged(report, MISSED) == {"story"}
+
+
+def test_review_decisions_are_shown(tmp_path: Path) -> None:
+    from runner.review_file import Decision, Mark, Take, record
+
+    manifest = make_build(tmp_path)
+    lock = json.loads((tmp_path / "m.lock.json").read_text())["jobs"]
+
+    def take(job: str) -> Take:
+        return Take(lock[job]["sha256"], lock[job].get("task_id"))
+
+    record(tmp_path / "m.review.jsonl", "demo", [
+        Mark("boom#1", take("boom#1"), "2026-12-03T10:00:00.000Z", Decision.REJECTED,
+             note="clipped <at> the end", by="ana"),
+        Mark("boom#2", take("boom#2"), "2026-12-03T10:00:01.000Z", Decision.APPROVED, by="ana"),
+        Mark("boom", take("boom#2"), "2026-12-03T10:00:01.000Z", pick=2, by="ana"),
+        Mark("beep", Take("0" * 64, "t-old"), "2026-12-03T10:00:02.000Z", Decision.REJECTED,
+             note="too loud", by="ben"),  # about a take the job no longer holds
+    ])
+    report, _, text = read(build_report(manifest))
+    one = text.split('id="job-boom~231"', 1)[1].split("</figure>", 1)[0]
+    assert '<span class="badge bad">rejected</span>' in one
+    assert "rejected by ana: clipped &lt;at&gt; the end" in one
+    two = text.split('id="job-boom~232"', 1)[1].split("</figure>", 1)[0]
+    assert '<span class="badge ok">picked</span>' in two
+    beep = text.split('id="job-beep"', 1)[1].split("</figure>", 1)[0]
+    assert "An earlier take was rejected: too loud." in beep and "badge bad\">rejected" not in beep
+    assert flagged(report, REJECTED) == flagged(report, APPROVED) == {"boom"}
+    assert "beep" in flagged(report, UNREVIEWED) and "boom" not in flagged(report, UNREVIEWED)
+    assert "decisions from ../m.review.jsonl" in text
+
+
+def test_a_large_build_is_split_into_parts(tmp_path: Path) -> None:
+    from runner.report_page import PART_CARDS
+    from runner.testing.fake_build import make_fake_build
+
+    sources = [make(tmp_path / "a.mp3", "mp3_44100_128", [("tone:440", 0.4)]),
+               make(tmp_path / "b.mp3", "mp3_44100_128", [("tone:660", 0.3)])]
+    manifest = make_fake_build(tmp_path / "big", jobs=2 * PART_CARDS + 7, variants=2,
+                               sources=sources)
+    report = build_report(manifest)
+    parts = sorted(p.name for p in (report.parent / "report.parts").iterdir())
+    assert parts == ["0001.js", "0002.js"]  # part 0 is in the page
+    cards, index = cards_of(report)
+    assert len(index) == 2 * PART_CARDS + 7 and cards.count("<article") == len(index)
+    page = report.read_text(encoding="utf-8")
+    assert page.count("\\u003carticle") == PART_CARDS  # only the first part is in the page
+    # A smaller build written there later removes the parts it no longer has.
+    small = make_fake_build(tmp_path / "small", jobs=3, variants=1, sources=sources)
+    report = build_report(small, out=report)
+    assert not list((report.parent / "report.parts").glob("*.js"))

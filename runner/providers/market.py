@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import mimetypes
+import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,9 +154,14 @@ class MarketAdapter:
                               provider=self.account.name, job_id=request.job_id)
 
     async def upload(self, path: Path, file_name: str) -> str:
-        """Stream `path` to the file-upload API. Reusing a `file_name` overwrites (and a cache
-        may serve the old copy), so callers should pass a content-derived name."""
+        """Stream `path` to the file-upload API under a name of its own.
+
+        Reusing a name overwrites the stored file, and a cache may serve the old copy
+        for a while (FACTS §1.5): two jobs uploading `take.mp3` from different folders
+        would hear the same audio. So the stored name is `file_name` behind a random
+        prefix, unique per upload; the provider's answer says where it is."""
         mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+        file_name = f"{secrets.token_hex(8)}-{file_name}"
         try:
             handle = path.open("rb")
         except OSError as exc:

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_KINDS", "KnobError", "Latency", "RateLimit", "SandboxConfig", "SandboxProcess",
-    "SandboxServer", "create_app", "parse_faults", "parse_latency", "parse_rate_limit",
-    "provider_urls",
+    "SandboxServer", "create_app", "discover_provider_urls", "parse_faults", "parse_latency",
+    "parse_rate_limit", "provider_urls",
 ]
 
 
@@ -41,19 +41,37 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     return _create_app(config)
 
 
-def provider_urls(base_url: str) -> dict[str, dict[str, str]]:
+def provider_urls(base_url: str, upload_base_url: str | None = None) -> dict[str, dict[str, str]]:
     """The base URLs a client uses for each provider when talking to the sandbox at `base_url`.
 
-    kie and apikley are distinct accounts in one sandbox: apikley lives under `/apikley`,
-    its uploads under `/apikley/file-upload` (the real upload base ends in `/file-upload`).
+    kie's uploads go to `upload_base_url`, the sandbox's upload listener (kie's File
+    Upload API has a host of its own); without one, to `base_url`. kie and apikley are
+    distinct accounts in one sandbox: apikley lives under `/apikley`, its uploads under
+    `/apikley/file-upload` (the real upload base ends in `/file-upload`).
     """
     root = base_url.rstrip("/")
     return {
-        "kie": {"base_url": root, "upload_base_url": root},
+        "kie": {"base_url": root, "upload_base_url": (upload_base_url or root).rstrip("/")},
         "apikley": {"base_url": f"{root}/apikley", "upload_base_url": f"{root}/apikley/file-upload"},
         "aimlapi": {"base_url": root},
         "elevenlabs": {"base_url": root},
     }
+
+
+def discover_provider_urls(base_url: str, timeout_s: float = 5.0) -> dict[str, dict[str, str]]:
+    """`provider_urls` for a sandbox that is already running: its upload listener is asked
+    of `GET /_sandbox/hosts`. A sandbox that does not say (an older one) gets none."""
+    import json
+    import urllib.request
+
+    root = base_url.rstrip("/")
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    try:
+        with direct.open(f"{root}/_sandbox/hosts", timeout=timeout_s) as answer:
+            upload = json.load(answer).get("upload_base_url")
+    except (OSError, ValueError, AttributeError):
+        upload = None
+    return provider_urls(root, upload if isinstance(upload, str) and upload else None)
 
 
 def __getattr__(name: str) -> Any:

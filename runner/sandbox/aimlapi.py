@@ -1,6 +1,7 @@
 """AI/ML API Stable Audio: `POST /v2/generate/audio` and `GET /v2/generate/audio?generation_id=`.
 
-Create answers 201 `{id, status: "queued"}` with an id shaped `<uuid>:stable-audio`;
+Create answers 201 `{id, status: "queued"}` (or the rendered page's `{generation_id}`:
+quirk `aimlapi_generation_id`) with an id shaped `<uuid>:stable-audio`;
 polls walk queued → generating → completed | error. Errors use the AI/ML body
 `{message, path, requestId, statusCode, timestamp}` (validation hints go in an
 extra `errors` list); running out of credits is 403, not 402. The audio is a
@@ -78,8 +79,9 @@ async def create(request: Request) -> Response:
                                 ("500", 500, "Internal Server Error")):
         if state.draw_fault(fault):
             return error(status, text)
-    steps = int(body.get("steps", 100))
-    total_s = int(body.get("seconds_total", 30))
+    # An optional field sent as null means "not given": its default applies.
+    steps = int(body.get("steps") or 100)
+    total_s = int(body.get("seconds_total") or 30)
     cost = float(TOKENS_PER_STEP * steps)
     refusal = state.admit(account, cost)
     if refusal is Refusal.CONCURRENCY:
@@ -109,7 +111,10 @@ async def create(request: Request) -> Response:
     await maybe_slow(sandbox)
     if state.draw_fault("drop"):
         return Dropped()
-    return JSON({"id": generation_id, "status": "queued"}, status_code=201)
+    # The example output says {id, status}; the rendered page's sample {generation_id}.
+    answer = {"generation_id": generation_id} if state.quirk("aimlapi_generation_id") else {
+        "id": generation_id, "status": "queued"}
+    return JSON(answer, status_code=201)
 
 
 async def poll(request: Request) -> Response:

@@ -3,7 +3,8 @@
 Routes: the kie.ai market at the root, apikley under `/apikley` (its uploads
 under `/apikley/file-upload`, as the real upload base is `.../file-upload`), AI/ML
 API and ElevenLabs at their real paths, result files under `/files/`, and the
-introspection endpoints under `/_sandbox/`.
+introspection endpoints under `/_sandbox/`. kie's uploads also answer on the
+upload listener, a second socket of the same server (`_Hosts`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runner.sandbox import aimlapi, control, elevenlabs, market, uploads
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.redirects import Redirecting
-from runner.sandbox.web import Sandbox
+from runner.sandbox.web import JSON, Sandbox
+
+# kie's File Upload API: on its own host (FACTS §1.1), the sandbox's upload listener.
+_KIE_UPLOAD_PATHS = frozenset({"/api/file-stream-upload", "/api/file-base64-upload",
+                               "/api/file-url-upload"})
+
+
+class _Hosts:
+    """Two hosts, one app: the upload listener serves kie's File Upload API (and files);
+    with quirk `market_upload_host` the API host refuses those paths, as api.kie.ai is
+    not where the docs send uploads. Nothing changes when there is one listener only."""
+
+    def __init__(self, app: ASGIApp, sandbox: Sandbox) -> None:
+        self.app = app
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.sandbox.upload_ports:
+            path: str = scope["path"]
+            separate = path in _KIE_UPLOAD_PATHS and self.sandbox.state.quirk(
+                "market_upload_host")  # counted for every upload it governs
+            if self.sandbox.on_upload_host(scope):
+                allowed = path in _KIE_UPLOAD_PATHS or path.startswith(("/files/", "/_sandbox/"))
+            else:
+                allowed = not separate
+            if not allowed:
+                await JSON({"code": 404, "msg": "Not Found"}, status_code=404)(scope, receive,
+                                                                             send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _Counting:
@@ -50,7 +80,8 @@ class _Counting:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self.sandbox.state.stats.requests[(_endpoint(scope), status)] += 1
+            host = "uploads: " if self.sandbox.on_upload_host(scope) else ""
+            self.sandbox.state.stats.requests[(host + _endpoint(scope), status)] += 1
 
 
 def _endpoint(scope: Scope) -> str:
@@ -75,6 +106,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
+    app.add_middleware(_Hosts, sandbox=sandbox)
     app.add_middleware(Redirecting, sandbox=sandbox)  # the `redirects` knob
-    app.add_middleware(_Counting, sandbox=sandbox)
+    app.add_middleware(_Counting, sandbox=sandbox)  # added last: outermost, counts the 404s
     return app

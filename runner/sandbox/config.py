@@ -16,6 +16,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from runner.sandbox.quirks import FAITHFUL, QuirkError, parse_quirks
+from runner.sandbox.quirks import describe as describe_quirks
+
+PROVIDERS = ("kie", "apikley", "aimlapi", "elevenlabs")
 # Fault kinds and where they strike (see docs/sandbox.md).
 FAULT_KINDS: dict[str, str] = {
     "429": "a generation request is refused as rate limited; nothing is created",
@@ -60,6 +64,23 @@ class RateLimit:
         return f"{self.requests}/{self.window_s:g}"
 
 
+# ElevenLabs concurrency per plan: (Multilingual v2 / v3 / other models, Flash / Turbo)
+# (FACTS §3.8). Requests beyond it are refused with 429.
+ELEVENLABS_PLANS: dict[str, tuple[int, int]] = {
+    "free": (2, 4), "starter": (3, 6), "creator": (5, 10), "pro": (10, 20), "scale": (15, 30),
+    "business": (15, 30),
+}
+# What `runner run --sandbox` and `runner sandbox serve --realistic` use: the published
+# limits (kie.ai's 20 createTask per 10 s, FACTS §1.7; apikley publishes none and resells
+# kie) and latencies in the ranges the documents give (kie's callback example: 10 s;
+# AI/ML API: "usually completes in 30-60 s"; ElevenLabs answers synchronously).
+REALISTIC_RATE_LIMIT = "kie=20/10,apikley=20/10"
+REALISTIC_LATENCY = ("elevenlabs/text-to-speech-turbo-2-5=4-12,elevenlabs/sound-effect-v2=5-15,"
+                     "elevenlabs/speech-to-text=6-20,stable-audio=30-60,text-to-speech=0.5-2.5,"
+                     "text-to-speech-with-timestamps=0.5-2.5,sound-generation=2-6,"
+                     "speech-to-text=1-5")
+
+
 def parse_latency(spec: str) -> dict[str, Latency]:
     """`2`, `1-5`, `stable-audio=20-40,elevenlabs/sound-effect-v2=3,*=0.5` (seconds)."""
     out: dict[str, Latency] = {}
@@ -78,19 +99,34 @@ def parse_latency(spec: str) -> dict[str, Latency]:
     return out
 
 
-def parse_rate_limit(spec: str) -> RateLimit | None:
-    """`20/10` = 20 requests per 10 s; `none` or `off` = no limit."""
-    if spec.strip().lower() in ("", "none", "off"):
+def parse_rate_limit(spec: str) -> dict[str, RateLimit]:
+    """`20/10` = 20 requests per 10 s for every provider; `kie=20/10,apikley=20/10` per
+    provider (kie, apikley, aimlapi, elevenlabs; `*=` any other); `none` = no limit."""
+    out: dict[str, RateLimit] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        if item.lower() in ("none", "off"):
+            continue
+        provider, sep, value = item.rpartition("=")
+        provider = provider.strip() if sep else "*"
+        if provider not in ("*", *PROVIDERS):
+            raise KnobError(f"rate limit {item!r}: expected [PROVIDER=]N/SECONDS with PROVIDER "
+                            f"one of {', '.join(PROVIDERS)}")
+        count, slash, window = value.partition("/")
+        try:
+            requests = int(count)
+            window_s = float(window.strip().removesuffix("s")) if slash else 1.0
+        except ValueError:
+            raise KnobError(f"rate limit {item!r}: expected N/SECONDS, e.g. 20/10") from None
+        if requests < 1 or window_s <= 0:
+            raise KnobError(f"rate limit {item!r}: need N >= 1 and SECONDS > 0")
+        out[provider] = RateLimit(requests, window_s)
+    return out
+
+
+def describe_rate_limit(limits: Mapping[str, RateLimit]) -> str | None:
+    if not limits:
         return None
-    count, slash, window = spec.partition("/")
-    try:
-        requests = int(count)
-        window_s = float(window.strip().removesuffix("s")) if slash else 1.0
-    except ValueError:
-        raise KnobError(f"rate limit {spec!r}: expected N/SECONDS, e.g. 20/10") from None
-    if requests < 1 or window_s <= 0:
-        raise KnobError(f"rate limit {spec!r}: need N >= 1 and SECONDS > 0")
-    return RateLimit(requests, window_s)
+    return ",".join(str(lim) if who == "*" else f"{who}={lim}" for who, lim in limits.items())
 
 
 def parse_faults(spec: str) -> dict[str, float]:
@@ -117,9 +153,16 @@ class SandboxConfig:
 
     # Seconds from createTask to a final state, per model id ("*" = every other model).
     latency: dict[str, Latency] = field(default_factory=dict)
-    rate_limit: RateLimit | None = None
-    # Tasks (market, AI/ML) or requests in flight (ElevenLabs) per key; None = unlimited.
+    # Generation requests per sliding window, per provider ("*" = every other provider).
+    rate_limit: dict[str, RateLimit] = field(default_factory=dict)
+    # Tasks (market, AI/ML) or requests in flight (ElevenLabs) per key; None = unlimited
+    # (ElevenLabs: the plan's limit below).
     max_concurrent: int | None = None
+    # ElevenLabs concurrency and the `maximum-concurrent-requests` header follow this plan
+    # (ELEVENLABS_PLANS); None = unlimited, no header.
+    elevenlabs_plan: str | None = "creator"
+    # Documented behaviours a client must cope with, as rates in [0, 1] (quirks.py).
+    quirks: dict[str, float] = field(default_factory=lambda: dict(FAITHFUL))
     # Starting balance of every key; None = unlimited.
     credits: float | None = None
     # Keys that are accepted; None = any non-empty key.
@@ -152,6 +195,16 @@ class SandboxConfig:
     def latency_for(self, model: str) -> Latency:
         return self.latency.get(model) or self.latency.get("*") or Latency(0.0, 0.0)
 
+    def rate_limit_for(self, provider: str) -> RateLimit | None:
+        return self.rate_limit.get(provider) or self.rate_limit.get("*")
+
+    def elevenlabs_limit(self, flash_or_turbo: bool) -> int | None:
+        """Requests in flight an ElevenLabs key may have for a model of this kind."""
+        if self.max_concurrent is not None:
+            return self.max_concurrent
+        plan = ELEVENLABS_PLANS.get(self.elevenlabs_plan or "")
+        return None if plan is None else plan[1 if flash_or_turbo else 0]
+
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply a partial update given as JSON-like values or knob strings; all or nothing."""
         parsed: dict[str, Any] = {}
@@ -164,8 +217,10 @@ class SandboxConfig:
         """The knobs as JSON (keys and the webhook secret are never shown)."""
         return {
             "latency": {model: str(lat) for model, lat in self.latency.items()},
-            "rate_limit": str(self.rate_limit) if self.rate_limit else None,
+            "rate_limit": describe_rate_limit(self.rate_limit),
             "max_concurrent": self.max_concurrent,
+            "elevenlabs_plan": self.elevenlabs_plan,
+            "quirks": describe_quirks(self.quirks),
             "credits": self.credits,
             "api_keys": None if self.api_keys is None else f"{len(self.api_keys)} key(s)",
             "webhook_signing": self.webhook_hmac_key is not None,
@@ -197,10 +252,24 @@ def _parse_knob(name: str, value: Any) -> Any:
         return parse_latency(str(value))
     if name == "rate_limit":
         if value is None:
-            return None
-        if isinstance(value, dict):
+            return {}
+        if isinstance(value, dict) and "requests" in value:
             return parse_rate_limit(f"{value.get('requests')}/{value.get('window_s')}")
+        if isinstance(value, dict):
+            return parse_rate_limit(",".join(f"{k}={v}" for k, v in value.items()))
         return parse_rate_limit(str(value))
+    if name == "quirks":
+        try:
+            if isinstance(value, dict):
+                return parse_quirks(",".join(f"{k}={v}" for k, v in value.items()))
+            return parse_quirks(str(value))
+        except QuirkError as exc:
+            raise KnobError(str(exc)) from None
+    if name == "elevenlabs_plan":
+        if value is not None and value not in ELEVENLABS_PLANS:
+            raise KnobError(f"elevenlabs_plan: expected one of {', '.join(ELEVENLABS_PLANS)} "
+                            "or null")
+        return value
     if name == "faults":
         if isinstance(value, dict):
             return parse_faults(",".join(f"{k}={v}" for k, v in value.items()))

@@ -155,17 +155,30 @@ def opus_comment(data: bytes, key: str) -> str | None:
 
 
 # --- WAV -------------------------------------------------------------------
-def wav_file(pcm: bytes, rate: int, channels: int, extra_chunks: Sequence[tuple[bytes, bytes]] = ()
-             ) -> bytes:
-    """A RIFF/WAVE file of s16le samples, with optional extra chunks before `data`."""
-    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+WAVE_PCM, WAVE_ALAW, WAVE_MULAW = 1, 6, 7
+
+
+def wav_file(samples: bytes, rate: int, channels: int,
+             extra_chunks: Sequence[tuple[bytes, bytes]] = (), *, tag: int = WAVE_PCM) -> bytes:
+    """A RIFF/WAVE file of s16le samples (or 8-bit G.711 for the A-law / mu-law tags),
+    with optional extra chunks before `data`. G.711 gets the 18-byte fmt chunk and
+    the `fact` chunk RIFF asks of non-PCM formats."""
+    width = 2 if tag == WAVE_PCM else 1
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * width, channels * width,
+                      8 * width)
+    if tag != WAVE_PCM:
+        fmt += struct.pack("<H", 0)
     chunks = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]
+    if tag != WAVE_PCM:
+        chunks.append(b"fact" + struct.pack("<II", 4, len(samples) // (channels * width)))
     for chunk_id, body in extra_chunks:
         pad = b"\x00" if len(body) % 2 else b""
         chunks.append(chunk_id + struct.pack("<I", len(body)) + body + pad)
-    chunks.append(b"data" + struct.pack("<I", len(pcm)))
+    chunks.append(b"data" + struct.pack("<I", len(samples)))
     head = b"".join(chunks)
-    return b"RIFF" + struct.pack("<I", 4 + len(head) + len(pcm)) + b"WAVE" + head + pcm
+    pad = b"\x00" if len(samples) % 2 else b""
+    return (b"RIFF" + struct.pack("<I", 4 + len(head) + len(samples) + len(pad)) + b"WAVE" + head
+            + samples + pad)
 
 
 def wav_chunk(data: bytes, chunk_id: bytes) -> bytes | None:

@@ -1,5 +1,5 @@
 """Introspection under `/_sandbox/`, a prefix no real API uses: stats, reset, config, clock,
-the task log.
+hosts, the task log.
 
 Tests and benchmarks drive a sandbox in another process through these. Keys and
 the webhook secret can be set here but are never echoed back.
@@ -38,6 +38,7 @@ async def config(request: Request) -> Response:
         return JSON({"error": str(exc)}, status_code=400)
     if "seed" in changes:
         sandbox.state.rng.seed(sandbox.config.seed)
+        sandbox.state.quirk_rng.seed(f"quirks:{sandbox.config.seed}")
     return JSON(sandbox.config.describe())
 
 
@@ -63,6 +64,9 @@ async def tasks(request: Request) -> Response:
     return JSON([{"task_id": t.task_id, "provider": t.provider, "model": t.model,
                   "input_hash": t.input_hash, "created_s": t.created_s}
                  for t in state.tasks.values()])
+async def hosts(request: Request) -> Response:
+    """Where the upload listener is, for a client that only knows the API's URL."""
+    return JSON({"upload_base_url": sandbox_of(request).upload_url})
 
 
 async def openapi(request: Request) -> Response:
@@ -76,5 +80,6 @@ def routes() -> list[Route]:
         Route("/_sandbox/config", config, methods=["GET", "POST"]),
         Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
         Route("/_sandbox/tasks", tasks, methods=["GET"]),
+        Route("/_sandbox/hosts", hosts, methods=["GET"]),
         Route("/_sandbox/openapi.json", openapi, methods=["GET"]),
     ]

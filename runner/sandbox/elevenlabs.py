@@ -1,9 +1,14 @@
-"""ElevenLabs direct: text-to-speech (bytes and with-timestamps), sound generation, STT.
+"""ElevenLabs direct: text-to-speech (bytes, with-timestamps, and both streamed), sound
+generation, speech-to-text.
 
 Synchronous like the real API: the answer comes after the model's latency, with
-`request-id` and `character-cost` headers. Auth is the `xi-api-key` header;
-bodies that do not validate get FastAPI's 422 `{"detail": [{loc, msg, type}]}`,
-and business errors the `{"detail": {status, message, ...}}` shape.
+the headers the real API sends (`request-id`, a distinct `history-item-id`,
+`character-cost` with Flash/Turbo's half-price characters, the concurrency pair).
+Auth is the `xi-api-key` header; bodies that do not validate get FastAPI's 422
+`{"detail": [{loc, msg, type}]}`, business errors the `{"detail": {type, code,
+message, status, request_id}}` shape (a concurrency 429 sometimes the legacy
+`{"detail": {"status": "too_many_concurrent_requests"}}`: quirk
+`elevenlabs_legacy_429`). Concurrency follows the configured plan (FACTS §3.8).
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ import asyncio
 import base64
 import math
 import re
+import secrets
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from runner.sandbox import formats, media, speech, synth, transcribe
+from runner.sandbox import formats, media, speech, streaming, synth, transcribe
 from runner.sandbox.state import Account, Refusal, canonical_json, sha256_hex
 from runner.sandbox.validate import Issue, Rule, check
 from runner.sandbox.web import JSON, Dropped, Sandbox, json_body, maybe_slow, sandbox_of
@@ -27,8 +33,13 @@ from runner.sandbox.web import JSON, Dropped, Sandbox, json_body, maybe_slow, sa
 _TTS_LIMITS = {"eleven_turbo_v2_5": 40000, "eleven_flash_v2_5": 40000, "eleven_turbo_v2": 30000,
                "eleven_flash_v2": 30000, "eleven_multilingual_v2": 10000, "eleven_v3": 5000,
                "eleven_monolingual_v1": 10000, "eleven_multilingual_v1": 10000}
-_SFX_MODELS = ("eleven_text_to_sound_v2", "eleven_text_to_sound_v1")
-_STT_MODELS = ("scribe_v1", "scribe_v2", "scribe_v1_experimental")
+# Flash and Turbo cost half a credit per character and have twice the concurrency
+# (elevenlabs.io pricing; FACTS §3.8).
+_HALF_PRICE = frozenset({"eleven_turbo_v2_5", "eleven_flash_v2_5", "eleven_turbo_v2",
+                         "eleven_flash_v2"})
+_SFX_MODELS = ("eleven_text_to_sound_v2", "eleven_text_to_sound_v3", "eleven_text_to_sound_v1")
+_STT_MODELS = ("scribe_v1", "scribe_v2", "scribe_v2_medical", "scribe_v3",
+               "scribe_v1_experimental")
 _VOICE_ID = re.compile(r"^[A-Za-z0-9]{20}$")
 _STITCH_MAX_AGE_S = 2 * 3600
 _TTS_RULES = {
@@ -57,9 +68,15 @@ _SFX_RULES = {
 }
 
 
+_ERROR_TYPES = {400: "validation_error", 401: "authentication_error", 429: "rate_limit_error",
+                500: "service_error", 503: "service_error"}
+
+
 def detail(status: int, code: str, message: str, **extra: Any) -> JSON:
-    return JSON({"detail": {"status": code, "code": code, "message": message, **extra}},
-                status_code=status)
+    """The current error body: `type`, `code`, `message`, the legacy `status`, a request id."""
+    body = {"type": _ERROR_TYPES.get(status, "error"), "code": code, "message": message,
+            "status": code, "request_id": secrets.token_hex(16), **extra}
+    return JSON({"detail": body}, status_code=status)
 
 
 def unprocessable(issues: list[Issue]) -> JSON:
@@ -95,6 +112,10 @@ async def _begin(request: Request, fmt_choices: tuple[str, ...] | None
     return sandbox, account, fmt
 
 
+def _flash_or_turbo(model_id: str | None) -> bool:
+    return model_id in _HALF_PRICE
+
+
 def _faults(sandbox: Sandbox) -> None:
     for fault, status, code in (("429", 429, "rate_limit_exceeded"), ("455", 503, "system_busy"),
                                 ("500", 500, "internal_server_error")):
@@ -102,18 +123,24 @@ def _faults(sandbox: Sandbox) -> None:
             raise _Refused(detail(status, code, "Sandbox fault injected"))
 
 
-def _admit(sandbox: Sandbox, account: Account, cost: float) -> None:
-    refusal = sandbox.state.admit(account, cost)
+def _admit(sandbox: Sandbox, account: Account, cost: float, limit: int | None) -> None:
+    refusal = sandbox.state.admit(account, cost, max_concurrent=limit)
     if refusal is Refusal.CONCURRENCY:
-        raise _Refused(detail(429, "concurrent_limit_exceeded", "Too many concurrent requests",
-                              type="rate_limit_error"))
+        if sandbox.state.quirk("elevenlabs_legacy_429"):  # "queue, do not back off"
+            raise _Refused(JSON({"detail": {"status": "too_many_concurrent_requests",
+                                            "message": "Too many concurrent requests"}},
+                                status_code=429))
+        raise _Refused(detail(429, "concurrent_limit_exceeded", "Too many concurrent "
+                              f"requests: your plan allows {limit} at once"))
     if refusal is Refusal.CREDITS:
-        raise _Refused(detail(401, "quota_exceeded", "This request exceeds your quota: "
-                              "insufficient credits"))
+        left = max(0, math.floor(sandbox.state.balance(account) or 0))
+        raise _Refused(detail(401, "quota_exceeded", f"This request exceeds your quota. You "
+                              f"have {left} credits remaining, while {math.ceil(cost)} credits "
+                              "are required for this request."))
 
 
-async def _generate(sandbox: Sandbox, account: Account, model: str, body_hash: str, cost: float
-                    ) -> tuple[str, dict[str, str]]:
+async def _generate(sandbox: Sandbox, account: Account, model: str, body_hash: str, cost: float,
+                    limit: int | None) -> tuple[str, dict[str, str]]:
     """Hold the request for the model's latency, counted as in flight; bill it."""
     state = sandbox.state
     request_id = state.new_id()
@@ -128,11 +155,13 @@ async def _generate(sandbox: Sandbox, account: Account, model: str, body_hash: s
     if fail:
         raise _Refused(detail(500, "internal_server_error", "Generation failed"))
     state.request_ids[request_id] = state.now()
-    headers = {"request-id": request_id, "history-item-id": request_id,
+    # The history item is another record than the request: a client that stitched with
+    # it instead of request-id would be refused (400 invalid_request_id).
+    headers = {"request-id": request_id, "history-item-id": state.new_id(),
                "character-cost": str(int(cost)), "current-concurrent-requests": str(in_flight),
                "x-region": "sandbox"}
-    if sandbox.config.max_concurrent is not None:
-        headers["maximum-concurrent-requests"] = str(sandbox.config.max_concurrent)
+    if limit is not None:
+        headers["maximum-concurrent-requests"] = str(limit)
     return request_id, headers
 
 
@@ -142,21 +171,33 @@ async def _deliver(sandbox: Sandbox, response: Response) -> Response:
 
 
 async def text_to_speech(request: Request) -> Response:
+    """All four TTS endpoints: convert, with-timestamps, stream, stream/with-timestamps."""
+    path = request.url.path
     try:
-        return await _tts(request, with_timestamps=request.url.path.endswith("/with-timestamps"))
+        return await _tts(request, with_timestamps=path.endswith("/with-timestamps"),
+                          streamed="/stream" in path)
     except _Refused as refused:
         return refused.response
 
 
-async def _tts(request: Request, *, with_timestamps: bool) -> Response:
-    sandbox, account, fmt = await _begin(request, formats.ELEVENLABS_TTS_FORMATS)
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """A nested object of the body, or {} when it is absent or not an object (the type
+    check reports the latter)."""
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+async def _tts(request: Request, *, with_timestamps: bool, streamed: bool) -> Response:
+    sandbox, account, fmt = await _begin(request, formats.ELEVENLABS_STREAM_FORMATS if streamed
+                                         else formats.ELEVENLABS_TTS_FORMATS)
     assert fmt is not None
     body = await _json_object(request)
     issues = check(body, _TTS_RULES, ("body",))
-    settings = body.get("voice_settings") or {}
+    settings = _object(body, "voice_settings")
     issues += check(settings, _SETTINGS_RULES, ("body", "voice_settings"))
     for field in ("previous_request_ids", "next_request_ids"):
-        if len(body.get(field) or []) > 3:
+        ids = body.get(field)
+        if isinstance(ids, list) and len(ids) > 3:
             issues.append(Issue(("body", field), "ensure this value has at most 3 items",
                                 "value_error.list.max_items"))
     if issues:
@@ -177,30 +218,39 @@ async def _tts(request: Request, *, with_timestamps: bool) -> Response:
         if body.get(field):
             sandbox.state.stats.stitched[field] += 1
     _faults(sandbox)
-    cost = float(len(text))
-    _admit(sandbox, account, cost)
+    half = _flash_or_turbo(model_id)
+    cost = float(math.ceil(len(text) / 2) if half else len(text))
+    limit = sandbox.config.elevenlabs_limit(half)
+    _admit(sandbox, account, cost, limit)
     request_hash = sha256_hex(canonical_json({"voice_id": voice_id, "output_format": fmt.name,
                                               "timestamps": with_timestamps, "body": body}))
     seed = _seed(sandbox, account, request_hash, body.get("seed"))
     utterance = speech.Utterance(text, voice_id, float(settings.get("speed") or 1.0),
                                  str(body.get("language_code") or ""), seed)
     model = "text-to-speech-with-timestamps" if with_timestamps else "text-to-speech"
-    _, headers = await _generate(sandbox, account, model, request_hash, cost)
+    _, headers = await _generate(sandbox, account, model, request_hash, cost, limit)
     recipe, timing = await asyncio.to_thread(media.speech_recipe, sandbox.media.library,
                                              utterance, fmt)
     audio = await sandbox.media.render(recipe)
     if not with_timestamps:
+        if streamed:
+            return await _deliver(sandbox, StreamingResponse(
+                streaming.pieces(audio), media_type=fmt.content_type, headers=headers))
         return await _deliver(sandbox, Response(audio, media_type=fmt.content_type,
                                                 headers=headers))
     normalized = " ".join(text.split())
     norm_timing = speech.timing(sandbox.media.library,
                                 speech.Utterance(normalized, voice_id, utterance.speed,
                                                  utterance.language, seed), fmt)
+    alignment = speech.alignment(text, timing.words, timing.duration_s)
+    norm_alignment = speech.alignment(normalized, norm_timing.words, norm_timing.duration_s)
+    if streamed:
+        return await _deliver(sandbox, StreamingResponse(
+            streaming.timestamped_lines(audio, alignment, norm_alignment), media_type="application/json",
+            headers=headers))
     return await _deliver(sandbox, JSON({
         "audio_base64": base64.b64encode(audio).decode("ascii"),
-        "alignment": speech.alignment(text, timing.words, timing.duration_s),
-        "normalized_alignment": speech.alignment(normalized, norm_timing.words,
-                                                 norm_timing.duration_s),
+        "alignment": alignment, "normalized_alignment": norm_alignment,
     }, headers=headers))
 
 
@@ -244,10 +294,12 @@ async def sound_generation(request: Request) -> Response:
         _faults(sandbox)
         chosen = body.get("duration_seconds")
         cost = 100.0 if chosen is None else float(math.ceil(25 * chosen))
-        _admit(sandbox, account, cost)
+        limit = sandbox.config.elevenlabs_limit(False)
+        _admit(sandbox, account, cost, limit)
         request_hash = sha256_hex(canonical_json({"output_format": fmt.name, "body": body}))
         seed = _seed(sandbox, account, request_hash, None)
-        _, headers = await _generate(sandbox, account, "sound-generation", request_hash, cost)
+        _, headers = await _generate(sandbox, account, "sound-generation", request_hash, cost,
+                                     limit)
         duration = float(chosen if chosen is not None else synth.derived_duration_s(body["text"]))
         recipe = media.sound_recipe("sfx", body["text"], duration, seed, fmt)
         audio = await sandbox.media.render(recipe)
@@ -313,10 +365,11 @@ async def speech_to_text(request: Request) -> Response:
         except transcribe.UndecodableAudio as exc:
             raise _Refused(detail(400, "invalid_content", str(exc))) from exc
         cost = float(max(1, math.ceil(result["audio_duration_secs"])))
-        _admit(sandbox, account, cost)
+        limit = sandbox.config.elevenlabs_limit(False)
+        _admit(sandbox, account, cost, limit)
         request_hash = sha256_hex(data)
         request_id, headers = await _generate(sandbox, account, "speech-to-text", request_hash,
-                                              cost)
+                                              cost, limit)
         result["transcription_id"] = request_id
         return await _deliver(sandbox, JSON(result, headers=headers))
     except _Refused as refused:
@@ -327,6 +380,9 @@ def routes() -> list[Route]:
     return [
         Route("/v1/text-to-speech/{voice_id}", text_to_speech, methods=["POST"]),
         Route("/v1/text-to-speech/{voice_id}/with-timestamps", text_to_speech, methods=["POST"]),
+        Route("/v1/text-to-speech/{voice_id}/stream", text_to_speech, methods=["POST"]),
+        Route("/v1/text-to-speech/{voice_id}/stream/with-timestamps", text_to_speech,
+              methods=["POST"]),
         Route("/v1/sound-generation", sound_generation, methods=["POST"]),
         Route("/v1/speech-to-text", speech_to_text, methods=["POST"]),
     ]

@@ -77,16 +77,19 @@ MARKET_SFX_FORMATS: tuple[str, ...] = (
     *_MP3, "pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000",
     "ulaw_8000", "alaw_8000", *_OPUS,
 )
-# ElevenLabs direct TTS: the SDK's AllowedOutputFormats (elevenlabs 2.x).
+# ElevenLabs direct: the SDK's output formats (elevenlabs 2.78.0
+# TextToSpeechConvertRequestOutputFormat), the same for convert, with-timestamps and
+# sound generation (schemas/openapi/elevenlabs/elevenlabs.yaml `OutputFormat`).
 ELEVENLABS_TTS_FORMATS: tuple[str, ...] = (
     "mp3_22050_32", "mp3_24000_48", *_MP3[1:], "pcm_8000", "pcm_16000", "pcm_22050",
     "pcm_24000", "pcm_32000", "pcm_44100", "pcm_48000", "ulaw_8000", "alaw_8000", *_OPUS,
-)
-# ElevenLabs sound generation additionally offers WAV.
-ELEVENLABS_SFX_FORMATS: tuple[str, ...] = (
-    *ELEVENLABS_TTS_FORMATS,
     "wav_8000", "wav_16000", "wav_22050", "wav_24000", "wav_32000", "wav_44100", "wav_48000",
 )
+ELEVENLABS_SFX_FORMATS: tuple[str, ...] = ELEVENLABS_TTS_FORMATS
+# The streaming endpoints list the same minus WAV (TextToSpeechStreamRequestOutputFormat):
+# a RIFF header states sizes a stream cannot know in advance.
+ELEVENLABS_STREAM_FORMATS: tuple[str, ...] = tuple(
+    f for f in ELEVENLABS_TTS_FORMATS if not f.startswith("wav_"))
 DEFAULT_FORMAT = "mp3_44100_128"
 # stable-audio answers a 44.1 kHz stereo 16-bit WAV (the doc's example: 7938078 bytes for 45 s).
 STABLE_AUDIO_FORMAT = AudioFormat("wav", 44100, 0, channels=2)

@@ -1,10 +1,10 @@
 """The market jobs API of kie.ai and apikley: createTask, recordInfo, credits, callbacks.
 
-Quirks kept on purpose: the status rides in the body `code` while HTTP says 200
-(except 401, 429 and server errors); createTask of the TTS model and kie's
-recordInfo say `message` where everything else says `msg`; `param` and
+Kept on purpose: the status rides in the body `code`, with HTTP saying 200 or
+the same code (quirk `market_error_status`); createTask of the TTS model and
+kie's recordInfo say `message` where everything else says `msg`; `param` and
 `resultJson` are JSON strings; a task walks waiting → queuing → generating →
-success | fail as sandbox time passes.
+success | fail as sandbox time passes. Every quirk is a knob (quirks.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import json
 import math
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,6 +64,9 @@ _RULES: dict[str, dict[str, Rule]] = {
     },
 }
 MODELS = tuple(_RULES)
+# failCode of a failed generation: the callback example's "500", the newer schema's
+# "GENERATION_FAILED", and the "" of kie's task-detail examples (quirk market_fail_fields).
+_FAIL_CODES = ("500", "GENERATION_FAILED", "")
 TTS_FORMAT = formats.parse_format(formats.DEFAULT_FORMAT)  # not selectable on the market
 
 
@@ -76,22 +80,26 @@ def cost_of(model: str, inputs: dict[str, Any], audio_s: float = 0.0) -> float:
 
 
 def _msg_key(request: Request, model: str | None = None) -> str:
+    """`message` where the docs show it (createTask of the TTS model on kie, kie's
+    recordInfo), `msg` everywhere else."""
     kie = not request.url.path.startswith("/apikley")
-    if model is not None:  # createTask
-        return "message" if kie and model == TTS else "msg"
-    return "message" if kie else "msg"
+    shows = kie and (model == TTS if model is not None else True)
+    return "message" if shows and sandbox_of(request).state.quirk("market_message_key") else "msg"
 
 
-def _answer(code: int, message: str, key: str = "msg", data: Any = None, status: int = 200
+def _answer(sandbox: Sandbox, code: int, message: str, key: str = "msg", data: Any = None
             ) -> JSON:
+    """The market envelope. An error's HTTP status is 200 or its body code (both are
+    documented: quirk `market_error_status`); the body code is what counts."""
     body: dict[str, Any] = {"code": code, key: message}
     if data is not None:
         body["data"] = data
+    status = 200 if code == 200 or not sandbox.state.quirk("market_error_status") else code
     return JSON(body, status_code=status)
 
 
-def unauthorized(key: str = "msg") -> JSON:
-    return _answer(401, "You do not have access permissions", key, status=401)
+def unauthorized(sandbox: Sandbox, key: str = "msg") -> JSON:
+    return _answer(sandbox, 401, "You do not have access permissions", key)
 
 
 def provider_of(request: Request) -> str:
@@ -103,46 +111,48 @@ async def create_task(request: Request) -> Response:
     state = sandbox.state
     key = bearer_key(request)
     if not state.key_accepted(key):
-        return unauthorized()
+        return unauthorized(sandbox)
     assert key is not None
     account = state.account(provider_of(request), key)
     if not state.count_request(account):
-        return _answer(429, "Rate limit exceeded: too many createTask requests, try again later",
-                       status=429)
+        return _answer(sandbox, 429, "Rate limit exceeded: too many createTask requests, try "
+                       "again later")
     try:
         body = await json_body(request)
     except ValueError:
-        return _answer(422, "Request body is not valid JSON")
+        return _answer(sandbox, 422, "Request body is not valid JSON")
     if not isinstance(body, dict):
-        return _answer(422, "Request body must be a JSON object")
+        return _answer(sandbox, 422, "Request body must be a JSON object")
     model = body.get("model")
     msg = _msg_key(request, model if isinstance(model, str) else None)
     if not isinstance(model, str) or not model:
-        return _answer(422, "model is required", msg)
+        return _answer(sandbox, 422, "model is required", msg)
     if model not in _RULES:
-        return _answer(422, f"The model {model!r} is not supported; supported models: "
-                       f"{', '.join(MODELS)}", msg)
+        return _answer(sandbox, 422, f"The model {model!r} is not supported; supported "
+                       f"models: {', '.join(MODELS)}", msg)
     inputs = body.get("input")
     if not isinstance(inputs, dict):
-        return _answer(422, "input is required and must be an object", msg)
+        return _answer(sandbox, 422, "input is required and must be an object", msg)
     issues = check(inputs, _RULES[model], ("input",))
     callback = body.get("callBackUrl")
     if callback is not None and not isinstance(callback, str):
-        return _answer(422, "callBackUrl must be a string", msg)
+        return _answer(sandbox, 422, "callBackUrl must be a string", msg)
     if issues:
-        return _answer(422, "; ".join(describe(i) for i in issues), msg)
-    if model == TTS and inputs.get("voice", "Rachel") not in speech.MARKET_VOICES:
-        return _answer(500, "This voice is not within the range of allowed options", msg)
+        return _answer(sandbox, 422, "; ".join(describe(i) for i in issues), msg)
+    if model == TTS and inputs.get("voice") not in (None, *speech.MARKET_VOICES):
+        return _answer(sandbox, 500, "This voice is not within the range of allowed options",
+                       msg)
     language = inputs.get("language_code") or ""
     if model == TTS and language and not (len(language) == 2 and language.isalpha()):
-        return _answer(422, "input.language_code: expected an ISO 639-1 code", msg)
+        return _answer(sandbox, 422, "input.language_code: expected an ISO 639-1 code", msg)
     for code, text in (("429", "Rate limit exceeded, try again later"),
                        ("455", "Service unavailable: the system is under maintenance"),
                        ("500", "Server exception, please try again later")):
         if state.draw_fault(code):
-            return _answer(int(code), text, msg, status=500 if code == "500" else
-                           429 if code == "429" else 200)
-    task = await _make_task(sandbox, request, account, model, inputs, body)
+            return _answer(sandbox, int(code), text, msg)
+    # An optional field sent as null means "not given": its default applies.
+    given = {name: value for name, value in inputs.items() if value is not None}
+    task = await _make_task(sandbox, request, account, model, given, body)
     if isinstance(task, JSON):
         return task
     state.add_task(task, charge=True)
@@ -151,7 +161,10 @@ async def create_task(request: Request) -> Response:
     await maybe_slow(sandbox)
     if state.draw_fault("drop"):
         return Dropped()
-    return _answer(200, "success", msg, {"taskId": task.task_id, "recordId": task.task_id[5:]})
+    data = {"taskId": task.task_id}
+    if state.quirk("market_record_id"):
+        data["recordId"] = task.task_id[5:]
+    return _answer(sandbox, 200, "success", msg, data)
 
 
 async def _make_task(sandbox: Sandbox, request: Request, account: Any, model: str,
@@ -169,20 +182,24 @@ async def _make_task(sandbox: Sandbox, request: Request, account: Any, model: st
     cost = cost_of(model, inputs, audio_s)
     refusal = state.admit(account, cost)
     if refusal is Refusal.CONCURRENCY:
-        return _answer(429, "Too many running tasks for this key, try again later",
-                       _msg_key(request, model), status=429)
+        return _answer(sandbox, 429, "Too many running tasks for this key, try again later",
+                       _msg_key(request, model))
     if refusal is Refusal.CREDITS:
-        return _answer(402, "Credits insufficient", _msg_key(request, model))
+        return _answer(sandbox, 402, "Credits insufficient", _msg_key(request, model))
     request_hash = sha256_hex(canonical_json({"model": model, "input": inputs}))
     seed = int(sha256_hex(f"{request_hash}:{state.occurrence(account, request_hash)}")[:16], 16)
     task_id = state.new_id("task_")
     latency = sandbox.config.latency_for(model).draw(state.rng)
+    # Per-task quirks are decided once, so that every poll of a task tells the same story.
+    fail_fields = state.quirk("market_fail_fields")
     if state.draw_fault("501"):
-        fail = ("500", "Internal server error")
+        fail = (state.quirk_rng.choice(_FAIL_CODES) if fail_fields else "500",
+                "Internal server error")
+    both_keys = state.quirk("market_result_object_null")
     now = state.now()
     file: media.StoredFile | None = None
     if transcript is not None:
-        result = transcript
+        result = {"resultUrls": None, **transcript} if both_keys else transcript
     else:
         if model == TTS:
             utterance = speech.Utterance(inputs["text"], inputs.get("voice", "Rachel"),
@@ -191,20 +208,25 @@ async def _make_task(sandbox: Sandbox, request: Request, account: Any, model: st
                 media.speech_recipe, sandbox.media.library, utterance, TTS_FORMAT)
         else:
             fmt = formats.parse_format(inputs.get("output_format", formats.DEFAULT_FORMAT))
-            recipe = media.sound_recipe("sfx", inputs["text"], audio_s, seed, fmt)
+            # Bare samples, or the same samples in a RIFF/WAVE file (not documented either
+            # way for the market; a client must not wrap a WAV a second time).
+            riff = fmt.codec in ("pcm", "ulaw", "alaw") and state.quirk("market_raw_as_wav")
+            recipe = media.sound_recipe("sfx", inputs["text"], audio_s, seed, fmt, riff=riff)
         file = sandbox.media.add(media.StoredFile(
-            file_id=state.new_id(), name=f"{task_id}.{recipe.fmt.extension}",
-            content_type=recipe.fmt.content_type, created_s=now,
+            file_id=state.new_id(), name=f"{task_id}.{recipe.extension}",
+            content_type=recipe.content_type, created_s=now,
             expires_s=_expiry(sandbox, now + latency), recipe=recipe))
         result = {"resultUrls": [f"{base_url(request)}/files/{file.file_id}/{file.name}"]}
         if model == TTS and inputs.get("timestamps"):
             result["resultObject"] = {"alignment": speech.alignment(
                 utterance.text, timing.words, timing.duration_s)}
+        elif both_keys:
+            result["resultObject"] = None
     return Task(task_id=task_id, provider=account.provider, account=account, model=model,
                 param=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
                 created_s=now, latency_s=latency, cost=cost, input_hash=request_hash,
                 fail=fail, result=result, file_id=file.file_id if file else None,
-                callback_url=body.get("callBackUrl") or None)
+                callback_url=body.get("callBackUrl") or None, empty_fail_fields=fail_fields)
 
 
 def language_of(inputs: dict[str, Any]) -> str:
@@ -252,6 +274,8 @@ def record(sandbox: Sandbox, task: Task) -> dict[str, Any]:
     state = task.state(now)
     final = state in (TaskState.SUCCESS, TaskState.FAIL)
     ok = state is TaskState.SUCCESS
+    failed = final and task.fail is not None
+    unset = "" if task.empty_fail_fields else None  # quirk market_fail_fields
     return {
         "taskId": task.task_id,
         "model": task.model,
@@ -259,8 +283,8 @@ def record(sandbox: Sandbox, task: Task) -> dict[str, Any]:
         "param": task.param,
         "resultJson": json.dumps(task.result, ensure_ascii=False, separators=(",", ":")) if ok else
         (None if final else ""),
-        "failCode": task.fail[0] if final and task.fail else None,
-        "failMsg": task.fail[1] if final and task.fail else None,
+        "failCode": task.fail[0] if failed and task.fail else unset,
+        "failMsg": task.fail[1] if failed and task.fail else unset,
         "costTime": round(task.latency_s * 1000) if final else None,
         "completeTime": round(task.done_s * 1000) if final else None,
         "createTime": round(task.created_s * 1000),
@@ -285,7 +309,7 @@ async def record_info(request: Request) -> Response:
     msg = _msg_key(request)
     key = bearer_key(request)
     if not sandbox.state.key_accepted(key):
-        return unauthorized(msg)
+        return unauthorized(sandbox, msg)
     assert key is not None
     account = sandbox.state.account(provider_of(request), key)
     task_id = request.query_params.get("taskId")
@@ -293,46 +317,47 @@ async def record_info(request: Request) -> Response:
     if sandbox.state.draw_fault("drop"):
         return Dropped()
     if not task_id:
-        return _answer(422, "taskId is required", msg)
+        return _answer(sandbox, 422, "taskId is required", msg)
     task = sandbox.state.tasks.get(task_id)
     if task is None or task.account is not account:
-        return _answer(404, "Task not found", msg)
+        return _answer(sandbox, 404, "Task not found", msg)
     if sandbox.state.now() < task.created_s + sandbox.config.invisible_s:
-        # Created, not visible yet (the market documents this answer).
+        # Created, not visible yet: the market's answer (knob `invisible_s`; not a quirk
+        # on by default, as most tests and clients read a new task once).
         if sandbox.config.invisible_answer == "null":
             return JSON({"code": 200, msg: "success", "data": None})
-        return _answer(422, "recordInfo is null", msg)
-    return _answer(200, "success", msg, record(sandbox, task))
+        return _answer(sandbox, 422, "recordInfo is null", msg)
+    return _answer(sandbox, 200, "success", msg, record(sandbox, task))
 
 
 async def credit(request: Request) -> Response:
     sandbox = sandbox_of(request)
     key = bearer_key(request)
     if not sandbox.state.key_accepted(key):
-        return unauthorized()
+        return unauthorized(sandbox)
     assert key is not None
     balance = sandbox.state.balance(sandbox.state.account(provider_of(request), key))
     # Unlimited balances still answer a number, as the real endpoint always does.
-    return _answer(200, "success", data=1_000_000_000 if balance is None else balance)
+    return _answer(sandbox, 200, "success", data=1_000_000_000 if balance is None else balance)
 
 
 async def download_url(request: Request) -> Response:
     """`POST /api/v1/common/download-url`: a 20-minute link for a file this service made."""
     sandbox = sandbox_of(request)
     if not sandbox.state.key_accepted(bearer_key(request)):
-        return unauthorized()
+        return unauthorized(sandbox)
     try:
         body = await json_body(request)
         url = body["url"]
     except (ValueError, KeyError, TypeError):
-        return _answer(422, "url is required")
+        return _answer(sandbox, 422, "url is required")
     from runner.sandbox.uploads import own_file
 
     stored = own_file(sandbox, url) if isinstance(url, str) else None
     if stored is None:
-        return _answer(422, "Only files generated by this service are supported")
-    return _answer(200, "success", data=f"{base_url(request)}/files/{stored.file_id}/{stored.name}"
-                   f"?expires={int(sandbox.state.now() + 1200)}")
+        return _answer(sandbox, 422, "Only files generated by this service are supported")
+    return _answer(sandbox, 200, "success", data=f"{base_url(request)}/files/{stored.file_id}/"
+                   f"{quote(stored.name)}?expires={int(sandbox.state.now() + 1200)}")
 
 
 def routes(prefix: str) -> list[Route]:

@@ -40,11 +40,22 @@ def shared_library() -> ClipLibrary:
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
-    """How to make a file, and what it contains (the marker) for speech-to-text."""
+    """How to make a file, and what it contains (the marker) for speech-to-text.
+
+    `riff`: raw samples (pcm, ulaw, alaw) served inside a RIFF/WAVE header."""
 
     plan: Plan
     fmt: AudioFormat
     marker: dict[str, Any]
+    riff: bool = False
+
+    @property
+    def extension(self) -> str:
+        return "wav" if self.riff else self.fmt.extension
+
+    @property
+    def content_type(self) -> str:
+        return "audio/wav" if self.riff else self.fmt.content_type
 
 
 @dataclass
@@ -69,10 +80,11 @@ def speech_recipe(lib: ClipLibrary, utterance: speech.Utterance, fmt: AudioForma
     return Recipe(Plan(keys), fmt, marker), timing
 
 
-def sound_recipe(kind: str, prompt: str, duration_s: float, seed: int, fmt: AudioFormat) -> Recipe:
+def sound_recipe(kind: str, prompt: str, duration_s: float, seed: int, fmt: AudioFormat, *,
+                 riff: bool = False) -> Recipe:
     plan = (synth.music_plan if kind == "music" else synth.sfx_plan)(prompt, duration_s, seed)
     marker = {"v": 1, "kind": kind, "prompt": prompt, "duration_s": duration_s}
-    return Recipe(plan, fmt, marker)
+    return Recipe(plan, fmt, marker, riff)
 
 
 class MediaStore:
@@ -120,7 +132,7 @@ class MediaStore:
             if recipe.marker["kind"] != "speech":  # one ffmpeg run for the whole family
                 keys = synth.all_clips(recipe.marker["kind"]) + keys
             await asyncio.to_thread(self.library.ensure, keys, recipe.fmt)
-        data = compose(self.library, recipe.plan, recipe.fmt, recipe.marker)
+        data = compose(self.library, recipe.plan, recipe.fmt, recipe.marker, riff=recipe.riff)
         self.register(data, recipe.marker)
         return data
 

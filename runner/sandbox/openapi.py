@@ -47,12 +47,20 @@ def document() -> dict[str, Any]:
     }
     tts_format = {"name": "output_format", "in": "query",
                   "schema": {"type": "string", "enum": list(formats.ELEVENLABS_TTS_FORMATS)}}
-    for path, summary in (("/v1/text-to-speech/{voice_id}", "ElevenLabs: speech (audio bytes)"),
-                          ("/v1/text-to-speech/{voice_id}/with-timestamps",
-                           "ElevenLabs: speech with character timings")):
+    stream_format = {**tts_format, "schema": {
+        "type": "string", "enum": list(formats.ELEVENLABS_STREAM_FORMATS)}}
+    for path, summary, fmt in (
+            ("/v1/text-to-speech/{voice_id}", "ElevenLabs: speech (audio bytes)", tts_format),
+            ("/v1/text-to-speech/{voice_id}/with-timestamps",
+             "ElevenLabs: speech with character timings", tts_format),
+            ("/v1/text-to-speech/{voice_id}/stream", "ElevenLabs: speech, streamed (chunked)",
+             stream_format),
+            ("/v1/text-to-speech/{voice_id}/stream/with-timestamps",
+             "ElevenLabs: speech with timings, streamed (one JSON object per line)",
+             stream_format)):
         op = _op(summary, _XI, "application/json")
         op["parameters"] = [{"name": "voice_id", "in": "path", "required": True,
-                             "schema": {"type": "string"}}, tts_format]
+                             "schema": {"type": "string"}}, fmt]
         paths[path] = {"post": op}
     sfx = _op("ElevenLabs: sound effect (audio bytes)", _XI, "application/json")
     sfx["parameters"] = [{**tts_format, "schema": {
@@ -65,6 +73,7 @@ def document() -> dict[str, Any]:
                                   ("/_sandbox/reset", "forget tasks, files and counters", "post"),
                                   ("/_sandbox/config", "read or change knobs", "post"),
                                   ("/_sandbox/clock", "advance sandbox time", "post"),
+                                  ("/_sandbox/hosts", "where kie's upload host listens", "get"),
                                   ("/_sandbox/openapi.json", "this document", "get")):
         paths[path] = {method: _op(f"sandbox: {summary}", None)}
     return {

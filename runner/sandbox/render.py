@@ -37,8 +37,10 @@ def target_samples(total_s: float, fmt: AudioFormat) -> int:
     return max(1, round(total_s * fmt.rate / grid)) * grid
 
 
-def compose(lib: ClipLibrary, plan: Plan, fmt: AudioFormat, marker: dict[str, Any] | None) -> bytes:
-    """The file for `plan` in `fmt`; `lib.ensure(plan.clips, fmt)` must have run."""
+def compose(lib: ClipLibrary, plan: Plan, fmt: AudioFormat, marker: dict[str, Any] | None, *,
+            riff: bool = False) -> bytes:
+    """The file for `plan` in `fmt`; `lib.ensure(plan.clips, fmt)` must have run.
+    `riff` puts raw samples (pcm, ulaw, alaw) in a RIFF/WAVE file, marker and all."""
     payload = encode_marker(marker) if marker is not None else None
     if fmt.codec in ("mp3", "opus"):
         frames = [f for key in plan.clips for f in lib.frames(key, fmt)]
@@ -55,9 +57,11 @@ def compose(lib: ClipLibrary, plan: Plan, fmt: AudioFormat, marker: dict[str, An
     if plan.total_s is not None:
         wanted = target_samples(plan.total_s, fmt) * width
         body = body[:wanted] + bytes(max(0, wanted - len(body)))
-    if fmt.codec == "wav":
+    if fmt.codec == "wav" or riff:
         extra = [(_WAV_CHUNK, payload.encode())] if payload else []
-        return containers.wav_file(body, fmt.rate, fmt.channels, extra)
+        tag = {"ulaw": containers.WAVE_MULAW, "alaw": containers.WAVE_ALAW}.get(
+            fmt.codec, containers.WAVE_PCM)
+        return containers.wav_file(body, fmt.rate, fmt.channels, extra, tag=tag)
     return body
 
 

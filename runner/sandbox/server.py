@@ -1,7 +1,8 @@
 """Running the sandbox: in a thread (tests), in a child process (benchmarks, `run --sandbox`).
 
-Both bind 127.0.0.1 on a free port. The uvicorn protocol used here hands the
-connection's transport to the app (see web.TRANSPORT_KEY) so that the `drop`
+Both bind 127.0.0.1 on a free port, and a second one for kie's upload host (the
+real File Upload API has a host of its own). The uvicorn protocol used here hands
+the connection's transport to the app (see web.TRANSPORT_KEY) so that the `drop`
 and `truncate` faults can cut a real socket.
 """
 
@@ -78,6 +79,14 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
+def attach_upload_host(app: Any, sock: socket.socket) -> str:
+    """Make `sock` the app's upload host (see app._Hosts); returns its URL."""
+    sandbox = app.state.sandbox
+    sandbox.upload_ports.add(sock.getsockname()[1])
+    sandbox.upload_url = url_of(sock)
+    return str(sandbox.upload_url)
+
+
 class SandboxServer:
     """The sandbox on 127.0.0.1 in a background thread; `with SandboxServer(cfg) as url: ...`."""
 
@@ -85,6 +94,7 @@ class SandboxServer:
         self.config = config or SandboxConfig()
         self.app = create_app(self.config)
         self.url = ""
+        self.upload_url = ""  # kie's upload host
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -94,11 +104,13 @@ class SandboxServer:
         return self.app.state.sandbox
 
     def start(self) -> str:
-        sock = bind()
+        sock, upload = bind(), bind()
         self.url = url_of(sock)
+        self.upload_url = attach_upload_host(self.app, upload)
         self._server = uvicorn.Server(uvicorn_config(self.app))
         self._server.config.install_signal_handlers = False  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [sock, upload]},
                                         name="runner-sandbox", daemon=True)
         self._thread.start()
         while not self._server.started:
@@ -128,6 +140,7 @@ class SandboxProcess:
         self.args = list(args)
         self.python = python
         self.url = ""
+        self.upload_url = ""
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
@@ -137,10 +150,13 @@ class SandboxProcess:
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().strip()
-        if not line.startswith("http"):
+        upload = self._proc.stdout.readline().strip()
+        if not line.startswith("http") or not upload.startswith("http"):
             self.stop()
-            raise RuntimeError(f"the sandbox process did not print its URL (got {line!r})")
+            raise RuntimeError(f"the sandbox process did not print its URLs (got {line!r}, "
+                               f"{upload!r})")
         self.url = line
+        self.upload_url = upload.split()[0]
         return line
 
     @property
@@ -167,9 +183,13 @@ class SandboxProcess:
         self.stop()
 
 
-def serve(config: SandboxConfig, host: str, port: int) -> None:
-    """Bind, print the base URL as the first line of stdout, serve until interrupted."""
+def serve(config: SandboxConfig, host: str, port: int, upload_port: int) -> None:
+    """Bind, print the base URL and then the upload host's URL as the first two lines of
+    stdout, serve until interrupted."""
     sock = bind(host, port)
+    upload = bind(host, upload_port)
+    app = create_app(config)
     print(url_of(sock), flush=True)
-    server = uvicorn.Server(uvicorn_config(create_app(config)))
-    server.run(sockets=[sock])
+    print(f"{attach_upload_host(app, upload)} (kie uploads)", flush=True)
+    server = uvicorn.Server(uvicorn_config(app))
+    server.run(sockets=[sock, upload])

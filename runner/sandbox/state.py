@@ -71,6 +71,7 @@ class Task:
     result: dict[str, Any] | None = None  # what a successful task reports
     file_id: str | None = None
     callback_url: str | None = None
+    empty_fail_fields: bool = False  # quirk market_fail_fields: "" where null would be
 
     @property
     def done_s(self) -> float:
@@ -97,6 +98,7 @@ class Stats:
         self.credits_used: dict[str, float] = {}
         self.callbacks: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.quirks: Counter[str] = Counter()  # answers on which each quirk showed
         # ElevenLabs request stitching: requests that named earlier requests by id.
         self.stitched: Counter[str] = Counter()
         self.peak_concurrent = 0
@@ -122,6 +124,7 @@ class Stats:
                              **{k: round(v, 4) for k, v in self.credits_used.items()}},
             "callbacks": dict(self.callbacks),
             "faults": dict(self.faults),
+            "quirks": dict(self.quirks),
             "request_stitching": dict(self.stitched),
         }
 
@@ -142,6 +145,9 @@ class SandboxState:
         self.running: list[float] = []  # heap of finish times of every task
         self.stats = Stats()
         self.rng = random.Random(self.config.seed)
+        # Quirks draw from their own generator, so that switching one on or off leaves the
+        # fault and latency draws (and the tests seeded on them) where they were.
+        self.quirk_rng = random.Random(f"quirks:{self.config.seed}")
         self._serial = 0
         # Ids must never repeat across sandbox processes, as a real provider's never do:
         # a resumed run polling a recorded task id must not meet another job's task.
@@ -176,7 +182,7 @@ class SandboxState:
     # --- admission ---------------------------------------------------------
     def count_request(self, account: Account) -> bool:
         """Count a generation request in the sliding window; False when the window is full."""
-        limit = self.config.rate_limit
+        limit = self.config.rate_limit_for(account.provider)
         if limit is None:
             return True
         now = self.now()
@@ -195,9 +201,11 @@ class SandboxState:
             heapq.heappop(account.running)
         return len(account.running) + account.in_flight
 
-    def admit(self, account: Account, cost: float) -> Refusal | None:
-        """Concurrency and credits, checked after the request was counted and validated."""
-        limit = self.config.max_concurrent
+    def admit(self, account: Account, cost: float, *, max_concurrent: int | None = None
+              ) -> Refusal | None:
+        """Concurrency and credits, checked after the request was counted and validated.
+        `max_concurrent` replaces the configured limit (ElevenLabs: the plan's)."""
+        limit = self.config.max_concurrent if max_concurrent is None else max_concurrent
         if limit is not None and self.running_count(account) >= limit:
             return Refusal.CONCURRENCY
         balance = self.balance(account)
@@ -210,6 +218,14 @@ class SandboxState:
         if probability <= 0 or self.rng.random() >= probability:
             return False
         self.stats.faults[kind] += 1
+        return True
+
+    def quirk(self, name: str) -> bool:
+        """Whether quirk `name` shows on this answer (quirks.py); counted in the stats."""
+        rate = self.config.quirks.get(name, 0.0)
+        if rate <= 0 or (rate < 1 and self.quirk_rng.random() >= rate):
+            return False
+        self.stats.quirks[name] += 1
         return True
 
     def occurrence(self, account: Account, request_hash: str) -> int:

@@ -1,11 +1,14 @@
 """The market's File Upload API, the result-file host, and fetching audio by URL.
 
 Uploads answer the per-endpoint pages' shape, `{success, code, msg, data:
-{fileName, filePath, downloadUrl, fileSize, mimeType, uploadedAt}}`; reusing a
-path and name overwrites. Result files are served under `/files/`, expire after
-`result_ttl_s` (403, as an expired signed URL does) and may be cut short by the
-`truncate` fault. The sandbox fetches URLs only on loopback, and its own files
-without any HTTP at all.
+{fileName, filePath, downloadUrl, fileSize, mimeType, uploadedAt}}`, or the
+quickstart's `{fileId, originalName, uploadPath, fileUrl, downloadUrl}` (quirk
+`upload_quickstart_shape`); without a `fileName` the stored name is random;
+reusing a path and name overwrites; `downloadUrl` is percent-encoded. kie's
+upload API lives on its own host (the upload listener, quirk `market_upload_host`).
+Result files are served under `/files/`, expire after `result_ttl_s` (403, as an
+expired signed URL does) and may be cut short by the `truncate` fault. The
+sandbox fetches URLs only on loopback, and its own files without any HTTP at all.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
+import secrets
 import time
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from starlette.datastructures import UploadFile
@@ -118,14 +123,23 @@ def _target(fields: Any) -> tuple[str, str] | JSON:
     return upload_path, name or ""
 
 
-async def _store(request: Request, data: bytes, upload_path: str, name: str, mime: str | None
-                 ) -> Response:
+def random_name(original: str, mime: str | None) -> str:
+    """"If not provided, a random file name will be generated": random, keeping the
+    extension the file came with (or one for its MIME type)."""
+    suffix = PurePosixPath(original).suffix.lower() if original else ""
+    if not suffix and mime:
+        suffix = mimetypes.guess_extension(mime) or ""
+    return f"{secrets.token_hex(10)}{suffix}"
+
+
+async def _store(request: Request, data: bytes, upload_path: str, name: str, mime: str | None,
+                 *, original: str = "") -> Response:
     sandbox = sandbox_of(request)
     if len(data) > MAX_UPLOAD_BYTES:
         return _fail(400, f"File too large: at most {MAX_UPLOAD_BYTES} bytes")
     state = sandbox.state
     file_id = state.new_id()
-    name = name or f"{file_id[:16]}.bin"
+    name = name or random_name(original, mime)
     mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
     provider = "apikley" if request.url.path.startswith("/apikley") else "kie"
     now = state.now()
@@ -134,12 +148,19 @@ async def _store(request: Request, data: bytes, upload_path: str, name: str, mim
         expires_s=now + sandbox.config.upload_ttl_s, data=data,
         owner=(provider, f"{upload_path}/{name}")))
     uploaded = datetime.fromtimestamp(now if now > 0 else time.time(), tz=UTC)
-    return JSON({"success": True, "code": 200, "msg": "File uploaded successfully", "data": {
-        "fileName": name, "filePath": f"{upload_path}/{name}",
-        "downloadUrl": f"{base_url(request)}/files/{stored.file_id}/{name}",
-        "fileSize": len(data), "mimeType": mime,
-        "uploadedAt": uploaded.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }})
+    # A URL, so the name is percent-encoded (spaces, non-ASCII, '#', '?'...).
+    url = f"{base_url(request)}/files/{stored.file_id}/{quote(name, safe='')}"
+    if state.quirk("upload_quickstart_shape"):
+        data_shape: dict[str, Any] = {
+            "fileId": stored.file_id, "originalName": original or name, "uploadPath": upload_path,
+            "fileUrl": url, "downloadUrl": url}
+    else:
+        data_shape = {
+            "fileName": name, "filePath": f"{upload_path}/{name}", "downloadUrl": url,
+            "fileSize": len(data), "mimeType": mime,
+            "uploadedAt": uploaded.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+    return JSON({"success": True, "code": 200, "msg": "File uploaded successfully",
+                 "data": data_shape})
 
 
 def _authorised(request: Request) -> bool:
@@ -157,8 +178,8 @@ async def stream_upload(request: Request) -> Response:
     if isinstance(target, JSON):
         return target
     data = await upload.read()
-    return await _store(request, data, target[0], target[1] or (upload.filename or ""),
-                        upload.content_type)
+    return await _store(request, data, target[0], target[1], upload.content_type,
+                        original=upload.filename or "")
 
 
 async def base64_upload(request: Request) -> Response:
@@ -200,10 +221,11 @@ async def url_upload(request: Request) -> Response:
         return target
     try:
         data = await fetch_audio(sandbox_of(request), url)
-    except FetchError as exc:
-        return _fail(500, f"File download failed: {exc}")
-    name = target[1] or urlsplit(url).path.rsplit("/", 1)[-1]
-    return await _store(request, data, target[0], name, None)
+    except FetchError as exc:  # the URL's fault (off loopback, gone): not a server error
+        return _fail(400, f"File download failed: {exc}")
+    # "Automatically extracts file names from URLs or uses custom file names".
+    name = target[1] or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return await _store(request, data, target[0], name, None, original=name)
 
 
 def routes(upload_prefix: str) -> list[Route]:

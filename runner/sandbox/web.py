@@ -39,6 +39,14 @@ class Sandbox:
         self.state = SandboxState(config)
         self.media = MediaStore()
         self.callbacks: CallbackDispatcher = CallbackDispatcher(self)
+        # kie's upload host: the listener(s) a server bound for it (server.py), by port.
+        # Empty (no second listener, e.g. under httpx.ASGITransport): one host serves all.
+        self.upload_ports: set[int] = set()
+        self.upload_url: str | None = None
+
+    def on_upload_host(self, scope: Scope) -> bool:
+        server: tuple[str, int | None] | None = scope.get("server")
+        return server is not None and server[1] in self.upload_ports
 
     def reset(self) -> None:
         self.state.reset()

@@ -412,7 +412,9 @@ class Journal:
             f"INSERT OR REPLACE INTO assets ({_ASSET_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, sha256, size, ext, duration_s, credits, task_id, result_url,
-             json.dumps(payload, sort_keys=True) if payload is not None else None,
+             # Keys in their order: a stitch's sidecar restored from here is the file
+             # its maker wrote, byte for byte.
+             json.dumps(payload) if payload is not None else None,
              asset.created_at, self.run_id),
         )
         if self._assets is not None:

@@ -37,6 +37,8 @@ class LockEntry:
     context: str | None = None
     # Extra files written beside the output (transcript .txt/.srt/.vtt, narration sidecar).
     companions: dict[str, str] = field(default_factory=dict)
+    # A post-processed job: the provider's result behind the output ({key, sha256}).
+    raw: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         # Field by field, not dataclasses.asdict: this runs for every job of every run.

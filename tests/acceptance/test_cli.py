@@ -20,7 +20,7 @@ PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 def runner(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("runner")
     assert exe, "the console script is installed by `pip install -e .`"
-    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
 def test_version_and_help() -> None:
@@ -93,3 +93,53 @@ def test_schemas_export_writes_a_self_contained_schema(tmp_path: Path) -> None:
     refs = re.findall(r'"\$ref": "([^"]*)"', json.dumps(schema))
     assert refs and all(ref.startswith("#/$defs/") for ref in refs)  # self-contained
     assert "elevenlabs--sound-effect-v2" in schema["$defs"]
+
+
+def test_init_writes_a_starter_that_validates_plans_and_runs(tmp_path: Path,
+                                                             sandbox: object) -> None:
+    result = runner("init", "sounds.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = tmp_path / "sounds.yaml"
+    first = manifest.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=pipeline.schema.json"
+    schema = json.loads((tmp_path / "pipeline.schema.json").read_text())
+    assert "elevenlabs--sound-effect-v2" in schema["$defs"]  # the editor's model rules
+    assert runner("validate", "sounds.yaml", cwd=tmp_path).stdout == "sounds.yaml: ok (6 jobs)\n"
+    assert "6 to generate" in runner("plan", "sounds.yaml", cwd=tmp_path).stdout
+    url = sandbox.url  # type: ignore[attr-defined]
+    ran = runner("run", "sounds.yaml", "--sandbox-url", url, "--no-progress", "-q", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "6 done" in ran.stdout
+    again = runner("init", "sounds.yaml", cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr
+    assert manifest.read_text().splitlines()[0] == first
+
+
+def test_completion_scripts(tmp_path: Path) -> None:
+    bash_script = runner("completion", "bash").stdout
+    (tmp_path / "m.yaml").write_text("")
+    probe = bash_script + """
+comp() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); _runner_complete;
+         echo "${COMPREPLY[*]}"; }
+comp runner va
+comp runner run --sa
+comp runner run m.y
+comp runner run m.yaml --log-format ""
+comp runner schemas ""
+comp runner completion ""
+"""
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["validate", "--sandbox --sandbox-url", "m.yaml", "text json",
+                   "build export", "bash zsh fish"]
+    fish = runner("completion", "fish").stdout
+    assert "complete -c runner -n '__fish_seen_subcommand_from run' -l sandbox" in fish
+    zsh = runner("completion", "zsh").stdout
+    assert zsh.startswith("#compdef runner\n") and "bashcompinit" in zsh
+    for shell, text in (("zsh", zsh), ("fish", fish)):
+        exe = shutil.which(shell)
+        if exe is None:
+            continue  # the syntax check needs the shell; bash's behaviour is checked above
+        check = subprocess.run([exe, "-n"], input=text, capture_output=True, text=True,
+                               check=False)
+        assert check.returncode == 0, check.stderr

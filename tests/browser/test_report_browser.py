@@ -130,7 +130,7 @@ def page(browser: Any, report: Path) -> Iterator[tuple[Any, list[str]]]:
     page.on("request", lambda r: errors.append(f"non-local request: {r.url}")
             if not r.url.startswith(("file:", "data:")) else None)
     page.goto(report.as_uri())
-    page.wait_for_load_state("load")
+    page.wait_for_selector("body[data-ready='1']")
     yield page, errors
     context.close()
 
@@ -216,13 +216,40 @@ def test_search_matches_ids_prompts_and_text(page: tuple[Any, list[str]]) -> Non
 
 def test_a_click_on_a_waveform_seeks(page: tuple[Any, list[str]]) -> None:
     view, errors = page
-    wave = view.locator("#job-keeper svg.wave")
+    wave = view.locator("#job-keeper canvas.wave")
     box = wave.bounding_box()
     wave.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
     at, duration = view.eval_on_selector(
         "#job-keeper audio", "a => [a.currentTime, a.duration]")
     view.eval_on_selector("#job-keeper audio", "a => a.pause()")
     assert abs(at - duration / 2) < 0.1 * duration
+    assert errors == []
+
+
+def test_durations_show_before_playing_and_waveforms_are_drawn(
+        page: tuple[Any, list[str]]) -> None:
+    view, errors = page
+    # Nothing has played: each take's caption states its length, and the player (told to
+    # load metadata) knows it too, instead of 0:00.
+    rows = view.eval_on_selector_all("figure.take", """figs => figs
+        .filter(f => f.querySelector(':scope > figcaption .dur') && f.querySelector('audio'))
+        .map(f => [f.id, f.querySelector(':scope > figcaption .dur').textContent,
+                   f.querySelector('audio').preload])""")
+    assert len(rows) >= 6
+    for job, shown, _ in rows:
+        # Scrolled into view, the player loads its metadata by itself (no click, no play).
+        view.eval_on_selector(f'[id="{job}"]', """f => {
+            const closed = f.closest('details'); if (closed) { closed.open = true; }
+            f.scrollIntoView(); }""")
+        view.wait_for_function(f"""() => document.querySelector('[id="{job}"] audio')
+                               .readyState >= 1""")
+        duration = view.eval_on_selector(f'[id="{job}"] audio', "a => a.duration")
+        assert abs(duration - float(shown.removesuffix(" s"))) < 0.15, (job, shown, duration)
+    # A drawn canvas has non-blank pixels.
+    inked = view.eval_on_selector("#job-keeper canvas.wave", """c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) { if (d[i]) { n++; } } return n; }""")
+    assert inked > 100
     assert errors == []
 
 

@@ -140,9 +140,16 @@ def test_status_and_clean(built: Path, sandbox: SandboxServer,
     dry = capsys.readouterr().out
     assert "steps_wood.mp3" in dry and output(built, "steps_wood.mp3").exists()
     assert main(["clean", str(built), "--sandbox"]) == 0
+    cleaned = capsys.readouterr().out
     assert not output(built, "steps_wood.mp3").exists()
     assert output(built, "door.mp3").exists() and output(built, "line_captions.srt").exists()
-    blobs = list(ContentCache(built.parent / "out.sandbox" / ".runner" / "cache").blobs())
+    cache = built.parent / "out.sandbox" / ".runner" / "cache"
+    # Paid takes that only the cache holds stay (the creak, steps_wood, steps_snow),
+    # and clean says so; --prune-takes removes them.
+    assert len(list(ContentCache(cache).blobs())) == 6
+    assert "kept 3 paid take(s) that only the cache holds" in cleaned
+    assert main(["clean", str(built), "--sandbox", "--prune-takes"]) == 0
+    blobs = list(ContentCache(cache).blobs())
     assert len(blobs) == 3  # door (slam), line, line_captions: the superseded creak is gone
 
 

@@ -17,7 +17,8 @@ from runner.exitcodes import ExitCode
 from runner.layout import Target, layout_for
 from runner.manifest import load_pipeline
 from runner.plan import make_plan
-from runner.results import companion_names, output_conflicts
+from runner.outputs import companions
+from runner.results import output_conflicts
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import created, write_manifest
 
@@ -39,7 +40,7 @@ GOOD = """
 def collision(lines: list[str], name: str, one: tuple[str, str],
               other: tuple[str, str]) -> bool:
     """A line reports `name` written by both (job, as what): on whichever came second."""
-    return any(f"(job {a[0]}): {a[1]} '{name}' is also written by job '{b[0]}' (its {b[1]})"
+    return any(f"(job {a[0]}): {a[1]} '{name}' is also written by job '{b[0]}' (as its {b[1]})"
                in line for a, b in ((one, other), (other, one)) for line in lines)
 
 
@@ -61,10 +62,10 @@ def test_the_check_names_every_conflict_with_its_line(tmp_path: Path) -> None:
   input: {text: "w", duration_seconds: 1}
 """), {})
     jobs = pipeline.jobs
-    assert companion_names(jobs["words"]) == {"txt": "words.txt", "srt": "words.srt",
-                                              "vtt": "words.vtt"}
-    assert companion_names(jobs["chapter"]) == {"sidecar": "chapter.json", "srt": "chapter.srt",
-                                                "vtt": "chapter.vtt"}
+    assert [f for f, _ in companions(jobs["words"], "words.json")] == [
+        "words.txt", "words.srt", "words.vtt"]
+    assert [f for f, _ in companions(jobs["chapter"], "chapter.mp3")] == [
+        "chapter.json", "chapter.srt", "chapter.vtt"]
     jobs["a"].output = ".runner/journal.sqlite"
     jobs["b"].output = "words.srt"
     jobs["c"].output = "t.lock.json"  # a sandbox build keeps its lockfile in output_dir
@@ -77,10 +78,10 @@ def test_the_check_names_every_conflict_with_its_line(tmp_path: Path) -> None:
     assert all(line.startswith("t.yaml:") or "/t.yaml:" in line for line in text)
     assert any("(job a): output '.runner/journal.sqlite' would be written into the build's "
                "state folder" in line for line in text)
-    assert collision(text, "words.srt", ("b", "output"), ("words", "srt companion"))
+    assert collision(text, "words.srt", ("b", "output"), ("words", "transcript's subtitles"))
     assert any("(job c): output 't.lock.json' would be written into the lockfile" in line
                for line in text)
-    assert collision(text, "chapter.json", ("d", "output"), ("chapter", "sidecar companion"))
+    assert collision(text, "chapter.json", ("d", "output"), ("chapter", "programme's sidecar"))
     # A live build keeps its lockfile beside the manifest: `t.lock.json` is then fine.
     live = layout_for(pipeline, Target.LIVE)
     assert len(output_conflicts(make_plan(pipeline, live), live.cache_dir({}))) == 3

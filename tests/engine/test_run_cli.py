@@ -102,8 +102,11 @@ def test_ctrl_c_collects_what_is_in_flight_then_exits_130(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until tasks are at the provider
         db = tmp_path / "out.sandbox" / ".runner" / "journal.sqlite"
-        if db.exists() and any(state == "submitted" for state, _ in _journal_rows(manifest)):
-            break
+        try:
+            if db.exists() and any(state == "submitted" for state, _ in _journal_rows(manifest)):
+                break
+        except sqlite3.OperationalError:  # the file exists before its tables do
+            pass
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)

@@ -32,7 +32,7 @@ class Sandbox:
     def __init__(self, server: SandboxServer) -> None:
         self.server = server
         self.url = server.url
-        self.urls = provider_urls(server.url)
+        self.urls = provider_urls(server.url, server.upload_url)
 
     def knobs(self, **changes: Any) -> None:
         """Set knobs with the same syntax as `POST /_sandbox/config` (e.g. faults={"429": 1})."""

@@ -12,6 +12,7 @@ import pytest
 
 from runner.errors import (
     AccountRefused,
+    ConcurrencyLimited,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
@@ -21,7 +22,6 @@ from runner.errors import (
 from runner.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
-from runner.errors import ConcurrencyLimited
 from runner.providers.elevenlabs import Base64Field, ElevenLabsAdapter
 
 from .conftest import Sink

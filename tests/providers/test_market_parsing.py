@@ -4,6 +4,7 @@ reading of documented variants (FACTS §1) and the less common error shapes."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -211,6 +212,8 @@ async def test_upload_shapes(tmp_path: Path) -> None:
     local.write_bytes(b"ID3 fake mp3")
     script = Script(reply({"success": True, "code": 200, "msg": "ok",
                            "data": {"fileId": "f", "fileUrl": "https://files/a.mp3"}}),
+                    reply({"success": True, "code": 200, "msg": "ok",
+                           "data": {"downloadUrl": "https://files/b.mp3"}}),
                     reply({"success": False, "code": 400, "msg": "uploadPath is required"}, 400))
     async with script.client() as client:
         market = MarketAdapter(account("kie"), KEY, client)
@@ -219,8 +222,14 @@ async def test_upload_shapes(tmp_path: Path) -> None:
         assert str(sent.url) == f"{BASE}/upload/api/file-stream-upload"
         body = sent.content
         assert b'name="uploadPath"\r\n\r\nrunner-uploads' in body
-        assert b'name="fileName"\r\n\r\na-1.mp3' in body
-        assert b'name="file"; filename="a-1.mp3"' in body and b"ID3 fake mp3" in body
+        # A name of its own per upload (a reused name overwrites): a random prefix.
+        named = re.search(rb'name="fileName"\r\n\r\n([0-9a-f]{16})-a-1\.mp3\r\n', body)
+        assert named is not None
+        assert b'name="file"; filename="' + named[1] + b'-a-1.mp3"' in body
+        assert b"ID3 fake mp3" in body
+        await market.upload(local, "a-1.mp3")
+        again = re.search(rb'name="fileName"\r\n\r\n([0-9a-f]{16})-a-1', script.last.content)
+        assert again is not None and again[1] != named[1]
         with pytest.raises(RequestRejected, match="uploadPath is required"):
             await market.upload(local, "a-1.mp3")
 

@@ -13,6 +13,7 @@ from audiogen import make
 
 from runner.errors import (
     AccountRefused,
+    ConcurrencyLimited,
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
@@ -21,7 +22,6 @@ from runner.errors import (
 from runner.http import make_client
 from runner.models import MODELS
 from runner.providers.base import Request, TaskState, TaskStatus
-from runner.errors import ConcurrencyLimited
 from runner.providers.market import MarketAdapter
 
 from .conftest import API_KEY, Sandbox, assert_final, closed_port_url, download, verify
@@ -185,12 +185,13 @@ async def test_refused_key(sandbox: Sandbox, client: httpx.AsyncClient, key: str
         await market.upload(local, "a.wav")
 
 
-async def test_out_of_credits_is_402_in_the_body(sandbox: Sandbox,
-                                                 client: httpx.AsyncClient) -> None:
-    sandbox.knobs(credits=0.5)
+@pytest.mark.parametrize("http_status", [200, 402])  # quirk market_error_status off, on
+async def test_out_of_credits_is_402_in_the_body(sandbox: Sandbox, client: httpx.AsyncClient,
+                                                 http_status: int) -> None:
+    sandbox.knobs(credits=0.5, quirks=f"market_error_status={int(http_status != 200)}")
     with pytest.raises(AccountRefused) as caught:
         await adapter(sandbox, client).submit(Request("j", TTS, {"text": TEXT}))
-    assert (caught.value.status, caught.value.code) == (200, 402)  # HTTP 200, body 402
+    assert (caught.value.status, caught.value.code) == (http_status, 402)
     assert "out of credits: Credits insufficient" in str(caught.value)
 
 
@@ -216,12 +217,14 @@ async def test_too_many_running_tasks(sandbox: Sandbox, client: httpx.AsyncClien
     assert "too many concurrent tasks: Too many running tasks" in str(caught.value)
 
 
-@pytest.mark.parametrize(("fault", "kind", "http_status"), [
-    ("429", RateLimited, 429), ("455", ProviderUnavailable, 200), ("500", ProviderUnavailable, 500),
+@pytest.mark.parametrize("as_http", [False, True])  # quirk market_error_status
+@pytest.mark.parametrize(("fault", "kind"), [
+    ("429", RateLimited), ("455", ProviderUnavailable), ("500", ProviderUnavailable),
 ])
 async def test_injected_faults(sandbox: Sandbox, client: httpx.AsyncClient, fault: str,
-                               kind: type[Exception], http_status: int) -> None:
-    sandbox.knobs(faults={fault: 1})
+                               kind: type[Exception], as_http: bool) -> None:
+    sandbox.knobs(faults={fault: 1}, quirks=f"market_error_status={int(as_http)}")
+    http_status = int(fault) if as_http else 200
     with pytest.raises(kind) as caught:
         await adapter(sandbox, client).submit(Request("j", TTS, {"text": TEXT}))
     assert caught.type is kind
@@ -232,7 +235,7 @@ async def test_injected_faults(sandbox: Sandbox, client: httpx.AsyncClient, faul
 
 async def test_generation_failure_is_a_failed_status(sandbox: Sandbox,
                                                      client: httpx.AsyncClient) -> None:
-    sandbox.knobs(faults={"501": 1})
+    sandbox.knobs(faults={"501": 1}, quirks="market_fail_fields=0")
     status = await run(adapter(sandbox, client), Request("j", TTS, {"text": TEXT}))
     assert_final(status, TaskState.FAILED)
     assert (status.fail_code, status.fail_message) == ("500", "Internal server error")

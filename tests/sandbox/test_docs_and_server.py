@@ -86,6 +86,7 @@ def test_callback_examples_shape(sandbox: SandboxServer) -> None:
 
 
 def test_aimlapi_and_elevenlabs_examples(sandbox: SandboxServer) -> None:
+    sandbox.config.update({"quirks": "aimlapi_generation_id=0"})  # the example output's shape
     created = httpx.post(f"{sandbox.url}/v2/generate/audio", headers=KEY, json={
         "model": "stable-audio", "prompt": "lo-fi pop hip-hop ambient music", "steps": 100,
         "seconds_total": 10})
@@ -154,3 +155,34 @@ def test_process_and_500_open_connections() -> None:
 
         statuses = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
     assert statuses == [200] * 501
+
+
+def test_the_behaviour_table_names_real_tests() -> None:
+    """docs/sandbox.md's table of documented behaviours cites tests: each one exists, and
+    each quirk it names is a quirk, so the table cannot drift from the suite."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from runner.sandbox.quirks import QUIRKS
+
+    root = Path(__file__).parents[2]
+    doc = (root / "docs" / "sandbox.md").read_text()
+    table = doc[doc.index("| behaviour | documented by"):doc.index("## Answers in detail")]
+    tests = {path.relative_to(root / "tests").as_posix(): path
+             for path in (root / "tests").rglob("test_*.py")}
+    cited = re.findall(r"`([\w/]+\.py)(?:::(\w+))?(?:\[([\w, /-]+)\])?`", table)
+    assert len(cited) > 60
+    for file, function, param in cited:
+        if not file.rpartition("/")[2].startswith("test_"):
+            continue  # a module of the sandbox, not a test
+        matches = [p for rel, p in tests.items() if rel == file or rel.endswith("/" + file)]
+        assert len(matches) == 1, f"{file} is not one test file under tests/"
+        if function:
+            names = {n.name for n in ast.walk(ast.parse(matches[0].read_text()))
+                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            assert function in names, f"{file}::{function} does not exist"
+        if param and file.endswith(("test_quirks.py", "test_faithful.py")) and not function:
+            assert param in QUIRKS, f"{file}[{param}]: not a quirk"
+    named = set(re.findall(r"quirk `(\w+)`", table))
+    assert named == set(QUIRKS), named ^ set(QUIRKS)

@@ -29,8 +29,9 @@ def _speech_url(url: str) -> str:
 
 
 def test_uploads_return_a_download_url(sandbox: SandboxServer) -> None:
+    sandbox.config.update({"quirks": "upload_quickstart_shape=0"})  # the endpoint pages' shape
     wav = sine_wav(0.5)
-    stream = httpx.post(f"{sandbox.url}/api/file-stream-upload", headers=KEY,
+    stream = httpx.post(f"{sandbox.upload_url}/api/file-stream-upload", headers=KEY,
                         files={"file": ("tone.wav", wav, "audio/wav")},
                         data={"uploadPath": "runner/tests", "fileName": "tone.wav"}).json()
     assert stream["success"] is True and stream["code"] == 200
@@ -41,27 +42,27 @@ def test_uploads_return_a_download_url(sandbox: SandboxServer) -> None:
     b64 = httpx.post(f"{sandbox.url}/apikley/file-upload/api/file-base64-upload", headers=KEY,
                      json={"base64Data": as_data_url, "uploadPath": "x"}).json()
     assert b64["data"]["mimeType"] == "audio/wav" and b64["data"]["fileSize"] == len(wav)
-    by_url = httpx.post(f"{sandbox.url}/api/file-url-upload", headers=KEY,
+    by_url = httpx.post(f"{sandbox.upload_url}/api/file-url-upload", headers=KEY,
                         json={"fileUrl": stream["data"]["downloadUrl"], "uploadPath": "y"}).json()
     assert httpx.get(by_url["data"]["downloadUrl"]).content == wav
 
 
 def test_upload_errors(sandbox: SandboxServer) -> None:
-    url = f"{sandbox.url}/api/file-base64-upload"
+    url = f"{sandbox.upload_url}/api/file-base64-upload"
     assert httpx.post(url, json={"base64Data": "aGk=", "uploadPath": "x"}).status_code == 401
     for body, needle in (({"base64Data": "aGk="}, "uploadPath"),
                          ({"base64Data": "aGk=", "uploadPath": "/x"}, "uploadPath"),
                          ({"base64Data": "***", "uploadPath": "x"}, "base64")):
         answer = httpx.post(url, headers=KEY, json=body)
         assert answer.status_code == 400 and needle in answer.json()["msg"]
-    outside = httpx.post(f"{sandbox.url}/api/file-url-upload", headers=KEY,
+    outside = httpx.post(f"{sandbox.upload_url}/api/file-url-upload", headers=KEY,
                          json={"fileUrl": "https://example.com/a.mp3", "uploadPath": "x"})
-    assert outside.status_code == 500 and "127.0.0.1" in outside.json()["msg"]
+    assert outside.status_code == 400 and "127.0.0.1" in outside.json()["msg"]
 
 
 def test_same_path_and_name_overwrites(sandbox: SandboxServer) -> None:
     def upload(payload: bytes) -> str:
-        answer = httpx.post(f"{sandbox.url}/api/file-base64-upload", headers=KEY, json={
+        answer = httpx.post(f"{sandbox.upload_url}/api/file-base64-upload", headers=KEY, json={
             "base64Data": base64.b64encode(payload).decode(), "uploadPath": "p",
             "fileName": "a.bin"}).json()
         return str(answer["data"]["downloadUrl"])
@@ -87,7 +88,7 @@ def test_market_stt_returns_the_original_text_of_a_sandbox_file(sandbox: Sandbox
 def test_uploaded_copies_are_recognised_even_in_raw_formats(sandbox: SandboxServer) -> None:
     pcm = httpx.post(f"{sandbox.url}/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb", headers=XI,
                      params={"output_format": "pcm_16000"}, json={"text": TEXT}).content
-    upload = httpx.post(f"{sandbox.url}/api/file-stream-upload", headers=KEY,
+    upload = httpx.post(f"{sandbox.upload_url}/api/file-stream-upload", headers=KEY,
                         files={"file": ("speech.pcm", pcm)}, data={"uploadPath": "u"}).json()
     data = _run(sandbox.url, STT, {"audio_url": upload["data"]["downloadUrl"], "diarize": False})
     result = json.loads(data["resultJson"])["resultObject"]

