@@ -22,8 +22,8 @@ journal's createTask attempts (a refused one keeps no task id) give the time of
 the last 429; accepted createTasks are then counted per window after it.
 
 Targets: 2% and 6%: makespan <= 2x clean. Recovery: from the third window after
-the last 429 on (that is, within two windows), a sustained rate >= 90% of the
-configured limit.
+the last 429 on (that is, within two windows), >= 90% of the configured limit per
+window on average.
 
     python bench/bench_429.py [--quick] [--jobs 300] [--seed 1]
 """
@@ -102,10 +102,11 @@ def run_once(jobs: int, seed: int, faults: str, pin: bool,
 
 
 def recovery(label: str, accepted: list[float], refused: list[float]) -> bool:
-    """The rate from the third window after the last 429 on: sends in any sliding window
-    come in bursts (a window's slots free together), so it is the sustained rate
-    (runbench.sustained_rate: the first window's burst is free), not a count per
-    window, that says whether the limit is back."""
+    """createTasks per window, counted from the last 429; from the third window on
+    (within two windows) the mean of the whole windows must be >= 90% of the limit.
+    Sends come in bursts (a sliding window's slots free together), so one window may
+    hold part of a burst and the next the rest: the mean, not the least, says whether
+    the rate is back."""
     if not refused:
         print(f"  {label}: no 429 was met")
         return False
@@ -114,13 +115,14 @@ def recovery(label: str, accepted: list[float], refused: list[float]) -> bool:
     windows = [0] * (int(after[-1] / WINDOW_S) + 1) if after else []
     for t in after:
         windows[int(t / WINDOW_S)] += 1
-    later = [t for t in after if t >= 2 * WINDOW_S]
-    rate = rb.sustained_rate(later, LIMIT) if len(later) > LIMIT + 1 else float("nan")
-    share = rate / (LIMIT / WINDOW_S)
-    ok = share >= 0.9
+    # Windows while jobs still waited (two windows' worth still to send): the run's
+    # tail, when the batch runs out, says nothing about the rate.
+    whole = [windows[k] for k in range(2, len(windows)) if sum(windows[k:]) >= 2 * LIMIT]
+    share = sum(whole) / len(whole) / LIMIT if whole else float("nan")
+    ok = bool(whole) and share >= 0.9
     rb.line(f"{label}: 429s / accepted", f"{len(refused)} / {len(accepted)}", "", None)
-    rb.line(f"{label}: sends per window after", " ".join(map(str, windows[:8])), "", None)
-    rb.line(f"{label}: rate from 3rd window", f"{rate:.1f}/s ({share:.0%})",
+    rb.line(f"{label}: sends per window after", " ".join(map(str, windows[:10])), "", None)
+    rb.line(f"{label}: from the 3rd window on", f"{share:.0%} of {LIMIT} per window",
             ">= 90% (within 2 windows)", ok)
     return ok
 

@@ -10,6 +10,7 @@ sending the same request twice. Errors become decisions in one place
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -267,11 +268,17 @@ def _result_json(result: TaskResult) -> dict[str, Any]:
 
 
 async def _backoff(ctx: RunContext, account: Account, pj: PlannedJob, decision: Decision,
-                   error: RunnerError) -> None:
+                   error: RunnerError, *, holds_permit: bool = False) -> None:
+    """Wait before a retry. A job that `holds_permit` (an in-flight place, taken before
+    its request) has nothing at the provider while it waits, so it lends its place to
+    another job meanwhile: after a burst of 429s, dozens of jobs backing off would
+    otherwise hold the places the recovered rate needs (bench_429)."""
     ctx.emit(EventKind.RETRY, pj, message=str(error), delay_s=round(decision.delay_s, 3))
-    if decision.spend_budget:  # a failing provider is not hammered (runner.limits)
-        await account.limiter.retry_budget.spend()
-    await ctx.sleep(decision.delay_s)
+    lent = account.limiter.in_flight.lent() if holds_permit else contextlib.nullcontext()
+    async with lent:
+        if decision.spend_budget:  # a failing provider is not hammered (runner.limits)
+            await account.limiter.retry_budget.spend()
+        await ctx.sleep(decision.delay_s)
 
 
 def _stop_account(ctx: RunContext, account: Account, error: ProviderError) -> None:
@@ -352,7 +359,7 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
                              f"{why}") from error
             if decision.verdict is not Verdict.RETRY:
                 raise Finish(JobOutcome.FAILED, decision.reason or str(error)) from error
-            await _backoff(ctx, account, pj, decision, error)
+            await _backoff(ctx, account, pj, decision, error, holds_permit=True)
             attempt += 1
             continue
         account.limiter.succeeded(was_retry=attempt > 0)

@@ -431,6 +431,54 @@ def test_in_flight_cap_is_never_exceeded_and_follows_capacity_changes() -> None:
     assert in_flight.in_use == 0
 
 
+def test_a_job_waiting_to_retry_lends_its_in_flight_place() -> None:
+    """A job backing off after a 429 has nothing at the provider: another job takes its
+    place meanwhile, and it waits for a place again after. Cancelled while waiting for
+    it, the count stays balanced for its holder's own release."""
+    async def main() -> tuple[list[str], int, int]:
+        cap = InFlight(1)
+        seen: list[str] = []
+
+        async def retrying() -> None:
+            async with cap:
+                seen.append("a sends, is refused")
+                async with cap.lent():
+                    await asyncio.sleep(1.0)  # its backoff
+                seen.append(f"a sends again at {now():g}")
+
+        async def other() -> None:
+            await asyncio.sleep(0.1)
+            async with cap:
+                seen.append(f"b sends at {now():g}")
+                await asyncio.sleep(2.0)  # its task runs
+
+        await asyncio.gather(retrying(), other())
+
+        async def cancelled_while_waiting() -> None:
+            async with cap, cap.lent():
+                blocker.set()
+                await asyncio.sleep(0.5)
+
+        async def holder() -> None:
+            await blocker.wait()
+            async with cap:
+                await asyncio.sleep(10.0)
+
+        blocker = asyncio.Event()
+        held = asyncio.ensure_future(holder())
+        job = asyncio.ensure_future(cancelled_while_waiting())
+        await asyncio.sleep(1.0)  # the job's backoff is over; it waits for the holder
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        during = cap.in_use  # the holder alone
+        await held
+        return seen, during, cap.in_use
+
+    seen, during, after = run_virtual(main())
+    assert seen == ["a sends, is refused", "b sends at 0.1", "a sends again at 2.1"]
+    assert (during, after) == (1, 0)
+
+
 def test_in_flight_cancellation_does_not_leak_permits() -> None:
     async def main() -> InFlight:
         in_flight = InFlight(2)
