@@ -32,7 +32,7 @@ the most the provider accepted in our window during the last one or two
 windows is "proven". A 429 below the proven level is stray: L goes one step
 down, and each answer brings it back up to the proven level (plus room for the
 refused requests still counting in our window). A 429 at the proven level says
-the key's share may be that now: L goes to it (at most halving), and stays
+the key's share is that now: L goes to it (halving if nothing was accepted yet), and stays
 there a window before probing above it, one request at a time, each accepted
 answer at a new level opening the next. A steady lower cap then costs about one
 429 per window; once the 429s stop, the rate doubles each window and is back at
@@ -329,11 +329,11 @@ class SlidingWindow(Gate):
             # down; answers bring it back at once.
             self._effective = max(1, limit - 1)
         else:
-            # Refused at the most it has accepted lately: the key's share may be that
-            # now (at most halving per 429: a refusal before anything was accepted says
-            # little). Stay there a window before probing above it again, so a steady
-            # cap costs about one 429 per window, and a lifted one is left within two.
-            self._effective = max(1, min(limit - 1, max(accepted, limit // 2)))
+            # Refused at the most it has accepted lately: the key's share is that now
+            # (a refusal before anything was accepted says less: halve). Stay there a
+            # window before probing above it again, so a steady cap costs about one 429
+            # per window, and a lifted one is left within two.
+            self._effective = max(1, min(limit - 1, accepted or limit // 2))
             self._hold_until = now + self.window_s
         self._epoch += 1
 
