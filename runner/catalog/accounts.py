@@ -43,6 +43,9 @@ class PollPolicy:
     initial_interval_s: float
     max_interval_s: float
     deadline_s: float
+    # The market documents `recordInfo is null` for a task that exists but is not
+    # visible yet: until this long after its creation, "not found" means "wait".
+    visibility_grace_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

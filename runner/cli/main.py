@@ -77,6 +77,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                        help="a failed job does not stop the others (default)")
     going.add_argument("--fail-fast", dest="fail_fast", action="store_true",
                        help="stop submitting after the first failed job")
+    # Both flags share one setting; without this, argparse would take the first flag's
+    # implied default (store_false: True), making fail-fast the real default.
+    run.set_defaults(fail_fast=False)
     run.add_argument("--recontext", action="store_true",
                      help="also regenerate narration segments whose neighbours' text changed "
                           "(default: only segments whose own text changed)")
@@ -94,6 +97,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                           "--callback-listen)")
     run.add_argument("--callback-listen", metavar="HOST:PORT",
                      help="where the local callback receiver listens (default 127.0.0.1:0)")
+    run.add_argument("--no-wait", dest="wait", action="store_false",
+                     help="if another process is running this build, exit at once (exit 4) "
+                          "instead of waiting for it")
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="after Ctrl-C, keep collecting tasks in flight this long")
     shown = run.add_argument_group("progress output (on stderr; the summary goes to stdout)")
@@ -266,6 +272,10 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def _say_waiting(message: str) -> None:
+    print(f"runner: {message}", file=sys.stderr, flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.cli.run import RunOptions, print_summary, run_pipeline
     from runner.progress.display import cli_observers
@@ -280,6 +290,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         adopt=_pairs(args.adopt_task, "--adopt-task"),
         callback_url=args.callback_url, callback_listen=args.callback_listen,
         grace_s=args.grace, observers=observers, recontext=args.recontext,
+        wait_for_lock=args.wait, on_lock_wait=_say_waiting,
         remote_cache_mode=args.remote_cache_mode,
     )
     try:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,15 +20,17 @@ from runner.catalog.environment import environment
 from runner.catalog.models import Family
 from runner.cli.exitcodes import ExitCode
 from runner.engine.budget import Budget
-from runner.engine.events import Bus, Observer, Tally
+from runner.engine.events import Bus, Event, EventKind, Observer, Tally
 from runner.engine.job import Account, RunContext
 from runner.engine.loop import run_loop
+from runner.engine.materialize import output_conflicts
 from runner.engine.retry import JobOutcome, RetryPolicy
 from runner.engine.scheduler import Engine, RunResult, select
-from runner.errors import LockedBuildError, UsageError
+from runner.errors import LockedBuildError, ManifestInvalid, UsageError
 from runner.manifest.load import load_pipeline
 from runner.manifest.types import JobKind, Pipeline
 from runner.plan.plan import Plan, make_plan, takes_in
+from runner.store.buildlock import BuildLock
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal
 from runner.store.layout import BuildLayout, Target, layout_for
@@ -56,6 +58,10 @@ class RunOptions:
     callback_url: str | None = None
     callback_listen: str | None = None
     grace_s: float = 30.0
+    # Another process holds the build: wait for it (telling `on_lock_wait` once whom we
+    # wait for), or refuse at once with BuildBusy (`--no-wait`).
+    wait_for_lock: bool = True
+    on_lock_wait: Callable[[str], None] | None = None
     recontext: bool = False  # regenerate segments whose neighbours' text changed
     observers: list[Observer] = field(default_factory=list)
     remote_cache_mode: str | None = None  # --remote-cache-mode: read | readwrite | off
@@ -129,10 +135,17 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
     pipeline = load_pipeline(manifest, env)
     sandboxed = options.sandbox or options.sandbox_url is not None
     layout = layout_for(pipeline, Target.SANDBOX if sandboxed else Target.LIVE)
-    with Journal(layout.journal) as journal:
+    # One build, one run: everything below (the plan included: it reads the lockfile
+    # the holder is about to write) happens under the build's lock.
+    with BuildLock(layout.state_dir, "runner run").hold(
+            wait=options.wait_for_lock, on_wait=options.on_lock_wait), \
+            Journal(layout.journal) as journal:
         plan = make_plan(pipeline, layout, force=options.force, recontext=options.recontext,
                          outputs=journal.outputs(), restore=options.restore,
                          in_cache=takes_in(journal, ContentCache(layout.cache_dir(env))))
+        conflicts = output_conflicts(plan, layout.cache_dir(env))
+        if conflicts:  # before anything is paid for: see results.output_conflicts
+            raise ManifestInvalid(conflicts)
         if options.locked and plan.to_generate:
             names = ", ".join(p.job.id for p in plan.to_generate[:20])
             more = f" and {len(plan.to_generate) - 20} more" if len(plan.to_generate) > 20 else ""
@@ -212,7 +225,8 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                          budget=Budget(options.max_credits), bus=Bus(observers),
                          stopping=asyncio.Event(),
                          resubmit_uncertain=set(options.resubmit_uncertain),
-                         adopt=dict(options.adopt), callbacks=hub, remote=remote)
+                         adopt=dict(options.adopt), callbacks=hub, remote=remote,
+                         prices=plan.prices)
         engine = Engine(plan, ctx, only=options.only, fail_fast=options.fail_fast,
                         max_active_jobs=options.max_active_jobs, grace_s=options.grace_s)
         loop = asyncio.get_running_loop()
@@ -227,6 +241,9 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                 loop.remove_signal_handler(signal.SIGTERM)
             if hub is not None:
                 await hub.stop()
+                refused = hub.describe_refused()
+                if refused is not None:
+                    ctx.bus.emit(Event(EventKind.WARNING, message=refused))
             cache.close()
             journal.finish_run("interrupted" if engine.result.interrupted else "finished")
     return result

@@ -147,7 +147,8 @@ class Tally:
         elif event.kind is EventKind.BUDGET_STOPPED:
             self.budget_stop = event.message
         elif event.kind is EventKind.WARNING:
-            self.warnings.append(f"{event.job_id}: {event.message}")
+            self.warnings.append(f"{event.job_id}: {event.message}" if event.job_id
+                                 else event.message)
         elif event.kind is EventKind.RUN_FINISHED:
             self.finished_s = event.time_s
         elif event.kind in REMOTE_KINDS:

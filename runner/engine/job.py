@@ -10,10 +10,11 @@ sending the same request twice. Errors become decisions in one place
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,11 +33,13 @@ from runner.errors import (
     ProviderError,
     RequestRejected,
     RunnerError,
+    TaskUnknown,
     TransportError,
 )
 from runner.manifest.expansion import extension_for
 from runner.manifest.types import AudioKind
 from runner.plan.plan import PlannedJob
+from runner.plan.pricing import Price, worst_case
 from runner.providers import download
 from runner.providers.base import Adapter, Request, TaskResult, TaskState, TaskStatus
 from runner.store.cache import ContentCache
@@ -108,6 +111,14 @@ class Account:
     # Since when every request has failed to connect (None: the last one got an answer).
     unreachable_since: float | None = None
     connect_failures: int = 0
+    # Its base URL is in private address space (the sandbox on loopback): its result
+    # URLs may redirect there too. None until first asked (`allows_private`).
+    private_base: bool | None = None
+
+    async def allows_private(self) -> bool:
+        if self.private_base is None:
+            self.private_base = await download.is_private(self.config.base_url)
+        return self.private_base
 
 
 class SharedResults(Protocol):
@@ -132,11 +143,12 @@ class RunContext:
     policy: RetryPolicy
     budget: Budget
     bus: Bus
-    stopping: asyncio.Event
+    stopping: asyncio.Event  # set: submit nothing more (see `stop`)
     resubmit_uncertain: set[str] = field(default_factory=set)
     adopt: dict[str, str] = field(default_factory=dict)  # job id -> task id (--adopt-task)
     max_download_bytes: int = download.DEFAULT_MAX_BYTES
     callbacks: Any = None  # runner.engine.callbacks.CallbackHub when callbacks are on
+    prices: Mapping[str, Price] = field(default_factory=dict)  # what --max-credits reserves
     clock: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     budget_stopped: bool = False
@@ -145,6 +157,16 @@ class RunContext:
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
     remote: SharedResults | None = None  # the team's remote cache, when one is configured
+    # What a job that is not submitted because of `stopping` ends as, and why.
+    stop_outcome: tuple[JobOutcome, str] = (JobOutcome.INTERRUPTED,
+                                            "not submitted: the run was interrupted")
+
+    def stop(self, outcome: JobOutcome, why: str) -> None:
+        """Submit nothing more; jobs not yet sent end as `outcome` with `why`. An
+        interruption overrides an earlier stop's reason (a person pressed Ctrl-C)."""
+        if not self.stopping.is_set() or outcome is JobOutcome.INTERRUPTED:
+            self.stop_outcome = (outcome, why)
+        self.stopping.set()
 
     def asset_of(self, job_id: str) -> AssetRow | None:
         """The asset a job holds now: built in this run, or kept from before."""
@@ -174,8 +196,13 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
         _adopt(ctx, account, pj, ctx.adopt[pj.job.id])
     seen = ctx.journal.has_tasks(pj.key)  # most jobs of a run are new: no lookups then
     live = ctx.journal.live_task(pj.key) if seen else None
+    resubmit = pj.job.id in ctx.resubmit_uncertain or "*" in ctx.resubmit_uncertain
+    if live is not None and live.state is TaskRowState.UNCERTAIN and live.task_id and \
+            not resubmit and not account.adapter.synchronous:
+        # A task the provider did not know within the grace period: look for it again.
+        live = replace(live, state=TaskRowState.SUBMITTED)
     if live is not None and live.state in (TaskRowState.SUBMITTING, TaskRowState.UNCERTAIN):
-        if pj.job.id not in ctx.resubmit_uncertain and "*" not in ctx.resubmit_uncertain:
+        if not resubmit:
             raise Finish(JobOutcome.UNCERTAIN, uncertain_message(pj, live.created_at),
                          live.task_id)
         ctx.journal.set_task(live.id, TaskRowState.ABANDONED,
@@ -195,11 +222,13 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
     while True:
         async with account.limiter.in_flight:
             if live is not None and live.task_id:
-                row_id, task_id = live.id, live.task_id
+                # Resumed: the grace counts from when its request was sent.
+                row_id, task_id, submitted_at = live.id, live.task_id, live.created_at
                 live = None
             else:
                 row_id, task_id = await submit(ctx, account, pj, request, generation)
-            status = await wait_for(ctx, account, pj, task_id, row_id)
+                submitted_at = time.time()
+            status = await wait_for(ctx, account, pj, task_id, row_id, submitted_at)
         if status.state is TaskState.SUCCEEDED and status.result is not None:
             # Not journaled until stored: if the run dies while downloading, the task is
             # still `submitted` and the next run polls it again (polls cost nothing).
@@ -208,6 +237,7 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
             return await store(ctx, account, pj, result, row_id)
         reason = f"generation failed: {status.fail_code or ''} {status.fail_message or ''}".strip()
         ctx.journal.set_task(row_id, TaskRowState.FAILED, error=reason)
+        ctx.budget.release(pj.job.id)  # a failed generation is not billed
         error = GenerationFailed(reason, provider=account.config.name, job_id=pj.job.id,
                                  task_id=task_id)
         decision = ctx.policy.decide(error, Phase.POLL, 0, generation)
@@ -247,11 +277,17 @@ def _result_json(result: TaskResult) -> dict[str, Any]:
 
 
 async def _backoff(ctx: RunContext, account: Account, pj: PlannedJob, decision: Decision,
-                   error: RunnerError) -> None:
+                   error: RunnerError, *, holds_permit: bool = False) -> None:
+    """Wait before a retry. A job that `holds_permit` (an in-flight place, taken before
+    its request) has nothing at the provider while it waits, so it lends its place to
+    another job meanwhile: after a burst of 429s, dozens of jobs backing off would
+    otherwise hold the places the recovered rate needs (bench_429)."""
     ctx.emit(EventKind.RETRY, pj, message=str(error), delay_s=round(decision.delay_s, 3))
-    if decision.spend_budget:  # a failing provider is not hammered (runner.engine.limits)
-        await account.limiter.retry_budget.spend()
-    await ctx.sleep(decision.delay_s)
+    lent = account.limiter.in_flight.lent() if holds_permit else contextlib.nullcontext()
+    async with lent:
+        if decision.spend_budget:  # a failing provider is not hammered (runner.engine.limits)
+            await account.limiter.retry_budget.spend()
+        await ctx.sleep(decision.delay_s)
 
 
 def _stop_account(ctx: RunContext, account: Account, error: ProviderError) -> None:
@@ -266,7 +302,28 @@ def _check_can_submit(ctx: RunContext, account: Account, pj: PlannedJob) -> None
         raise Finish(JobOutcome.SKIPPED, f"not submitted: account '{account.config.name}' was "
                                          f"stopped ({account.stopped})")
     if ctx.stopping.is_set():
-        raise Finish(JobOutcome.INTERRUPTED, "not submitted: the run was interrupted")
+        raise Finish(*ctx.stop_outcome)
+
+
+async def _reserve(ctx: RunContext, pj: PlannedJob) -> None:
+    """Reserve the most the job's request can cost (`--max-credits`), or end the job."""
+    budget = ctx.budget
+    if budget.limit is None:
+        return
+    worst = worst_case(pj.job, ctx.prices, _source_duration(ctx, pj))
+    if await budget.reserve(pj.job.id, worst, ctx.stopping):
+        return
+    _check_can_submit(ctx, ctx.accounts[pj.job.provider], pj)  # stopped while waiting
+    if worst is None:
+        raise Finish(JobOutcome.SKIPPED, f"not submitted: {budget.describe()}, and the most "
+                     f"this job can cost is unknown (no price for {pj.job.model.id}, or the "
+                     "length of its audio); set `prices:` in the manifest or run without "
+                     "--max-credits")
+    if not ctx.budget_stopped:
+        ctx.budget_stopped = True
+        ctx.bus.emit(Event(EventKind.BUDGET_STOPPED, message=budget.describe()))
+    raise Finish(JobOutcome.SKIPPED, f"not submitted: {budget.describe()}; this job may cost "
+                 f"up to {worst:g} (estimated {pj.cost or 0:g})")
 
 
 async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: int,
@@ -278,12 +335,7 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
     attempt = 0
     while True:
         _check_can_submit(ctx, account, pj)
-        if not ctx.budget.reserve(pj.job.id, pj.cost):
-            if not ctx.budget_stopped:
-                ctx.budget_stopped = True
-                ctx.bus.emit(Event(EventKind.BUDGET_STOPPED, message=ctx.budget.describe()))
-            raise Finish(JobOutcome.SKIPPED, f"not submitted: {ctx.budget.describe()}; "
-                                             f"this job would add {pj.cost or 0:g}")
+        await _reserve(ctx, pj)
         slot = await account.limiter.submit.acquire()
         if account.stopped is not None or ctx.stopping.is_set():
             slot.unsent()  # stopped while this job waited for its turn
@@ -316,7 +368,7 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
                              f"{why}") from error
             if decision.verdict is not Verdict.RETRY:
                 raise Finish(JobOutcome.FAILED, decision.reason or str(error)) from error
-            await _backoff(ctx, account, pj, decision, error)
+            await _backoff(ctx, account, pj, decision, error, holds_permit=True)
             attempt += 1
             continue
         account.limiter.succeeded(was_retry=attempt > 0)
@@ -388,15 +440,46 @@ def poll_delay(elapsed_s: float, expected_s: float | None, account: ProviderAcco
 
 
 def _task_unknown(error: ProviderError) -> bool:
-    return isinstance(error, RequestRejected) and 404 in (error.status, error.code)
+    return isinstance(error, TaskUnknown) or (
+        isinstance(error, RequestRejected) and 404 in (error.status, error.code))
+
+
+def _unknown_task(ctx: RunContext, account: Account, pj: PlannedJob, task_id: str,
+                  row_id: int, seen: bool, error: ProviderError) -> Finish:
+    """The provider has no record of a task past the grace period: the outcome."""
+    if seen:
+        # It answered for this task before: the record is gone (expired, or made by
+        # another sandbox), nothing is left to collect, and a new request may be sent.
+        ctx.journal.set_task(row_id, TaskRowState.FAILED,
+                             error=f"task not found at the provider: {error}")
+        return Finish(JobOutcome.FAILED, f"task {task_id} is no longer known to the provider "
+                      "(expired, or made by another sandbox); run again to send a new request",
+                      task_id)
+    # Never seen: it may still appear, and it may be billed. Kept (with its id) so that
+    # the next run looks for it again; never resent unless a person says so.
+    grace_s = account.config.poll.visibility_grace_s
+    ctx.journal.set_task(row_id, TaskRowState.UNCERTAIN,
+                         error=f"no record of the task after {grace_s:g} s: {error}")
+    return Finish(JobOutcome.UNCERTAIN, f"task {task_id} was created, but the provider still "
+                  f"has no record of it {grace_s:g} s later ({error.message}). Check the "
+                  "provider's task log: if the task is there, run again to collect it; if "
+                  f"it is not, run with --resubmit-uncertain {pj.job.id} to send a new request",
+                  task_id)
 
 
 async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: str,
-                   row_id: int) -> TaskStatus:
-    """Poll (or wait for a callback, polling slowly as a safety net) until the task is final."""
+                   row_id: int, submitted_at: float | None = None) -> TaskStatus:
+    """Poll (or wait for a callback, polling slowly as a safety net) until the task is final.
+
+    `submitted_at` (seconds since the epoch) is when the provider gave the task id: until
+    `visibility_grace_s` after it, a provider that does not know the task yet (the
+    market's "recordInfo is null") is asked again, not believed."""
     started = ctx.clock()
+    submitted_at = time.time() if submitted_at is None else submitted_at
+    seen = False  # the provider answered with the task's record at least once
     deadline = started + account.config.poll.deadline_s
-    waiter = ctx.callbacks.waiter(task_id) if ctx.callbacks is not None else None
+    waiter = ctx.callbacks.waiter(task_id, account.adapter) \
+        if ctx.callbacks is not None else None
     attempt = 0
     latency = account.latency
     prober, probes = False, 0
@@ -408,10 +491,9 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
             if latency.mean_s is None and not latency.probing and waiter is None:
                 latency.probing = prober = True
             if waiter is not None:
-                delay = max(delay, account.config.poll.max_interval_s)
-                status = await waiter.wait(delay)
-                if status is not None and status.state is not TaskState.PENDING:
-                    return _finished(account, status, ctx.clock() - started)
+                # A callback only says "look now"; what is recorded is what the provider
+                # answers to the poll below (anyone who knows the URL can call it).
+                await waiter.wait(max(delay, account.config.poll.max_interval_s))
             elif prober and latency.mean_s is None:
                 # Fine steps: the whole first wave waits for what the prober sees, so
                 # each step it overshoots the first finish costs every waiting task.
@@ -438,13 +520,13 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                 if decision.verdict is Verdict.STOP_ACCOUNT:
                     _stop_account(ctx, account, error)
                 if _task_unknown(error):
-                    # Gone at the provider (records expire): nothing left to collect, so
-                    # the next run may send a new request.
-                    ctx.journal.set_task(row_id, TaskRowState.FAILED,
-                                         error=f"task not found at the provider: {error}")
-                    raise Finish(JobOutcome.FAILED, f"task {task_id} is unknown to the "
-                                 "provider (expired, or made by another sandbox); run again to "
-                                 "send a new request", task_id) from error
+                    if not seen and time.time() - submitted_at < \
+                            account.config.poll.visibility_grace_s:
+                        ctx.emit(EventKind.POLLED, pj, task_id=task_id,
+                                 message="not visible yet")
+                        continue  # created moments ago: its record is not visible yet
+                    raise _unknown_task(ctx, account, pj, task_id, row_id, seen,
+                                        error) from error
                 if decision.verdict is not Verdict.RETRY:
                     raise Finish(JobOutcome.FAILED, f"while waiting for task {task_id}: "
                                                     f"{error}", task_id) from error
@@ -454,6 +536,7 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                 attempt += 1
                 continue
             attempt = 0
+            seen = True
             ctx.emit(EventKind.POLLED, pj, task_id=task_id, message=status.provider_state)
             if status.state is not TaskState.PENDING:
                 return _finished(account, status, ctx.clock() - started)
@@ -497,6 +580,7 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
         payload=result.payload if pj.job.model.kind is not Kind.TRANSCRIPT else None)
     ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED, result=_result_json(result),
                          credits=result.credits)
+    ctx.journal.commit_soon()  # paid for and stored: a kill must not cost a second download
     ctx.budget.settle(pj.job.id, result.credits)
     ctx.emit(EventKind.STORED, pj, task_id=result.task_id)
     return asset
@@ -531,7 +615,7 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
                 return await download.fetch(
                     ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
                     provider=account.config.name, job_id=pj.job.id, task_id=task_id,
-                    max_bytes=ctx.max_download_bytes,
+                    max_bytes=ctx.max_download_bytes, allow_private=await account.allows_private(),
                     progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
                                                           done=done, total=total))
         except download.ResultExpired as error:
@@ -586,6 +670,7 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
         credits=answer.credits, task_id=answer.request_id, result_url=None, payload=payload)
     ctx.journal.set_task(row_id, TaskRowState.MATERIALIZED, task_id=answer.request_id,
                          credits=answer.credits)
+    ctx.journal.commit_soon()
     ctx.budget.settle(pj.job.id, answer.credits)
     ctx.emit(EventKind.STORED, pj, task_id=answer.request_id)
     return asset

@@ -10,20 +10,65 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.catalog.models import Kind
-from runner.errors import StoreError
+from runner.errors import Problem, StoreError
+from runner.manifest.outputs import companions
 from runner.manifest.postprocess import raw_of
 from runner.manifest.types import JobKind
-from runner.plan.plan import PlannedJob, context_digest
+from runner.plan.plan import Plan, PlannedJob, context_digest
 from runner.store import atomic
 from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.layout import BuildLayout
 from runner.store.lockfile import LockEntry
+
+
+def output_conflicts(plan: Plan, cache_dir: Path) -> list[Problem]:
+    """Outputs and companions that would overwrite the build's own files (journal,
+    cache, lockfile) or another file of the run, each with its file:line.
+
+    `runner validate` refuses these too; the engine checks again before it submits
+    anything, because a manifest that slips through would be found out only after
+    paying, when a result is written over the journal or another job's subtitles.
+    """
+    layout, doc = plan.layout, plan.pipeline.document
+    root = layout.output_dir
+    reserved: list[tuple[PurePosixPath, str]] = []
+    for path, what in ((layout.state_dir, "the build's state folder (journal and cache)"),
+                       (cache_dir, "the build's cache"), (layout.lockfile, "the lockfile")):
+        try:
+            reserved.append((PurePosixPath(path.relative_to(root).as_posix()), what))
+        except ValueError:
+            continue  # not inside output_dir: no output can reach it
+    problems: list[Problem] = []
+    owners: dict[str, tuple[str, str]] = {}  # file -> (job id, what it is to that job)
+    for p in plan.jobs:
+        job = p.job
+        files = [(job.output, "output"), *((name, role.removeprefix("its "))
+                                          for name, role in companions(job, job.output))]
+        for name, what in files:
+            normal = os.path.normpath(name).replace(os.sep, "/")
+            for place, place_what in reserved:
+                parts = PurePosixPath(normal).parts
+                if [s.casefold() for s in parts[:len(place.parts)]] == \
+                        [s.casefold() for s in place.parts]:
+                    problems.append(doc.problem(
+                        ("jobs", job.template, "output"), f"{what} '{normal}' would be written "
+                        f"into {place_what} ({place.as_posix()}); choose another path",
+                        job_id=job.id))
+                    break
+            owner = owners.setdefault(normal, (job.id, what))
+            if owner != (job.id, what):
+                other = "itself" if owner[0] == job.id else f"job '{owner[0]}'"
+                problems.append(doc.problem(
+                    ("jobs", job.template, "output"), f"{what} '{normal}' is also written by "
+                    f"{other} (as its {owner[1]}); choose another path", job_id=job.id))
+    return problems
 
 
 def iso(ts: float) -> str:

@@ -10,6 +10,7 @@ only this policy knows whether repeating a request can cost money twice.
     TransportError(request_sent=True)     uncertain               retry
     UncertainSubmission                   uncertain               uncertain
     RateLimited, ProviderUnavailable      retry, >= Retry-After   retry, >= Retry-After
+    DownloadRefused (scheme, address)     fail                    fail
     DownloadError                         retry                   retry
     AccountRefused                        stop_account            stop_account
     RequestRejected                       fail                    fail
@@ -38,6 +39,7 @@ from types import MappingProxyType
 from runner.errors import (
     AccountRefused,
     DownloadError,
+    DownloadRefused,
     GenerationFailed,
     ProviderError,
     ProviderUnavailable,
@@ -132,7 +134,7 @@ class RetryPolicy:
                 return Decision(Verdict.UNCERTAIN, 0.0, reason)
             case AccountRefused():
                 return Decision(Verdict.STOP_ACCOUNT, 0.0, reason)
-            case RequestRejected():
+            case RequestRejected() | DownloadRefused():
                 return Decision(Verdict.FAIL, 0.0, reason)
             case GenerationFailed():
                 if generation_attempt < self.generation_retries:

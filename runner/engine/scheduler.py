@@ -102,7 +102,7 @@ class Engine:
         Second call (or the grace period ends): cancel everything now."""
         self._interrupts += 1
         self.result.interrupted = True
-        self.ctx.stopping.set()
+        self.ctx.stop(JobOutcome.INTERRUPTED, "not submitted: the run was interrupted")
         if self._interrupts == 1:
             asyncio.get_running_loop().call_later(self.grace_s, self._cancel_all)
         else:
@@ -138,6 +138,7 @@ class Engine:
         except RunnerError as error:  # e.g. a StoreError: this job cannot continue
             outcome, message = JobOutcome.FAILED, str(error)
         finally:
+            self.ctx.budget.close(job.id)
             if outcome is not None:
                 self.result.outcomes[job.id] = outcome
                 if not recorded:
@@ -146,7 +147,8 @@ class Engine:
                 self.ctx.bus.emit(Event(EventKind.FINISHED, job.id, job.provider,
                                         outcome=outcome, message=message, task_id=task_id))
                 if outcome is JobOutcome.FAILED and self.fail_fast:
-                    self.ctx.stopping.set()
+                    self.ctx.stop(JobOutcome.SKIPPED,
+                                  f"not started (--fail-fast): job '{job.id}' failed")
             self.done[job.id].set()
 
     async def _build(self, pj: PlannedJob) -> JobOutcome:

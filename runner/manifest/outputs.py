@@ -37,8 +37,9 @@ def output_dir_of(manifest_dir: Path, data: dict[str, Any]) -> tuple[Path, str |
     return Path(os.path.normpath(manifest_dir / given)), None
 
 
-def _companions(job: Job, output: str) -> list[tuple[str, str]]:
-    """The files a job writes beside its output (results.py), with what each one is."""
+def companions(job: Job, output: str) -> list[tuple[str, str]]:
+    """The files a job writes beside its output (results.py), with what each one is;
+    the engine's own check before paying (results.output_conflicts) uses it too."""
     if job.kind is not JobKind.STITCH and job.model.kind is not Kind.TRANSCRIPT:
         return []
     stem = posixpath.splitext(output)[0]
@@ -135,7 +136,7 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
             refuse(f"output '{shown(normal)}' is an existing folder")
             continue
         job.output = normal
-        for file, role in [(normal, ""), *_companions(job, normal)]:
+        for file, role in [(normal, ""), *companions(job, normal)]:
             message = _claim(owners, job, file, role)
             if message is not None:
                 refuse(message)

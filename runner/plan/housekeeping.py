@@ -20,6 +20,7 @@ from typing import Any
 from runner.errors import UsageError
 from runner.manifest.load import load_pipeline
 from runner.plan.plan import Plan, State, make_plan, takes_in
+from runner.store.buildlock import BuildLock
 from runner.store.cache import ContentCache
 from runner.store.journal import Journal, TaskRowState
 from runner.store.layout import BuildLayout, layout_to_read
@@ -146,10 +147,20 @@ class CleanReport:
 def clean(manifest: Path, *, sandbox: bool = False, dry_run: bool = False,
           prune_takes: bool = False) -> CleanReport:
     """Remove outputs the runner wrote for jobs no longer in the manifest, and cached
-    files nothing needs. A paid take (a provider's answer) that only the cache still
-    holds (superseded, or of a job removed) is kept unless `prune_takes`: it was paid
-    for, and going back to its request restores it for nothing. So is any file the
-    journal does not know (a shared RUNNER_CACHE_DIR holds other builds' takes)."""
+    files nothing needs (see `_clean`). It writes the build, so it takes the build's
+    lock, refusing at once with BuildBusy while a run holds it; a dry run only reads."""
+    layout, _ = layout_to_read(load_pipeline(manifest), sandbox)
+    if dry_run or not layout.journal.exists():  # nothing is written
+        return _clean(manifest, sandbox=sandbox, dry_run=dry_run, prune_takes=prune_takes)
+    with BuildLock(layout.state_dir, "runner clean").hold(wait=False):
+        return _clean(manifest, sandbox=sandbox, dry_run=False, prune_takes=prune_takes)
+
+
+def _clean(manifest: Path, *, sandbox: bool, dry_run: bool, prune_takes: bool) -> CleanReport:
+    """A paid take (a provider's answer) that only the cache still holds (superseded,
+    or of a job removed) is kept unless `prune_takes`: it was paid for, and going back
+    to its request restores it for nothing. So is any file the journal does not know
+    (a shared RUNNER_CACHE_DIR holds other builds' takes)."""
     plan, layout = _plan(manifest, sandbox)
     report = CleanReport()
     if not layout.journal.exists():

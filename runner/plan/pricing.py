@@ -20,6 +20,9 @@ Defaults and their sources (override any of them with `prices:` in a manifest):
   3.5 per minute of transcribed audio, whole credits, at least 1 per request.
   They are marked as estimates in `runner plan`; set `prices:` from your
   account's price page for real figures.
+
+`runner plan` shows the estimate; `--max-credits` reserves the worst case
+(`worst_case`), the most the provider can bill for the request as sent.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class Price:
     minimum: float = 0.0  # the least a request costs
     whole_credits: bool = False  # the provider bills whole credits (rounded up)
     estimate: bool = False  # not from a published price list
+    # Seconds billed when the request leaves the length to the model; None: the
+    # length it chose, so at worst the longest it makes (its schema's maximum).
+    auto_seconds: float | None = None
 
 
 DEFAULT_PRICES: dict[str, Price] = {
@@ -57,7 +63,8 @@ DEFAULT_PRICES: dict[str, Price] = {
     "stable-audio": Price(per_step=252.0),
     "text-to-speech": Price(per_1k_chars=1000.0),
     "text-to-speech-with-timestamps": Price(per_1k_chars=1000.0),
-    "sound-generation": Price(per_second=25.0),
+    # A flat 100 when the model picks the length (the pricing note), 25 per second set.
+    "sound-generation": Price(per_second=25.0, auto_seconds=AUTO_DURATION_S),
 }
 
 
@@ -74,6 +81,24 @@ def estimate(job: Job, prices: Mapping[str, Price],
 
     `audio_seconds` is the length of the audio a transcription job will hear, when known.
     """
+    return _cost(job, prices, audio_seconds, worst=False)
+
+
+def worst_case(job: Job, prices: Mapping[str, Price],
+               audio_seconds: float | None = None) -> float | None:
+    """The most the provider can bill for the job's request, or None when that is not
+    known (no price, or a transcription of audio of unknown length).
+
+    What `--max-credits` reserves. It differs from the estimate where the request
+    leaves something to the model: a sound effect without `duration_seconds` is
+    billed for the length the model chose, so the worst case is the longest it
+    makes (22 s on the market: 27 credits, where the estimate assumes 4 s: 5).
+    """
+    return _cost(job, prices, audio_seconds, worst=True)
+
+
+def _cost(job: Job, prices: Mapping[str, Price], audio_seconds: float | None,
+          *, worst: bool) -> float | None:
     if job.kind is JobKind.STITCH:
         return 0.0  # local work
     price = prices.get(job.model.id)
@@ -86,7 +111,7 @@ def estimate(job: Job, prices: Mapping[str, Price],
     if price.per_step:
         cost += price.per_step * float(request.get("steps", 100))
     if price.per_second:
-        seconds = _seconds(job, audio_seconds)
+        seconds = _seconds(job, price, audio_seconds, worst=worst)
         if seconds is None:
             return None
         cost += price.per_second * seconds
@@ -95,7 +120,8 @@ def estimate(job: Job, prices: Mapping[str, Price],
     return round(max(cost, price.minimum), 4)
 
 
-def _seconds(job: Job, audio_seconds: float | None) -> float | None:
+def _seconds(job: Job, price: Price, audio_seconds: float | None, *,
+             worst: bool) -> float | None:
     request = job.input
     if job.model.kind is Kind.TRANSCRIPT:
         return audio_seconds
@@ -103,4 +129,21 @@ def _seconds(job: Job, audio_seconds: float | None) -> float | None:
         return float(request["duration_seconds"])
     if "seconds_total" in request:
         return float(request["seconds_total"])
+    if price.auto_seconds is not None:
+        return price.auto_seconds
+    if worst:
+        return _longest_s(job)
     return AUTO_DURATION_S
+
+
+def _longest_s(job: Job) -> float | None:
+    """The longest sound the model makes when it picks the length: its input schema's
+    maximum `duration_seconds` (or `seconds_total`); None when the schema sets none."""
+    from runner.schemas.validate import model_schema
+
+    properties = model_schema(job.model).get("properties", {})
+    for name in ("duration_seconds", "seconds_total"):
+        maximum = properties.get(name, {}).get("maximum")
+        if isinstance(maximum, (int, float)):
+            return float(maximum)
+    return None

@@ -114,7 +114,7 @@ class AimlapiAdapter:
     async def refresh_url(self, url: str) -> str | None:
         return None  # no download-link service: the result must be fetched at once
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> TaskStatus:
+    def callback_task_id(self, body: bytes, headers: Mapping[str, str]) -> str:
         raise RequestRejected("AI/ML API sends no callbacks: poll with status",
                               provider=self.account.name)
 

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiofiles
 import httpx
 
 from runner.audio.formats import FormatSpec, carries_wav_header, wav_header
 from runner.audio.verify import AudioInfo, verify_audio, verify_audio_bytes
-from runner.errors import AudioError, DownloadError
+from runner.errors import AudioError, DownloadError, DownloadRefused
 from runner.providers.http import translate_errors
 from runner.store.cache import Blob, ContentCache, file_digest
 
@@ -34,6 +36,7 @@ _WRITE_BYTES = 256 * 1024
 # Above this size, verification (pure Python) runs in a worker thread.
 _VERIFY_INLINE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1 << 30
+MAX_REDIRECTS = 5  # storage front ends redirect once or twice; more is a loop
 _PROGRESS_ABOVE_BYTES = 8 << 20
 Progress = Callable[[int, int], None]
 
@@ -51,8 +54,52 @@ class Fetched:
 def check_url(url: str, job_id: str | None) -> None:
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
-        raise DownloadError(f"refusing to fetch a result URL with scheme '{scheme}:' "
-                            "(only http and https)", job_id=job_id)
+        raise DownloadRefused(f"refusing to fetch a result URL with scheme '{scheme}:' "
+                              "(only http and https)", job_id=job_id)
+
+
+async def is_private(url: str) -> bool:
+    """Whether the URL's host is in private address space: loopback, private networks,
+    link-local (cloud metadata), or any other address that is not globally routable.
+    A host name counts as private if any of its addresses is; one that does not
+    resolve counts as public (the request will fail on its own)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not _global(ipaddress.ip_address(host))
+    except ValueError:
+        pass  # a name, not an address
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80),
+            type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return any(not _global(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+               for info in found)
+
+
+def _global(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+async def _next_hop(url: str, response: httpx.Response, *, allow_private: bool,
+                    job_id: str | None) -> str:
+    """Where a redirect leads, if the runner may follow it (else DownloadRefused)."""
+    target = urljoin(url, response.headers["location"])
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadRefused(f"the result URL redirects to a '{scheme}:' URL; only http and "
+                              "https are followed", job_id=job_id)
+    if not allow_private and await is_private(target) and not await is_private(url):
+        host = urlsplit(target).hostname
+        raise DownloadRefused(f"the result URL redirects into private address space "
+                              f"({host}); a public URL may not lead there", job_id=job_id)
+    return target
 
 
 class CacheWriter:
@@ -198,28 +245,42 @@ async def _verify(path: Path, spec: FormatSpec | None, size: int) -> AudioInfo |
 async def fetch(client: httpx.AsyncClient, url: str, cache: ContentCache, *,
                 spec: FormatSpec | None, ext: str, provider: str, job_id: str | None,
                 task_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                progress: Progress | None = None) -> Fetched:
+                progress: Progress | None = None, allow_private: bool = False) -> Fetched:
     """Download a result URL into the cache. Raises ResultExpired, DownloadError,
-    TransportError (retryable: a download may always be repeated)."""
-    check_url(url, job_id)
-    with translate_errors(provider, job_id, task_id):
-        async with client.stream("GET", url) as response:
-            if response.status_code in (403, 404, 410):
-                raise ResultExpired(f"result URL answered {response.status_code}: expired or "
-                                    "gone", job_id=job_id)
-            if response.status_code >= 400:
-                raise DownloadError(f"result URL answered HTTP {response.status_code}",
-                                    job_id=job_id)
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise DownloadError(f"result is {int(declared):,} bytes, over the "
-                                    f"{max_bytes:,}-byte cap", job_id=job_id)
-            expected = int(declared) if declared and declared.isdigit() else None
-            async with CacheWriter(cache, spec=spec, ext=ext, max_bytes=max_bytes,
-                                   job_id=job_id, progress=progress,
-                                   expected_bytes=expected) as writer:
-                async for chunk in response.aiter_bytes():
-                    await writer.write(chunk)
-            assert writer.fetched is not None
-            return writer.fetched
+    TransportError (retryable: a download may always be repeated), DownloadRefused.
 
+    Redirects are followed here, hop by hop, at most `MAX_REDIRECTS`: only to http(s),
+    and from a public URL into private address space only if `allow_private` (the
+    account itself is there: the sandbox on loopback). No credential is ever sent."""
+    check_url(url, job_id)
+    for _ in range(MAX_REDIRECTS + 1):
+        with translate_errors(provider, job_id, task_id):
+            async with client.stream("GET", url, follow_redirects=False) as response:
+                if not response.has_redirect_location:
+                    return await _store(response, cache, spec=spec, ext=ext, job_id=job_id,
+                                        max_bytes=max_bytes, progress=progress)
+        url = await _next_hop(url, response, allow_private=allow_private, job_id=job_id)
+    raise DownloadRefused(f"the result URL redirects more than {MAX_REDIRECTS} times",
+                          job_id=job_id)
+
+
+async def _store(response: httpx.Response, cache: ContentCache, *, spec: FormatSpec | None,
+                 ext: str, job_id: str | None, max_bytes: int,
+                 progress: Progress | None) -> Fetched:
+    """One answer's body: checked, streamed into the cache, verified."""
+    if response.status_code in (403, 404, 410):
+        raise ResultExpired(f"result URL answered {response.status_code}: expired or gone",
+                            job_id=job_id)
+    if response.status_code >= 400:
+        raise DownloadError(f"result URL answered HTTP {response.status_code}", job_id=job_id)
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise DownloadError(f"result is {int(declared):,} bytes, over the {max_bytes:,}-byte "
+                            "cap", job_id=job_id)
+    expected = int(declared) if declared and declared.isdigit() else None
+    async with CacheWriter(cache, spec=spec, ext=ext, max_bytes=max_bytes, job_id=job_id,
+                           progress=progress, expected_bytes=expected) as writer:
+        async for chunk in response.aiter_bytes():
+            await writer.write(chunk)
+    assert writer.fetched is not None
+    return writer.fetched

@@ -111,7 +111,7 @@ class ElevenLabsAdapter:
     async def refresh_url(self, url: str) -> str | None:
         return None  # results are never URLs here
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> TaskStatus:
+    def callback_task_id(self, body: bytes, headers: Mapping[str, str]) -> str:
         raise RequestRejected("ElevenLabs direct callbacks are not used",
                               provider=self.account.name)
 

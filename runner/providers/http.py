@@ -48,8 +48,9 @@ class LeanClient(httpx.AsyncClient):
     Python and runs its auth, cookie and redirect machinery on every request,
     which cost more CPU than the request itself (bench/bench_http.py). Anything
     else takes httpx's own road, and so does a redirect once answered: it is
-    followed by httpx's rules (an Authorization header does not follow a redirect
-    to another host; a 303 turns a POST into a GET, so nothing is sent twice).
+    followed by httpx's rules (a 303 turns a POST into a GET, so nothing is sent
+    twice), except that no credential header (`CREDENTIAL_HEADERS`: Authorization,
+    xi-api-key, ...) follows a redirect to another origin.
     """
 
     def __init__(self, *, transport: AiohttpTransport, **options: Any) -> None:
@@ -129,9 +130,39 @@ class LeanClient(httpx.AsyncClient):
         return await self.send(self._build_redirect_request(sent, response), stream=stream,
                                follow_redirects=True)
 
+    def _redirect_headers(self, request: httpx.Request, url: httpx.URL,
+                          method: str) -> httpx.Headers:
+        """httpx's headers for a redirect, without any credential when it leaves the
+        origin: httpx drops `Authorization` only, and ElevenLabs' `xi-api-key` (or any
+        other key header) would go to whatever host the Location names."""
+        headers = super()._redirect_headers(request, url, method)
+        if not keeps_credentials(request.url, url):
+            for name in CREDENTIAL_HEADERS:
+                headers.pop(name, None)
+        return headers
+
     def _follows(self, options: dict[str, Any]) -> bool:
         follow = options.get("follow_redirects", httpx.USE_CLIENT_DEFAULT)
         return self.follow_redirects if follow is httpx.USE_CLIENT_DEFAULT else bool(follow)
+
+
+# Headers that carry a credential: they never follow a redirect to another origin.
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "xi-api-key",
+                      "x-api-key", "api-key")
+
+
+def keeps_credentials(origin: httpx.URL, target: httpx.URL) -> bool:
+    """A redirect from `origin` to `target` may keep the request's credentials: the
+    same scheme, host and port, or an upgrade from http to https of the same host."""
+    def port(url: httpx.URL) -> int | None:
+        return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+    if origin.host != target.host:
+        return False
+    if origin.scheme == target.scheme:
+        return port(origin) == port(target)
+    return (origin.scheme, port(origin), target.scheme, port(target)) == \
+        ("http", 80, "https", 443)
 
 
 @contextlib.contextmanager

@@ -95,6 +95,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc), request=request()) from exc
         except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: nothing was sent
             raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request()) from exc
+        except aiohttp.NonHttpUrlClientError as exc:  # a redirect to file:, ftp:, ...
+            raise httpx.UnsupportedProtocol(f"not an http(s) URL: {exc}",
+                                            request=request()) from exc
         except aiohttp.InvalidURL as exc:
             raise httpx.InvalidURL(str(exc)) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,

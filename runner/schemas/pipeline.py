@@ -70,6 +70,11 @@ def _poll() -> dict[str, Any]:
             "max_interval_s": {"type": "number", "exclusiveMinimum": 0},
             "deadline_s": {"type": "number", "exclusiveMinimum": 0,
                            "description": "Give up on a task after this long."},
+            "visibility_grace_s": {
+                "type": "number", "minimum": 0,
+                "description": "A task this run created that the provider does not know yet "
+                               "(market: 'recordInfo is null', 404) is polled this long "
+                               "before it is reported (default 120)."},
         },
     }
 

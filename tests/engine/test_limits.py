@@ -291,12 +291,67 @@ def test_a_configured_limit_is_met_without_a_single_429(latency_s: tuple[float, 
 
 def test_a_lower_real_limit_lowers_a_configured_one_and_never_exceeds_it() -> None:
     """The manifest says 20 per 10 s, but the key only gets 12 (another client
-    shares it): the window learns 12 and does not overshoot 20 on the way back."""
+    shares it): the window learns 12 and does not overshoot 20 on the way back.
+    It probes one request above 12 once a window (so that a lifted cap is left within
+    two windows, below): about one 429 per window's 12 accepted, plus the first burst."""
     run = drive(Provider(12, 10.0), SlidingWindow(20, 10.0), 480)
-    assert run.share_429 <= 0.05
+    assert run.share_429 <= 0.10
     assert run.rate_ratio >= 0.85
     limit = run.window.effective_limit
     assert limit is not None and 12 <= limit <= 13
+
+
+@dataclass
+class NoisyProvider(Provider):
+    """Refuses a share of requests at random whatever the rate (the sandbox's 429
+    fault), and, until `shared_until`, gives another client `other` of every window."""
+
+    noise: float = 0.0
+    other: int = 0
+    shared_until: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(5))
+    refused_at: list[float] = field(default_factory=list)
+
+    def handle(self, t: float) -> bool:
+        if self.rng.random() < self.noise:
+            self.refused += 1
+            self.refused_at.append(t)
+            return False
+        limit = self.limit
+        if t < self.shared_until:
+            self.limit = limit - self.other
+        try:
+            ok = super().handle(t)
+        finally:
+            self.limit = limit
+        if not ok:
+            self.refused_at.append(t)
+        return ok
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.06])
+def test_stray_429s_cost_little_rate(noise: float) -> None:
+    """Issue 12: 2% or 6% of createTask refused at random used to slow a batch 20-100x
+    (every 429 was read as "too fast" and the limit came back one step per window).
+    Now a 429 below what the provider accepted lately is one step down, undone by the
+    next answers: the run keeps most of the configured rate."""
+    provider = NoisyProvider(50, 1.0, noise=noise)
+    run = drive(provider, SlidingWindow(50, 1.0), 1500, latency_s=(0.001, 0.02))
+    assert run.rate_ratio >= 0.8, run.rate_ratio
+
+
+def test_after_the_429s_stop_the_rate_is_back_within_two_windows() -> None:
+    """Another client takes 30 of the key's 50 per second for 4 s, then stops: from
+    the third window after the last 429 on, the runner sends the full 50 again."""
+    provider = NoisyProvider(50, 1.0, other=30, shared_until=4.0)
+    window = SlidingWindow(50, 1.0)
+    drive(provider, window, 800, latency_s=(0.001, 0.02))
+    last = provider.refused_at[-1]
+    assert 3.0 <= last < 4.5  # refused while shared, never after
+    per_window = [sum(1 for t in provider.accepted if last + k <= t < last + k + 1)
+                  for k in range(6)]
+    assert all(n >= 45 for n in per_window[2:5]), per_window
+    assert window.effective_limit == 50
 
 
 @pytest.mark.parametrize(("limit", "window_s"), [(20, 10.0), (10, 60.0)])
@@ -374,6 +429,54 @@ def test_in_flight_cap_is_never_exceeded_and_follows_capacity_changes() -> None:
     worst_excess, in_flight = run_virtual(main())
     assert worst_excess <= 0
     assert in_flight.in_use == 0
+
+
+def test_a_job_waiting_to_retry_lends_its_in_flight_place() -> None:
+    """A job backing off after a 429 has nothing at the provider: another job takes its
+    place meanwhile, and it waits for a place again after. Cancelled while waiting for
+    it, the count stays balanced for its holder's own release."""
+    async def main() -> tuple[list[str], int, int]:
+        cap = InFlight(1)
+        seen: list[str] = []
+
+        async def retrying() -> None:
+            async with cap:
+                seen.append("a sends, is refused")
+                async with cap.lent():
+                    await asyncio.sleep(1.0)  # its backoff
+                seen.append(f"a sends again at {now():g}")
+
+        async def other() -> None:
+            await asyncio.sleep(0.1)
+            async with cap:
+                seen.append(f"b sends at {now():g}")
+                await asyncio.sleep(2.0)  # its task runs
+
+        await asyncio.gather(retrying(), other())
+
+        async def cancelled_while_waiting() -> None:
+            async with cap, cap.lent():
+                blocker.set()
+                await asyncio.sleep(0.5)
+
+        async def holder() -> None:
+            await blocker.wait()
+            async with cap:
+                await asyncio.sleep(10.0)
+
+        blocker = asyncio.Event()
+        held = asyncio.ensure_future(holder())
+        job = asyncio.ensure_future(cancelled_while_waiting())
+        await asyncio.sleep(1.0)  # the job's backoff is over; it waits for the holder
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        during = cap.in_use  # the holder alone
+        await held
+        return seen, during, cap.in_use
+
+    seen, during, after = run_virtual(main())
+    assert seen == ["a sends, is refused", "b sends at 0.1", "a sends again at 2.1"]
+    assert (during, after) == (1, 0)
 
 
 def test_in_flight_cancellation_does_not_leak_permits() -> None:

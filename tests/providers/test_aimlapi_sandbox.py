@@ -140,5 +140,5 @@ async def test_what_is_not_offered(sandbox: Sandbox, client: httpx.AsyncClient,
     with pytest.raises(RequestRejected, match="asynchronous"):
         await aiml.generate(Request("m", STABLE, dict(MUSIC)), sink)
     with pytest.raises(RequestRejected, match="no callbacks"):
-        aiml.parse_callback(b"{}", {})
+        aiml.callback_task_id(b"{}", {})
     assert await aiml.refresh_url("https://cdn.aimlapi.com/x.wav") is None

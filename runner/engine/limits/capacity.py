@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 from runner.engine.limits.gate import Clock, Gate, Sleep
@@ -56,6 +58,22 @@ class InFlight(Gate):
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release(ok=exc is None)
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """Give a held permit back for the block, and take one again after it (a job
+        waiting to retry has nothing in flight). If it is cancelled while taking one
+        again, the permit is counted as held all the same, so that its holder's own
+        release stays balanced: the cap is exceeded by one only while that job ends."""
+        self.release(ok=False)
+        try:
+            yield
+        finally:
+            try:
+                await self.acquire()
+            except BaseException:
+                self._in_use += 1
+                raise
 
     def set_capacity(self, capacity: int) -> None:
         """New capacity (at least 1). Running tasks are not revoked; waiters see it at once."""

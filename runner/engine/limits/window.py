@@ -21,8 +21,22 @@ is refused at or below the last ceiling, so a steady limit costs a logarithmic
 number of 429s. Only the first 429 of each epoch (the requests sent since the
 last decrease) lowers L: a batch of refusals already in flight is one signal,
 not many. A Retry-After pauses every acquirer until then, and it lowers L by
-at most half, because it says when to come back, not how many. A configured
-limit is never exceeded: it is where L starts and the highest it goes.
+at most half, because it says when to come back, not how many.
+
+A configured (published) limit is never exceeded: it is where L starts and the
+highest it goes. A 429 under it does not mean "too fast": another client on the
+same key, a per-key cap below the published one, or noise. Reading every such
+429 as the discovery above does made 2% of stray 429s cost 15x the makespan,
+and L came back one step per window (issue 12). So, with a configured limit:
+the most the provider accepted in our window during the last one or two
+windows is "proven". A 429 below the proven level is stray: L goes one step
+down, and each answer brings it back up to the proven level (plus room for the
+refused requests still counting in our window). A 429 at the proven level says
+the key's share is that now: L goes to it (halving if nothing was accepted yet), and stays
+there a window before probing above it, one request at a time, each accepted
+answer at a new level opening the next. A steady lower cap then costs about one
+429 per window; once the 429s stop, the rate doubles each window and is back at
+the configured limit within two (tests/test_limits.py, bench/bench_429.py).
 
 Discovery learns the count for the given `window_s`. The window length is
 assumed right, and every provider that publishes a limit publishes it. If it
@@ -153,6 +167,14 @@ class SlidingWindow(Gate):
         self._probe_windows = 1
         self._ok_run = 0
         self._scale = 1  # window_s multiplier, > 1 once refused at 1 request per window
+        # A configured limit (`_accepted_configured`, `_refused_configured`): the most
+        # the provider accepted in one window lately, when, and no probing above it
+        # before `_hold_until`.
+        self._proven = 0
+        self._period = -1  # which window-long period of time `_max_now` covers
+        self._max_now = 0  # the most accepted in our window during that period
+        self._max_before = 0  # ... and during the period before it
+        self._hold_until = -math.inf
 
     @property
     def effective_limit(self) -> int | None:
@@ -239,6 +261,9 @@ class SlidingWindow(Gate):
         limit = self._effective
         if not self.adaptive or limit is None:
             return
+        if self.limit is not None:
+            self._accepted_configured(limit)
+            return
         self._ok_run += 1
         if self._slow_start:
             needed = 1
@@ -260,9 +285,64 @@ class SlidingWindow(Gate):
         else:
             self._effective = limit + 1
 
+    def _accepted_configured(self, limit: int) -> None:
+        now = self._clock()
+        self._prove(now)
+        assert self.limit is not None
+        if limit >= self.limit:
+            return
+        # Refused requests keep their place in our window for a window (the provider
+        # may count them): making up what it accepted lately means room for them too.
+        refused_now = len(self._answered) - self._ok_in_window
+        if limit < self._proven + refused_now:
+            # Back to what the provider accepted lately: one more per answer.
+            self._effective = limit + 1
+        elif now >= self._hold_until:
+            # Above it, one request at a time: each answer accepted at a new level
+            # proves it (`_prove`) and opens the next. With demand waiting that still
+            # doubles the rate each window, and a steady cap refuses one probe only.
+            self._effective = min(self.limit, max(limit, self._proven + 1))
+
+    def _prove(self, now: float) -> None:
+        """`_proven`: the most the provider accepted in our window during this
+        window-long period of time and the one before (older proof lapses: a cap that
+        came up since must not be taken for noise for long)."""
+        period = int(now // self.window_s)
+        if period != self._period:
+            self._max_before = self._max_now if period == self._period + 1 else 0
+            self._max_now, self._period = 0, period
+        self._max_now = max(self._max_now, self._ok_in_window)
+        self._proven = max(self._max_before, self._max_now)
+
+    def _refused_configured(self, limit: int, retry_after_s: float | None) -> None:
+        """A 429 although the published limit was kept: not "too fast" but another
+        client on the key, a per-key cap, or noise (module docstring)."""
+        now = self._clock()
+        self._prove(now)
+        accepted = self._ok_in_window
+        if retry_after_s:
+            # It said when to come back (the pause), not how many: at most halve.
+            self._effective = max(1, min(limit - 1, max(accepted, limit // 2)))
+            self._hold_until = now + self.window_s
+        elif accepted < self._proven:
+            # Refused below what it accepted within two windows: a stray 429. One step
+            # down; answers bring it back at once.
+            self._effective = max(1, limit - 1)
+        else:
+            # Refused at the most it has accepted lately: the key's share is that now
+            # (a refusal before anything was accepted says less: halve). Stay there a
+            # window before probing above it again, so a steady cap costs about one 429
+            # per window, and a lifted one is left within two.
+            self._effective = max(1, min(limit - 1, accepted or limit // 2))
+            self._hold_until = now + self.window_s
+        self._epoch += 1
+
     def _refused(self, slot: Slot, retry_after_s: float | None) -> None:
         limit = self._effective
         if not self.adaptive or limit is None or slot.epoch != self._epoch:
+            return
+        if self.limit is not None:
+            self._refused_configured(limit, retry_after_s)
             return
         accepted = self._ok_in_window
         if retry_after_s:
