@@ -33,8 +33,9 @@ from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
 
 GOOD = (JobOutcome.DONE, JobOutcome.CACHED)
-# ElevenLabs accepts request ids for stitching only if they are this recent (FACTS.md §3.4),
-# with a margin for the time the request spends queued.
+# ElevenLabs accepts request ids for stitching only if they are this recent
+# (docs/providers.md, "ElevenLabs: request stitching"), with a margin for the time the
+# request spends queued.
 REQUEST_ID_MAX_AGE_S = 2 * 3600.0 - 300.0
 
 

@@ -32,7 +32,8 @@ from runner.manifest.types import (
 )
 
 DocPath = tuple[str | int, ...]
-# ElevenLabs request stitching takes at most this many ids (FACTS.md §3.4).
+# ElevenLabs request stitching takes at most this many ids (docs/providers.md,
+# "ElevenLabs: request stitching").
 MAX_REQUEST_IDS = 3
 # The transcription model of each family, for `verify: transcript`.
 VERIFY_MODEL = {Family.MARKET: "elevenlabs/speech-to-text", Family.ELEVENLABS: "speech-to-text"}
@@ -51,7 +52,8 @@ class _Piece:
 def uses_request_ids(spec: NarrationSpec, model: ModelInfo, request: dict[str, Any]) -> bool:
     if spec.context == "text" or model.family is not Family.ELEVENLABS:
         return False
-    # Request stitching is not available for eleven_v3 (FACTS.md §3.4).
+    # Request stitching is not available for eleven_v3 (docs/providers.md,
+    # "ElevenLabs: request stitching").
     return str(request.get("model_id", "")) != "eleven_v3"
 
 
