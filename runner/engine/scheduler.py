@@ -1,7 +1,7 @@
 """The scheduler: every job that needs work, concurrently, in dependency order.
 
 Each job runs as one asyncio task that waits for the jobs it depends on, then
-restores its asset from the cache or produces it (execute.py), then writes its
+restores its asset from the cache or produces it (engine/job.py), then writes its
 output. Concurrency is bounded by each account's limiter (rate window,
 in-flight cap) and optionally by `-j`. Every job ends in exactly one outcome,
 emitted once as a FINISHED event.

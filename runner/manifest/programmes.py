@@ -5,7 +5,7 @@ A narration's text is split at paragraph, sentence and clause boundaries
 voice and settings. Every segment hears its neighbours: as `previous_text` /
 `next_text`, or, on the ElevenLabs API, as `previous_request_ids` (then each
 segment waits for the one before it, whose request id it needs). The
-neighbours' text is not part of a segment's cache key (see plan.py), so editing
+neighbours' text is not part of a segment's cache key (see plan/plan.py), so editing
 one paragraph regenerates that paragraph, not the ones around it.
 
 With `verify: transcript`, each segment is also transcribed (a job of its own)
