@@ -152,6 +152,16 @@ def test_modules_named_in_prose_exist() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_tests_named_in_prose_exist() -> None:
+    """`test_result_urls_expire` and `test_limits` name a test function or file there is."""
+    there = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
+    for path in _python_files("tests"):
+        there |= set(re.findall(r"def (test_\w+)", path.read_text(encoding="utf-8")))
+    missing = [f"{where}: {m.group(1)}" for where, m in _found(r"(?<![\w/.])(test_\w*[a-z0-9])\b")
+               if m.group(1) not in there]
+    assert not missing, "\n".join(missing)
+
+
 def test_every_package_lists_its_modules() -> None:
     """docs/architecture.md: each folder's __init__.py lists its modules."""
     unlisted = []
@@ -219,7 +229,8 @@ def test_cited_sections_of_providers_md_exist() -> None:
             for section in re.findall(r'"([^"]+)"', match.group(1)):
                 start = section.removesuffix("...").strip()
                 if not any(h == section or h.startswith(start) for h in headings):
-                    wrong.append(f"{path.relative_to(ROOT)}:{line}: {section!r}")
+                    offset = max(text.find(f'"{section.split()[0]}'), 0)
+                    wrong.append(f"{_where(path, line, text, offset)}: {section!r}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -283,12 +294,12 @@ def test_exit_codes_named_anywhere_are_the_mapping(kind: str) -> None:
     """'exit 2', '(exit 4)' in prose, help and messages: codes the mapping has (a status
     after a signal's name, "SIGABRT, exit 134", is the OS's, not the runner's)."""
     if kind == "prose":
-        texts = [(f"{p.relative_to(ROOT)}:{line}", text) for p, line, text in prose()
+        texts = [(p, line, text) for p, line, text in prose()
                  if p.suffix != ".py" or ROOT / "runner" in p.parents]
     else:
-        texts = [("a string constant of runner/", text) for text in _string_constants("runner")]
+        texts = [(ROOT / "runner", 1, text) for text in _string_constants("runner")]
     codes = {int(code) for code in ExitCode}
-    wrong = [f"{where}: {m.group(0)}" for where, text in texts
+    wrong = [f"{_where(p, line, text, m.start())}: {m.group(0)}" for p, line, text in texts
              for m in re.finditer(r"(?<!SIG[A-Z]{4}, )\bexits?(?: with)?(?: code)? (\d+)\b",
                                   text)
              if int(m.group(1)) not in codes]
