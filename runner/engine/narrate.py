@@ -1,6 +1,6 @@
 """A narration's last step: its segments, stitched into one programme with subtitles.
 
-The segments are ordinary TTS jobs (expand.py gives each its neighbours as
+The segments are ordinary TTS jobs (manifest/programmes.py gives each its neighbours as
 `previous_text`/`next_text`); this is the local job that depends on all of
 them. The programme is built in a worker thread (runner.audio.stitch: linear in the
 number of segments), stored in the content cache like any provider result, and

@@ -5,4 +5,5 @@
     journal.py   every request's fate (SQLite), committed before the next request
     cache.py     every file ever produced, by sha256; packs.py small ones packed
     lockfile.py  what each job's asset is; reviews.py what a person decided about it
+    buildlock.py one build, one run: the OS file lock on the build's state folder
 """
