@@ -8,7 +8,8 @@ Importing this package is cheap (standard library only): `create_app`,
         urls = provider_urls(url)
 
     config.py      every behaviour knob and its syntax; quirks.py the documented oddities
-    server.py      running it: in a thread (tests) or a child process (`run --sandbox`)
+    server.py      running it: in a thread (tests) or a child process (`run --sandbox`);
+                   connections.py the open connections a fault can cut
     cli.py         `runner sandbox serve`
     app.py         the ASGI app: every emulated API on one router; web.py their plumbing
     market.py      the market jobs API (kie.ai, apikley); callbacks.py its callbacks
