@@ -31,6 +31,7 @@ from runner.results import record, write_files, write_output_from_memory
 from runner.retry import JobOutcome
 from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
+from runner.team.shared_build import produce_shared
 
 GOOD = (JobOutcome.DONE, JobOutcome.CACHED)
 # ElevenLabs accepts request ids for stitching only if they are this recent (FACTS.md §3.4),
@@ -181,16 +182,10 @@ class Engine:
         return outcome
 
     async def _produce_shared(self, pj: PlannedJob) -> tuple[AssetRow, JobOutcome]:
-        """`_produce`, with the team's remote cache (runner.team) looked in before any
-        request and told of the result after: a take another machine bought is not
-        bought again."""
-        remote = self.ctx.remote
-        if remote is None:
-            return await self._produce(pj), JobOutcome.DONE
-        asset = await remote.restore(self.ctx, pj)
-        if asset is not None:
-            return asset, JobOutcome.CACHED
-        return await remote.record(self.ctx, pj, await self._produce(pj)), JobOutcome.DONE
+        """`_produce`, with the team (runner.team): its remote cache and its ledger of
+        claims, when configured, so that what another machine bought is not bought
+        again. Without them, `_produce` alone."""
+        return await produce_shared(self.ctx, pj, self._produce)
 
     def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
         """The lockfile names this request's file and a cache holds it (a shared

@@ -44,6 +44,8 @@ from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
 
 if TYPE_CHECKING:
+    from runner.limits import Slot
+    from runner.team.claims import Claims
     from runner.team.remote_cache import RemoteCache
 
 # An upstream job's result URL is used directly by a transcription job when it
@@ -136,6 +138,7 @@ class RunContext:
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
     remote: RemoteCache | None = None  # the team's remote cache, when one is configured
+    claims: Claims | None = None  # the team's ledger of requests (RUNNER_COORDINATOR)
 
     def asset_of(self, job_id: str) -> AssetRow | None:
         """The asset a job holds now: built in this run, or kept from before."""
@@ -280,6 +283,8 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             slot.unsent()  # stopped while this job waited for its turn
             ctx.budget.release(pj.job.id)
             _check_can_submit(ctx, account, pj)
+        if ctx.claims is not None:
+            await _claim_sending(ctx, pj, slot)
         row_id = ctx.journal.begin_submit(pj.key, pj.job.id, account.config.name, generation)
         await ctx.journal.durable()  # journal before network
         sent_at = ctx.clock()
@@ -347,12 +352,26 @@ def reachability(ctx: RunContext, account: Account, error: ProviderError, sent_a
     return Decision(Verdict.STOP_ACCOUNT, 0.0, reason)
 
 
+async def _claim_sending(ctx: RunContext, pj: PlannedJob, slot: Slot) -> None:
+    """The team's ledger before the network, as the journal: the claim says `sending`
+    before the request leaves, so that no machine sends it again (runner.team.claims)."""
+    assert ctx.claims is not None
+    try:
+        await ctx.claims.sending(pj)
+    except BaseException:
+        slot.unsent()  # nothing left: the window's slot and the budget go back
+        ctx.budget.release(pj.job.id)
+        raise
+
+
 async def submit(ctx: RunContext, account: Account, pj: PlannedJob, request: Request,
                  generation: int) -> tuple[int, str]:
     row_id, submitted = await _send(ctx, account, pj, generation,
                                     lambda: account.adapter.submit(request))
     ctx.journal.set_task(row_id, TaskRowState.SUBMITTED, task_id=submitted.task_id)
     await ctx.journal.durable()  # the task id is safe before anything else is asked
+    if ctx.claims is not None:  # ... and the team's: another machine can collect it
+        await ctx.claims.submitted(ctx, pj, str(submitted.task_id))
     ctx.emit(EventKind.SUBMITTED, pj, task_id=submitted.task_id)
     return row_id, str(submitted.task_id)
 

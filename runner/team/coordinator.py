@@ -127,10 +127,18 @@ class Claim:
     result: dict[str, Any] | None
     message: str | None
     updated_at: datetime
+    lease_left_s: float  # by the server's clock; negative: run out that long ago
 
     @property
     def holder(self) -> str:
         return f"{self.host} (pid {self.pid})"
+
+    @property
+    def previous_holder(self) -> str:
+        """Whom an adopted claim was taken from, as `holder` says it."""
+        owner = (self.adopted_from or "").rsplit(":", 2)  # host:pid:token
+        host, pid = (owner[0], owner[1]) if len(owner) == 3 else ("", "")
+        return f"{host} (pid {pid})" if host and pid else "its machine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,17 +225,18 @@ def owner_id() -> tuple[str, str, int]:
 
 _COLUMNS = ("key, pipeline, target, job_id, provider, state, owner, host, pid, claimed_at, "
             "lease_until, lease_until <= clock_timestamp() AS expired, task_id, adopted_from, "
-            "budget, reserved, credits, result, message, updated_at")
+            "budget, reserved, credits, result, message, updated_at, "
+            "extract(epoch FROM lease_until - clock_timestamp()) AS lease_left_s")
 
 
 def _claim(row: Sequence[Any]) -> Claim:
     (key, pipeline, target, job_id, provider, state, owner, host, pid, claimed_at,
      lease_until, expired, task_id, adopted_from, budget, reserved, credits, result,
-     message, updated_at) = row
+     message, updated_at, lease_left_s) = row
     return Claim(key, pipeline, target, job_id, provider, ClaimState(state), owner, host,
                  int(pid), claimed_at, lease_until, bool(expired), task_id, adopted_from,
                  budget, float(reserved), None if credits is None else float(credits),
-                 result, message, updated_at)
+                 result, message, updated_at, float(lease_left_s))
 
 
 def _budget(row: Sequence[Any]) -> BudgetState:
@@ -555,6 +564,15 @@ class Coordinator:
                 await self._give_back(conn, row[0], float(row[1]))
             # A claim already sent keeps its state: its lease lets another collect it.
         await self._transaction(release, "release a claim in")
+
+    async def let_go(self, key: str) -> None:
+        """This process will not collect the claim's task after all (its download failed,
+        the run stops): another machine may adopt it now, not after the lease."""
+        async def let_go(conn: AsyncConnection[Any]) -> None:
+            await conn.execute("UPDATE runner_claims SET lease_until = clock_timestamp(), "
+                               "updated_at = clock_timestamp() WHERE key = %s AND owner = %s "
+                               "AND state = 'submitted'", (key, self.owner))
+        await self._transaction(let_go, "let go of a claim in")
 
     async def forget(self, key: str, task_id: str | None) -> None:
         """A finished claim whose result can no longer be had (its task is gone at the
