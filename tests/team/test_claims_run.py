@@ -1,0 +1,247 @@
+"""Machines of one team sharing the team's ledger (a real PostgreSQL) and the sandbox.
+
+Each "machine" is its own folder: build, journal and local cache. What they share
+is RUNNER_COORDINATOR (the `coordinator_url` fixture's database), sometimes the
+remote cache, and the sandbox standing in for the provider account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from runner.exitcodes import ExitCode
+from runner.housekeeping import read_plan
+from runner.retry import JobOutcome
+from runner.sandbox import SandboxServer, parse_latency
+from runner.team.coordinator import ClaimRequest, Coordinator
+from tests.conftest import FakeClock, RemoteCacheSetup
+from tests.engine.helpers import created, lockfile, run, stats
+from tests.team.helpers import machine, outputs
+
+EFFECTS = """
+- id: sfx_{n}
+  matrix: {n: [1, 2, 3, 4, 5, 6]}
+  model: elevenlabs/sound-effect-v2
+  input: {text: "Footstep {n} on gravel", duration_seconds: 0.5}
+- id: line
+  model: elevenlabs/text-to-speech-turbo-2-5
+  input: {text: "The gate is open.", voice: Brian}
+"""
+DIRECT = """
+- id: hello
+  model: text-to-speech
+  input: {voice_id: JBFqnCBsd6RMkjVDRZzb, text: "Hello there.", output_format: mp3_22050_32}
+"""
+
+
+def audio(manifest: Path) -> dict[str, bytes]:
+    return {name: data for name, data in outputs(manifest).items() if name.endswith(".mp3")}
+
+
+def keys_of(manifest: Path) -> dict[str, str]:
+    plan, _ = read_plan(manifest, sandbox=True, strict=False)
+    return {p.job.id: p.key for p in plan.jobs}
+
+
+def claims_of(url: str, pipeline: str = "t") -> list:  # type: ignore[type-arg]
+    async def read() -> list:  # type: ignore[type-arg]
+        coordinator = Coordinator(url)
+        await coordinator.open()
+        try:
+            async def every(conn):  # type: ignore[no-untyped-def]
+                cur = await conn.execute("SELECT key, state, host, pid, task_id, job_id FROM "
+                                         "runner_claims WHERE pipeline = %s", (pipeline,))
+                return await cur.fetchall()
+            return await coordinator._transaction(every)  # type: ignore[no-any-return]
+        finally:
+            await coordinator.close()
+    return asyncio.run(read())
+
+
+def test_a_second_machine_collects_what_the_first_bought_instead_of_buying_it(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str) -> None:
+    a, b = machine(tmp_path, "a", EFFECTS), machine(tmp_path, "b", EFFECTS)
+    code, _, result, tally = run(a, sandbox.url)
+    assert code == ExitCode.OK, tally.failures
+    assert set(result.outcomes.values()) == {JobOutcome.DONE} and created(sandbox.url) == 7
+    assert {row[1] for row in claims_of(coordinator_url)} == {"done"}
+
+    code, _, result, tally = run(b, sandbox.url)  # no remote cache: it collects the tasks
+    assert code == ExitCode.OK, tally.failures
+    assert created(sandbox.url) == 7  # nothing bought again
+    assert tally.requests_submitted == 0
+    assert set(result.outcomes.values()) == {JobOutcome.CACHED}
+    assert tally.team is not None and tally.team.taken == 7
+    assert audio(b) == audio(a) and len(audio(a)) == 7
+    lock_a, lock_b = lockfile(a), lockfile(b)
+    assert {j: e["task_id"] for j, e in lock_b.items()} == \
+        {j: e["task_id"] for j, e in lock_a.items()}
+
+
+def test_a_synchronous_answer_cannot_be_collected_again_without_a_remote_cache(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = machine(tmp_path, "a", DIRECT), machine(tmp_path, "b", DIRECT)
+    assert main(["run", str(a), "--sandbox-url", sandbox.url, "--no-progress"]) == 0
+    capsys.readouterr()
+    code = main(["run", str(b), "--sandbox-url", sandbox.url, "--no-progress"])
+    out = capsys.readouterr().err
+    assert code == ExitCode.JOBS_FAILED and created(sandbox.url) == 1
+    assert "skipped     hello [elevenlabs]: bought by " in out
+    assert "set RUNNER_REMOTE_CACHE so that machines share their takes, or run with --force " \
+           "hello to buy one for this machine" in out
+    # The way out it names: a forced job buys a take for this machine on purpose.
+    code = main(["run", str(b), "--sandbox-url", sandbox.url, "--no-progress",
+                 "--force", "hello"])
+    assert code == ExitCode.OK and created(sandbox.url) == 2
+
+
+def test_machines_started_together_buy_each_request_once_in_all(
+        tmp_path: Path, sandbox: SandboxServer, fake_clock: FakeClock,
+        coordinator_url: str, remote_cache: RemoteCacheSetup) -> None:
+    # Tasks finish only when the test moves the sandbox's clock: both machines claim,
+    # the holders submit, the others wait; then every result is shared once.
+    sandbox.config.latency = parse_latency("1")
+    jobs = """
+        - id: sfx_{n}
+          matrix: {n: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]}
+          model: elevenlabs/sound-effect-v2
+          input: {text: "Rain drop {n}", duration_seconds: 0.5}
+    """
+    a, b = machine(tmp_path, "a", jobs), machine(tmp_path, "b", jobs)
+    for manifest in (a, b):  # look less often while the clock stands still
+        manifest.write_text(manifest.read_text().replace(
+            "initial_interval_s: 0.02, max_interval_s: 0.05",
+            "initial_interval_s: 0.3, max_interval_s: 0.5"))
+    command = [sys.executable, "-m", "runner", "run", "--sandbox-url", sandbox.url,
+               "--no-progress", "-v"]
+    machines = [subprocess.Popen([*command, str(m)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                for m in (a, b)]
+    try:
+        deadline = time.monotonic() + 120  # a hang guard only
+        while len([c for c in claims_of(coordinator_url) if c[1] == "submitted"]) < 20:
+            assert time.monotonic() < deadline, "the machines did not submit their requests"
+            assert all(p.poll() is None for p in machines), [p.communicate() for p in machines]
+            time.sleep(0.2)
+        holders = {(row[2], row[3]) for row in claims_of(coordinator_url)}
+        fake_clock.advance(60)
+        finished = [p.communicate(timeout=120) for p in machines]
+    finally:
+        for p in machines:
+            p.kill() if p.poll() is None else None
+    for p, (out, err) in zip(machines, finished, strict=True):
+        assert p.returncode == 0, (out, err)
+    assert created(sandbox.url) == 20  # once in all, not once per machine
+    assert max(stats(sandbox.url)["tasks"]["by_input_hash"].values()) == 1
+    assert 1 <= len(holders) <= 2  # whichever machine claimed a request first bought it
+    assert audio(a) == audio(b) and len(audio(a)) == 20
+    waited = sum(int(line.split("team: ")[1].split(" waited")[0])
+                 for out, _ in finished for line in out.splitlines()
+                 if line.startswith("team: "))
+    assert waited == 20  # each request: one machine bought it, the other waited for it
+    assert "claim held" in finished[0][1] + finished[1][1]
+
+
+def test_a_request_a_dead_machine_was_sending_is_uncertain_until_a_person_decides(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    b = machine(tmp_path, "b", EFFECTS)
+    key = keys_of(b)["line"]
+
+    async def die_while_sending() -> None:
+        other = Coordinator(coordinator_url, lease_s=0.5)
+        await other.open()
+        ask = ClaimRequest(key, "t", "sandbox", "line", "kie")
+        await other.claim(ask)
+        assert await other.sending(key)
+        assert other._heartbeat is not None and other._pool is not None
+        other._heartbeat.cancel()  # as a kill -9: no more beats, nothing let go
+        await other._pool.close()
+        await asyncio.sleep(0.6)  # its lease runs out (the server's clock decides)
+
+    asyncio.run(die_while_sending())
+    code = main(["run", str(b), "--sandbox-url", sandbox.url, "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.JOBS_FAILED
+    assert created(sandbox.url) == 6  # the effects, not the line
+    assert "sent (or was about to send) this request at" in out
+    assert "--resubmit-uncertain line" in out
+    code = main(["run", str(b), "--sandbox-url", sandbox.url, "--no-progress",
+                 "--resubmit-uncertain", "line"])
+    assert code == ExitCode.OK and created(sandbox.url) == 7
+
+
+def test_runner_status_shows_what_other_machines_hold(
+        tmp_path: Path, coordinator_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    b = machine(tmp_path, "b", EFFECTS)
+    keys = keys_of(b)
+
+    async def hold() -> tuple[str, int]:
+        other = Coordinator(coordinator_url, lease_s=300)
+        await other.open()
+        await other.set_budget("team-sfx", 500)
+        await other.claim(ClaimRequest(keys["sfx_1"], "t", "sandbox", "sfx_1", "kie",
+                                       "team-sfx", 12))
+        await other.sending(keys["sfx_1"])
+        await other.submitted(keys["sfx_1"], "task-abc")
+        await other.claim(ClaimRequest(keys["sfx_2"], "t", "sandbox", "sfx_2", "kie"))
+        await other.claim(ClaimRequest(keys["line"], "t", "live", "line", "kie"))  # not this
+        assert other._heartbeat is not None and other._pool is not None
+        other._heartbeat.cancel()
+        await other._pool.close()  # gone, its claims still held for 300 s
+        return other.host, other.pid
+
+    host, pid = asyncio.run(hold())
+    assert main(["status", str(b), "--sandbox"]) == 0
+    out = capsys.readouterr().out
+    assert "team (postgresql://runner@127.0.0.1:" in out and "2 open claim(s)" in out
+    team = out.split("team (", 1)[1].splitlines()
+    line = next(x for x in team if x.strip().startswith("sfx_1 "))
+    assert "submitted" in line and "task task-abc" in line
+    assert f"held by {host} (pid {pid}) since 20" in line and "s left" in line
+    assert any(x.strip().startswith("sfx_2 ") and "waiting to send" in x for x in team)
+    assert "shared budget 'team-sfx' 500: 0 spent, 12 reserved" in out
+    assert main(["status", str(b), "--sandbox", "--json"]) == 0
+    rows = {row["job_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["sfx_1"]["claim"]["task_id"] == "task-abc"
+    assert rows["sfx_1"]["claim"]["pid"] == pid and rows["sfx_3"]["claim"] is None
+
+
+def test_configuration_mistakes_stop_the_run_before_anything_is_bought(
+        tmp_path: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], postgres_server: object) -> None:
+    a = machine(tmp_path, "a", EFFECTS)
+    args = ["run", str(a), "--sandbox-url", sandbox.url, "--no-progress"]
+    monkeypatch.delenv("RUNNER_COORDINATOR", raising=False)
+    assert main([*args, "--budget", "team=100"]) == ExitCode.INVALID
+    assert "--budget team: a shared budget lives in the team's coordinator: set " \
+           "RUNNER_COORDINATOR" in capsys.readouterr().err
+    monkeypatch.setenv("RUNNER_COORDINATOR", "mysql://runner:hunter2@127.0.0.1/x")
+    assert main(args) == ExitCode.INVALID
+    err = capsys.readouterr().err
+    assert "RUNNER_COORDINATOR: expected postgresql://" in err and "hunter2" not in err
+    from tests.services import PostgresServer
+
+    assert isinstance(postgres_server, PostgresServer)
+    monkeypatch.setenv("RUNNER_COORDINATOR", postgres_server.url("no_such_db"))
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code != ExitCode.OK and 'database "no_such_db" does not exist' in err
+    monkeypatch.setenv("RUNNER_COORDINATOR", postgres_server.url("postgres"))
+    assert main([*args, "--budget", "nobody-made-it"]) == ExitCode.INVALID
+    assert "no such shared budget" in capsys.readouterr().err
+    assert main([*args, "--budget", "x=5", "--max-credits", "6"]) == ExitCode.INVALID
+    assert "disagree" in capsys.readouterr().err
+    assert main([*args, "--budget", "bad name=5"]) == ExitCode.INVALID
+    assert created(sandbox.url) == 0
+    assert not (a.parent / "out.sandbox" / "t.lock.json").exists()
