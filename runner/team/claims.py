@@ -161,13 +161,12 @@ class Claims:
 
     async def _wait_for_budget(self, ctx: RunContext, pj: PlannedJob,
                                answer: ClaimAnswer) -> None:
-        """It does not fit now. Requests in flight (here or on any machine) may settle
-        below their worst case and make room; when none are, it never will."""
+        """It does not fit now. Requests in flight on live machines (here or elsewhere) may
+        settle below their worst case and make room; when none are, it never will."""
         state = answer.budget
         assert state is not None and self.budget is not None
         worst = self.worst_case(ctx, pj) or 0.0
-        if state.reserved <= 0 or state.spent + worst > state.cap + 1e-9 or \
-                ctx.stopping.is_set():
+        if state.settling <= 0 or not state.may_fit(worst) or ctx.stopping.is_set():
             if not ctx.budget_stopped:
                 ctx.budget_stopped = True
                 ctx.bus.emit(Event(EventKind.BUDGET_STOPPED, message=state.describe()))

@@ -87,6 +87,8 @@ CREATE TABLE IF NOT EXISTS runner_claims (
 );
 CREATE INDEX IF NOT EXISTS runner_claims_open ON runner_claims (pipeline, target)
     WHERE state <> 'done';
+CREATE INDEX IF NOT EXISTS runner_claims_reserving ON runner_claims (budget)
+    WHERE state IN ('claimed', 'sending', 'submitted');
 """
 
 
@@ -147,6 +149,14 @@ class BudgetState:
     cap: float
     spent: float
     reserved: float
+    # The part of `reserved` held by claims whose machines are alive (lease running):
+    # what may still settle below its worst case. The rest is held by requests whose
+    # answers were lost or whose machines died: kept, as if spent, until someone decides.
+    settling: float = 0.0
+
+    def may_fit(self, worst: float) -> bool:
+        """Whether `worst` could fit once every live reservation settled at nothing."""
+        return self.spent + self.reserved - self.settling + worst <= self.cap + 1e-9
 
     @property
     def left(self) -> float:
@@ -239,9 +249,17 @@ def _claim(row: Sequence[Any]) -> Claim:
                  result, message, updated_at, float(lease_left_s))
 
 
+_BUDGET = """
+SELECT b.name, b.cap, b.spent, b.reserved,
+       (SELECT coalesce(sum(c.reserved), 0) FROM runner_claims c WHERE c.budget = b.name
+        AND c.state IN ('claimed', 'sending', 'submitted') AND c.lease_until > clock_timestamp())
+FROM runner_budgets b WHERE b.name = %s
+"""
+
+
 def _budget(row: Sequence[Any]) -> BudgetState:
-    name, cap, spent, reserved = row
-    return BudgetState(name, float(cap), float(spent), float(reserved))
+    name, cap, spent, reserved, settling = row
+    return BudgetState(name, float(cap), float(spent), float(reserved), float(settling))
 
 
 class Coordinator:
@@ -607,16 +625,14 @@ class Coordinator:
         join it as it is). Returns the budget and its previous cap when that changed."""
         async def set_budget(conn: AsyncConnection[Any]) -> tuple[BudgetState, float | None]:
             cur = await conn.execute(
-                "SELECT name, cap, spent, reserved FROM runner_budgets WHERE name = %s "
-                "FOR UPDATE", (name,))
-            row = await cur.fetchone()
-            if row is None:
+                "SELECT name FROM runner_budgets WHERE name = %s FOR UPDATE", (name,))
+            if await cur.fetchone() is None:
                 if cap is None:
                     raise _Undo(None)
                 await conn.execute("INSERT INTO runner_budgets (name, cap) VALUES (%s, %s) "
                                    "ON CONFLICT (name) DO NOTHING", (name, cap))
                 return await self._budget_state(conn, name), None
-            before = _budget(row)
+            before = await self._budget_state(conn, name)
             if cap is None or abs(before.cap - cap) < 1e-9:
                 return before, None
             await conn.execute("UPDATE runner_budgets SET cap = %s, updated_at = "
@@ -631,15 +647,13 @@ class Coordinator:
 
     async def budget(self, name: str) -> BudgetState | None:
         async def read(conn: AsyncConnection[Any]) -> BudgetState | None:
-            cur = await conn.execute("SELECT name, cap, spent, reserved FROM runner_budgets "
-                                     "WHERE name = %s", (name,))
+            cur = await conn.execute(_BUDGET, (name,))
             row = await cur.fetchone()
             return None if row is None else _budget(row)
         return await self._transaction(read, "read a budget from")
 
     async def _budget_state(self, conn: AsyncConnection[Any], name: str) -> BudgetState:
-        cur = await conn.execute("SELECT name, cap, spent, reserved FROM runner_budgets "
-                                 "WHERE name = %s", (name,))
+        cur = await conn.execute(_BUDGET, (name,))
         row = await cur.fetchone()
         if row is None:
             raise CoordinatorError(f"the team's coordinator {self.where}: the shared budget "
