@@ -7,7 +7,6 @@ slot in the account's shared window on a Redis (or Valkey) server:
 
     runner:{ACCOUNT}:submit     sorted set: one member per request, scored with the
                                 time (ms, the server's) until which it counts
-    runner:{ACCOUNT}:polls      the same for status polls, when they are limited
     runner:{ACCOUNT}:inflight   sorted set: one member per task in flight, scored
                                 with the end of its lease
     runner:{ACCOUNT}:cooldown   present while every machine holds back (a 429)
@@ -33,18 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from runner.accounts import Limits, ProviderAccount
 from runner.errors import ConcurrencyLimited, RateLimited, SharedLimiterError, TransportError
-from runner.limits import AccountLimiter, InFlight, SlidingWindow, Slot, poll_window
+from runner.limits import AccountLimiter, InFlight, SlidingWindow, Slot
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -54,6 +54,7 @@ URL_VARIABLE = "RUNNER_LIMITER"
 _URL = re.compile(r"(redis|rediss|valkey|valkeys|unix)://", re.IGNORECASE)
 MAX_POLL_S = 0.025  # the longest a waiting machine goes without asking again
 TIMEOUT_S = 5.0  # one command; a server that does not answer in this is unusable
+POOL_SIZE = 16  # connections to the server per process
 
 # Time in milliseconds from the server's clock; all arithmetic in integers.
 _NOW = """
@@ -61,54 +62,52 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: window, cooldown. ARGV: limit, hold_ms (how long an unanswered slot counts
-# without a renewal), member. Returns {1, 0} when the slot is taken, else {0, ms}:
-# when to ask again (exact for a cool-down or an answered slot's expiry).
-ACQUIRE_WINDOW = _NOW + """
-local cool = redis.call('PTTL', KEYS[2])
-if cool > 0 then return {0, cool} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local limit = tonumber(ARGV[1])
-local n = redis.call('ZCARD', KEYS[1])
-if n < limit then
-  local hold = tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[1], now + hold, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], hold + 1000)
-  return {1, 0}
+# KEYS: a sorted set, and optionally its cool-down key. ARGV: capacity, hold_ms (how
+# long a new slot counts without a renewal), members... (the waiting jobs, in order).
+# Takes a slot for as many of them as there is room for; returns {taken, ms}: how
+# many, and when to ask again for the others (exact for a cool-down or an answered
+# slot's expiry; a lease may be given back sooner).
+ACQUIRE = _NOW + """
+if #KEYS > 1 then
+  local cool = redis.call('PTTL', KEYS[2])
+  if cool > 0 then return {0, cool} end
 end
-local nth = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-return {0, tonumber(nth[2]) - now}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local capacity = tonumber(ARGV[1])
+local hold = tonumber(ARGV[2])
+local wanted = #ARGV - 2
+local n = redis.call('ZCARD', KEYS[1])
+local taken = math.max(0, math.min(capacity - n, wanted))
+for i = 1, taken do
+  redis.call('ZADD', KEYS[1], now + hold, ARGV[2 + i])
+end
+if taken > 0 then redis.call('PEXPIRE', KEYS[1], hold + 1000) end
+if taken == wanted then return {taken, 0} end
+local first = n + taken - capacity
+local nth = redis.call('ZRANGE', KEYS[1], first, first, 'WITHSCORES')
+return {taken, tonumber(nth[2]) - now}
 """
 
-# KEYS: window, cooldown. ARGV: member, count_ms (-1: never sent, forget it), cool_ms
-# (> 0: a 429; every machine holds back this long). The answered slot counts for
-# count_ms from now, by the server's clock.
-RESOLVE_WINDOW = _NOW + """
-local count = tonumber(ARGV[2])
-if count < 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 0
+# KEYS: window, cooldown. ARGV: cool_ms (> 0: a 429 was met; every machine holds back
+# this long), then for each slot resolved: member, count_ms (-1: never sent, forget
+# it), age_ms (how long ago its answer came, by the machine's monotonic clock: a
+# duration of a few milliseconds, never a time of day). An answered slot counts until
+# count_ms after its answer, the server's clock placing the answer.
+RESOLVE = _NOW + """
+for i = 2, #ARGV, 3 do
+  local count = tonumber(ARGV[i + 1])
+  if count < 0 then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  else
+    local age = math.min(math.max(tonumber(ARGV[i + 2]), 0), count)
+    redis.call('ZADD', KEYS[1], 'XX', now - age + count, ARGV[i])
+  end
 end
-redis.call('ZADD', KEYS[1], 'XX', now + count, ARGV[1])
-local cool = tonumber(ARGV[3])
+local cool = tonumber(ARGV[1])
 if cool > 0 and redis.call('PTTL', KEYS[2]) < cool then
   redis.call('SET', KEYS[2], '1', 'PX', cool)
 end
 return 1
-"""
-
-# KEYS: inflight. ARGV: capacity, lease_ms, member. {1, 0} or {0, ms until the first
-# lease runs out} (a release by another machine may come sooner: ask again before).
-ACQUIRE_LEASE = _NOW + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  local lease = tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], lease + 1000)
-  return {1, 0}
-end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, tonumber(first[2]) - now}
 """
 
 # KEYS: a sorted set. ARGV: hold_ms, members...: those still there count hold_ms more
@@ -170,26 +169,30 @@ class SharedLimiter:
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._held: dict[str, _Held] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._resolved: dict[tuple[str, str], list[tuple[str, int, int, float]]] = {}
+        self._released: dict[str, list[str]] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Connect and check the server answers (a wrong password stops the run here)."""
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         async with self._errors("connect to"):
-            self._client = Redis.from_url(
-                self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
+            # A bounded pool that makes a burst of jobs wait for a connection, rather
+            # than open one each (or fail with "Too many connections").
+            pool = BlockingConnectionPool.from_url(
+                self.url, max_connections=POOL_SIZE, timeout=TIMEOUT_S,
+                socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
                 retry_on_error=[RedisConnectionError, RedisTimeoutError])
+            self._client = Redis.from_pool(pool)
             await self._client.ping()
-            for name, source in (("acquire_window", ACQUIRE_WINDOW),
-                                 ("resolve_window", RESOLVE_WINDOW),
-                                 ("acquire_lease", ACQUIRE_LEASE), ("renew", RENEW)):
+            for name, source in (("acquire", ACQUIRE), ("resolve", RESOLVE), ("renew", RENEW)):
                 self._scripts[name] = self._client.register_script(source)
         self._heartbeat = asyncio.create_task(self._beat(), name="runner-limiter-heartbeat")
 
@@ -199,8 +202,8 @@ class SharedLimiter:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         client, self._client = self._client, None
         if client is None:
             return
@@ -245,29 +248,51 @@ class SharedLimiter:
         if held is not None:
             held.members.discard(member)
 
-    def later(self, script: str, keys: list[str], args: list[Any]) -> None:
-        """Run a script without waiting for it (a slot resolved in synchronous code)."""
-        self._in_background(self.call(script, keys, args))
+    def answered(self, key: str, cooldown: str, member: str, count_ms: int,
+                 cool_ms: int) -> None:
+        """A window slot was resolved (count_ms -1: never sent). Sent to the server with
+        the others resolved meanwhile, in one round trip, soon."""
+        self._resolved.setdefault((key, cooldown), []).append(
+            (member, count_ms, cool_ms, time.monotonic()))
+        self._flush_soon()
 
-    def forget_later(self, key: str, member: str) -> None:
-        """Remove a lease without waiting (a task ended)."""
-        async def forget() -> None:
-            if self._client is not None:
+    def released(self, key: str, member: str) -> None:
+        """A lease was given back (its task ended). Sent with the others, soon."""
+        self._released.setdefault(key, []).append(member)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Everything resolved or released since the last flush, in one pipeline: a burst
+        of answers costs one round trip, and the calls that take slots do not queue
+        behind a hundred small ones for the pool's connections."""
+        while (self._resolved or self._released) and self._client is not None:
+            resolved, self._resolved = self._resolved, {}
+            released, self._released = self._released, {}
+            now_s = time.monotonic()  # ages are taken as the updates leave
+            try:
                 async with self._errors("use"):
-                    await self._client.zrem(key, member)
-        self._in_background(forget())
+                    pipe = self._client.pipeline(transaction=False)
+                    for (key, cooldown), slots in resolved.items():
+                        args: list[Any] = [max(cool for _, _, cool, _ in slots)]
+                        for member, count_ms, _, answered_s in slots:
+                            args += [member, count_ms, round((now_s - answered_s) * 1000)]
+                        await self._scripts["resolve"](keys=[key, cooldown], args=args,
+                                                       client=pipe)
+                    for key, members in released.items():
+                        await pipe.zrem(key, *members)
+                    await pipe.execute()
+            except SharedLimiterError:
+                # Those slots stay counted until their leases run out: safe, only slower.
+                continue
 
-    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._quietly(work))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    @staticmethod
-    async def _quietly(work: Awaitable[Any]) -> Any:
+    async def _quietly(self, work: Awaitable[Any]) -> Any:
         try:
             return await work
         except SharedLimiterError:
-            # The slot stays counted until its lease runs out: safe, only slower.
             return None
 
     async def _beat(self) -> None:
@@ -294,92 +319,130 @@ class SharedAccount:
         return SharedLeases(self, f"{self.prefix}:inflight", capacity)
 
 
-class SharedWindowKey:
-    """One shared sliding window: `take()` a slot, then resolve it once."""
+class _SharedSlots:
+    """Slots of one sorted set on the server, taken for this process's waiting jobs.
 
-    def __init__(self, account: SharedAccount, key: str, limit: int, window_s: float) -> None:
+    Jobs queue here (FIFO); one task asks the server for all of them at once (one
+    round trip takes as many slots as there is room for), hands the slots out in
+    order, and when some are left waiting, asks again when the server said room may
+    be made, or `MAX_POLL_S` later. A burst goes through in one round trip, and a
+    full window costs one query per interval per process, whatever the number of
+    jobs waiting.
+    """
+
+    BATCH = 256  # jobs asked for in one round trip
+
+    def __init__(self, account: SharedAccount, key: str, hold_ms: int,
+                 cooldown: str | None) -> None:
         self.account = account
         self.key = key
+        self.hold_ms = hold_ms
+        self._keys = [key] if cooldown is None else [key, cooldown]
+        self._capacity = 1
+        self._waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._asker: asyncio.Task[None] | None = None
+
+    async def _pause(self, wait_ms: int) -> None:
+        await asyncio.sleep(min(max(wait_ms, 1) / 1000, MAX_POLL_S))
+
+    def _give_back(self, member: str) -> None:
+        raise NotImplementedError
+
+    async def take(self) -> str:
+        """Wait (FIFO) until the server lets one more go; the member that holds it."""
+        limiter = self.account.limiter
+        member = limiter.member()
+        given: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((member, given))
+        if self._asker is None or self._asker.done():
+            self._asker = asyncio.create_task(self._ask())
+        try:
+            await given
+        except asyncio.CancelledError:
+            if given.done() and not given.cancelled():
+                self._give_back(member)  # given, then cancelled before it could be used
+            raise
+        return member
+
+    async def _ask(self) -> None:
+        limiter = self.account.limiter
+        waiting = self._waiting
+        while waiting:
+            while waiting and waiting[0][1].done():  # cancelled while waiting
+                waiting.popleft()
+            batch = [member for member, given in list(waiting)[:self.BATCH]
+                     if not given.done()]
+            if not batch:
+                continue
+            try:
+                taken, wait_ms = await limiter.call(
+                    "acquire", self._keys, [self._capacity, self.hold_ms, *batch])
+            except SharedLimiterError as error:
+                for _, given in waiting:
+                    if not given.done():
+                        given.set_exception(error)
+                waiting.clear()
+                return
+            asked, handed = set(batch), 0
+            while handed < int(taken) and waiting:
+                member, given = waiting.popleft()
+                if member not in asked:
+                    continue  # joined after the batch was made: still waiting
+                handed += 1
+                if given.done():  # cancelled meanwhile: its slot goes back at once
+                    self._give_back(member)
+                    continue
+                limiter.hold(self.key, member, self.hold_ms)
+                given.set_result(None)
+            if waiting and int(taken) < len(batch):
+                await self._pause(max(1, int(wait_ms)))
+
+
+class SharedWindowKey(_SharedSlots):
+    """One shared sliding window: `take()` a slot, then `resolve` it once."""
+
+    def __init__(self, account: SharedAccount, key: str, limit: int, window_s: float) -> None:
         self.limit = limit
         self.window_ms = max(1, round(window_s * 1000))
         # An unanswered slot counts while it is renewed, and for a lease and a window
         # after its process stops renewing it: the provider may have counted it just
         # before the process died.
-        self.hold_ms = self.window_ms + round(account.limiter.lease_s * 1000)
-        self._turn = asyncio.Lock()  # one waiter per process asks the server at a time
+        super().__init__(account, key, self.window_ms + round(account.limiter.lease_s * 1000),
+                         account.cooldown)
+        self._capacity = limit
 
-    async def take(self) -> str:
-        """Wait until the account's window (and any cool-down) lets one more request go."""
-        limiter = self.account.limiter
-        async with self._turn:
-            while True:
-                member = limiter.member()
-                call = asyncio.ensure_future(limiter.call(
-                    "acquire_window", [self.key, self.account.cooldown],
-                    [self.limit, self.hold_ms, member]))
-                try:
-                    taken, wait_ms = await asyncio.shield(call)
-                except asyncio.CancelledError:
-                    call.add_done_callback(functools.partial(self._undo, member=member))
-                    raise
-                if taken:
-                    limiter.hold(self.key, member, self.hold_ms)
-                    return member
-                await asyncio.sleep(min(max(int(wait_ms), 1) / 1000, MAX_POLL_S))
-
-    def _undo(self, done: asyncio.Future[Any], *, member: str) -> None:
-        """A slot taken for a waiter that was cancelled meanwhile: give it back."""
-        if not done.cancelled() and done.exception() is None and done.result()[0]:
-            self.resolve(member, sent=False)
+    def _give_back(self, member: str) -> None:
+        self.resolve(member, sent=False)
 
     def resolve(self, member: str, *, sent: bool, cool_s: float = 0.0) -> None:
         limiter = self.account.limiter
         limiter.drop(self.key, member)
-        limiter.later("resolve_window", [self.key, self.account.cooldown],
-                      [member, self.window_ms if sent else -1, round(cool_s * 1000)])
+        limiter.answered(self.key, self.account.cooldown, member,
+                         self.window_ms if sent else -1, round(cool_s * 1000))
 
 
-class SharedLeases:
+class SharedLeases(_SharedSlots):
     """The account's in-flight cap, as leases every machine's heartbeat renews."""
 
     def __init__(self, account: SharedAccount, key: str, capacity: int) -> None:
-        self.account = account
-        self.key = key
-        self.capacity = capacity
-        self.lease_ms = round(account.limiter.lease_s * 1000)
-        self._turn = asyncio.Lock()
+        super().__init__(account, key, round(account.limiter.lease_s * 1000), None)
+        self._capacity = self.capacity = capacity
         self._released = asyncio.Event()
 
-    async def take(self) -> str:
-        limiter = self.account.limiter
-        async with self._turn:
-            while True:
-                member = limiter.member()
-                call = asyncio.ensure_future(limiter.call(
-                    "acquire_lease", [self.key], [self.capacity, self.lease_ms, member]))
-                try:
-                    taken, wait_ms = await asyncio.shield(call)
-                except asyncio.CancelledError:
-                    call.add_done_callback(functools.partial(self._undo, member=member))
-                    raise
-                if taken:
-                    limiter.hold(self.key, member, self.lease_ms)
-                    return member
-                # Another machine's release is not announced: ask again soon, or at
-                # once when a task of this process ends.
-                self._released.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._released.wait(),
-                                           min(max(int(wait_ms), 1) / 1000, MAX_POLL_S * 4))
+    async def _pause(self, wait_ms: int) -> None:
+        # Another machine's release is not announced: ask again soon, or at once when
+        # a task of this process ends.
+        self._released.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._released.wait(), min(wait_ms / 1000, MAX_POLL_S * 4))
 
-    def _undo(self, done: asyncio.Future[Any], *, member: str) -> None:
-        if not done.cancelled() and done.exception() is None and done.result()[0]:
-            self.release(member)
+    def _give_back(self, member: str) -> None:
+        self.release(member)
 
     def release(self, member: str) -> None:
         limiter = self.account.limiter
         limiter.drop(self.key, member)
-        limiter.forget_later(self.key, member)
+        limiter.released(self.key, member)
         self._released.set()
 
 
@@ -495,13 +558,12 @@ class SharedAccountLimiter(AccountLimiter):
 
     def __init__(self, limits: Limits, shared: SharedAccount) -> None:
         super().__init__(limits)
-        local_submit, local_in_flight, local_polls = self.submit, self.in_flight, self.polls
+        local_submit, local_in_flight = self.submit, self.in_flight
         if limits.requests_per_window > 0:
             self.submit = SharedWindow(local_submit, shared.window(  # type: ignore[assignment]
                 "submit", limits.requests_per_window, limits.window_s))
         self.in_flight = SharedInFlight(  # type: ignore[assignment]
             local_in_flight, shared.leases(limits.max_in_flight))
-        poll_limit, poll_window_s = poll_window(limits.polls_per_s)
-        if poll_limit is not None:
-            self.polls = SharedWindow(local_polls, shared.window(  # type: ignore[assignment]
-                "polls", poll_limit, poll_window_s))
+        # Status polls stay paced by each machine alone (`polls_per_s`, adapting to 429s):
+        # the providers do not count them against the generation limit (FACTS.md §1.7),
+        # and sharing them would double the server's round trips per job.
