@@ -204,15 +204,23 @@ class Claims:
         except ClaimLost:
             raise
         except BaseException as error:
-            await asyncio.shield(self._ended(ctx, pj, error))
+            with contextlib.suppress(CoordinatorError):  # else its lease settles it
+                await asyncio.shield(self._ended(ctx, pj, error))
             raise
         finally:
             self.held.pop(job_id, None)
             if adopted:
                 ctx.adopt.pop(job_id, None)
-        await self.coordinator.done(key, {"sha256": asset.sha256, "size": asset.size,
-                                          "ext": asset.ext, "task_id": asset.task_id},
-                                    asset.credits)
+        try:
+            await self.coordinator.done(key, {"sha256": asset.sha256, "size": asset.size,
+                                              "ext": asset.ext, "task_id": asset.task_id},
+                                        asset.credits)
+        except CoordinatorError as error:
+            # Built and stored here: the job is done. Until the ledger hears of it, the
+            # claim's lease runs out and another machine collects the same task (polls
+            # and a download, nothing bought).
+            ctx.emit(EventKind.WARNING, pj, task_id=asset.task_id,
+                     message=f"the team's ledger did not record the result: {error}")
         return asset, JobOutcome.DONE
 
     async def _ended(self, ctx: RunContext, pj: PlannedJob, error: BaseException) -> None:

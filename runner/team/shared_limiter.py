@@ -55,6 +55,7 @@ _URL = re.compile(r"(redis|rediss|valkey|valkeys|unix)://", re.IGNORECASE)
 MAX_POLL_S = 0.025  # the longest a waiting machine goes without asking again
 TIMEOUT_S = 5.0  # one command; a server that does not answer in this is unusable
 POOL_SIZE = 16  # connections to the server per process
+UNLIMITED = 1 << 30  # the capacity of a window that only carries cool-downs
 
 # Time in milliseconds from the server's clock; all arithmetic in integers.
 _NOW = """
@@ -559,9 +560,11 @@ class SharedAccountLimiter(AccountLimiter):
     def __init__(self, limits: Limits, shared: SharedAccount) -> None:
         super().__init__(limits)
         local_submit, local_in_flight = self.submit, self.in_flight
-        if limits.requests_per_window > 0:
-            self.submit = SharedWindow(local_submit, shared.window(  # type: ignore[assignment]
-                "submit", limits.requests_per_window, limits.window_s))
+        # An account with no published limit: each machine discovers the rate; the
+        # shared window then only carries the cool-downs after a 429.
+        limit = limits.requests_per_window if limits.requests_per_window > 0 else UNLIMITED
+        self.submit = SharedWindow(local_submit, shared.window(  # type: ignore[assignment]
+            "submit", limit, limits.window_s))
         self.in_flight = SharedInFlight(  # type: ignore[assignment]
             local_in_flight, shared.leases(limits.max_in_flight))
         # Status polls stay paced by each machine alone (`polls_per_s`, adapting to 429s):
