@@ -245,3 +245,31 @@ def test_configuration_mistakes_stop_the_run_before_anything_is_bought(
     assert main([*args, "--budget", "bad name=5"]) == ExitCode.INVALID
     assert created(sandbox.url) == 0
     assert not (a.parent / "out.sandbox" / "t.lock.json").exists()
+
+
+def test_a_shared_budget_spans_machines_and_runs(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Seven requests of 1 credit each (the sandbox's prices) against a budget of 5.
+    a, b = machine(tmp_path, "a", EFFECTS), machine(tmp_path, "b", EFFECTS)
+    code = main(["run", str(a), "--sandbox-url", sandbox.url, "--no-progress",
+                 "--budget", "team-sfx=5"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.JOBS_FAILED
+    assert created(sandbox.url) == 5 and stats(sandbox.url)["credits_used"]["total"] == 5
+    assert "5 done, 2 skipped" in out
+    assert "budget stopped the run: shared budget 'team-sfx' 5: 5 spent, 0 reserved" in out
+    # Another machine joins the budget as it is: what a bought, b takes for nothing;
+    # the rest does not fit either.
+    code = main(["run", str(b), "--sandbox-url", sandbox.url, "--no-progress",
+                 "--budget", "team-sfx"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.JOBS_FAILED and created(sandbox.url) == 5
+    assert "5 cached, 2 skipped" in out and "team: 0 waited for another machine, 5 built " \
+                                           "by another machine (not bought here)" in out
+    # Raising the cap (a team's decision, said once) lets the rest through.
+    code = main(["run", str(b), "--sandbox-url", sandbox.url, "--no-progress",
+                 "--budget", "team-sfx", "--max-credits", "7"])
+    out, err = capsys.readouterr()
+    assert code == ExitCode.OK and created(sandbox.url) == 7
+    assert "shared budget 'team-sfx': cap changed from 5 to 7 by this run" in out + err
