@@ -92,6 +92,16 @@ class Claims:
     _watcher: asyncio.Task[None] | None = None
     _budget_moved: asyncio.Task[None] | None = None
 
+    def key_of(self, ctx: RunContext, pj: PlannedJob) -> str:
+        """The claim's key: the request's cache key. A sandbox's requests are claimed per
+        sandbox (its URL), since its tasks exist only there: two people's embedded
+        sandboxes must not wait for each other."""
+        if self.target != "sandbox":
+            return pj.key
+        account = ctx.accounts.get(pj.job.provider)
+        where = account.config.base_url if account is not None else "?"
+        return f"{pj.key}@{where}"
+
     def applies(self, pj: PlannedJob) -> bool:
         """Jobs that may buy something: a stitch is local work, and a forced job buys a
         new take on purpose (it is not the team's to share or to wait for)."""
@@ -154,7 +164,7 @@ class Claims:
                              "the most this job can cost is unknown (no price for "
                              f"{pj.job.model.id}, or the length of its audio); set `prices:` "
                              "in the manifest or run without --budget")
-        ask = ClaimRequest(key=pj.key, pipeline=self.pipeline, target=self.target,
+        ask = ClaimRequest(key=self.key_of(ctx, pj), pipeline=self.pipeline, target=self.target,
                            job_id=pj.job.id, provider=pj.job.provider,
                            budget=budget.name if budget is not None else None, worst=worst)
         return await self.coordinator.claim(ask, take_over_uncertain=take_over)
@@ -187,7 +197,7 @@ class Claims:
                    produce: Produce) -> tuple[AssetRow, JobOutcome]:
         claim = answer.claim
         assert claim is not None
-        job_id, key = pj.job.id, pj.key
+        job_id, key = pj.job.id, claim.key
         adopted = answer.verdict is Verdict.ADOPTED
         if adopted:
             assert claim.task_id is not None
@@ -226,7 +236,7 @@ class Claims:
     async def _ended(self, ctx: RunContext, pj: PlannedJob, error: BaseException) -> None:
         """Settle the claim of a job that ended without a result, from what the local
         journal says became of its request."""
-        key = pj.key
+        key = self.key_of(ctx, pj)
         claim = (await self.coordinator.look([key])).get(key)
         if claim is None or claim.owner != self.coordinator.owner:
             return
@@ -271,7 +281,7 @@ class Claims:
             if finish.outcome is JobOutcome.FAILED:
                 # The task cannot be collected any more (expired at the provider): the
                 # ledger forgets it, and the next run buys the request anew.
-                await self.coordinator.forget(pj.key, claim.task_id)
+                await self.coordinator.forget(claim.key, claim.task_id)
                 raise Finish(JobOutcome.FAILED, f"{finish.message} (the task of {claim.holder};"
                              " the team's ledger forgot it: the next run buys it anew)",
                              finish.task_id) from finish
