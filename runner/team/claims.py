@@ -142,7 +142,7 @@ class Claims:
                     ctx.emit(EventKind.CLAIM_HELD, pj, task_id=claim.task_id,
                              message=f"held by {claim.holder} since "
                                      f"{_iso(claim.claimed_at)}: waiting for its result")
-                await self._changed(claim)
+                await self._changed(ctx, claim)
                 continue
             if answer.verdict is Verdict.DONE:
                 assert claim is not None
@@ -290,14 +290,26 @@ class Claims:
             ctx.adopt.pop(pj.job.id, None)
 
     # --- waiting -------------------------------------------------------------------
-    async def _changed(self, claim: Claim) -> None:
+    async def _changed(self, ctx: RunContext, claim: Claim) -> None:
         """Until the claim is no longer as it was seen: done, failed, released, taken
-        over, or its lease ran out. One query per interval serves every waiting job."""
+        over, or its lease ran out. One query per interval serves every waiting job.
+        A run told to stop (Ctrl-C, --fail-fast) stops waiting at once."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._watches.setdefault(claim.key, []).append(_Watch(_signature(claim), future))
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch(), name="runner-claims-watcher")
-        await future
+        stopping = asyncio.ensure_future(ctx.stopping.wait())
+        try:
+            await asyncio.wait((future, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not future.done():
+                future.cancel()  # the watcher drops it
+        if future.done() and not future.cancelled():
+            future.result()  # raises the watcher's error, if it met one
+        if ctx.stopping.is_set():
+            raise Finish(JobOutcome.INTERRUPTED, f"not built: the run stopped while "
+                         f"{claim.holder} held this request")
 
     async def _watch(self) -> None:
         while self._watches:
