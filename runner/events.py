@@ -149,6 +149,7 @@ class Tally:
     warnings: list[str] = field(default_factory=list)
     remote: RemoteTally | None = None  # set by the first remote cache event
     team: TeamTally | None = None  # set by the first claim event
+    taken_jobs: set[str] = field(default_factory=set)  # built (and paid) by another machine
     started_s: float = field(default_factory=time.time)
     finished_s: float | None = None
 
@@ -167,6 +168,8 @@ class Tally:
             self.retries += 1
             counter["retries"] += 1
         elif event.kind is EventKind.SUCCEEDED and event.credits:
+            if event.job_id in self.taken_jobs:
+                return  # another machine bought it: collecting it here costs nothing
             self.credits += event.credits
             counter["credits"] += round(event.credits)
         elif event.kind is EventKind.ACCOUNT_STOPPED and event.provider:
@@ -183,6 +186,8 @@ class Tally:
         elif event.kind in CLAIM_KINDS:
             self.team = self.team or TeamTally()
             self.team(event)
+            if event.kind is EventKind.CLAIM_TAKEN and event.job_id is not None:
+                self.taken_jobs.add(event.job_id)
 
     @property
     def elapsed_s(self) -> float:
