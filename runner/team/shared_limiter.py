@@ -451,12 +451,14 @@ class SharedSlot:
     """A request's slot in the local window and in the account's shared one: resolved
     once, like `runner.limits.Slot`, whose interface it has."""
 
-    __slots__ = ("_local", "_member", "_open", "_shared")
+    __slots__ = ("_local", "_member", "_open", "_share_s", "_shared")
 
-    def __init__(self, local: Slot, shared: SharedWindowKey, member: str) -> None:
+    def __init__(self, local: Slot, shared: SharedWindowKey, member: str,
+                 share_s: float) -> None:
         self._local = local
         self._shared = shared
         self._member = member
+        self._share_s = share_s  # one request's share of the window, for a cool-down
         self._open = True
 
     @property
@@ -477,9 +479,7 @@ class SharedSlot:
     def rate_limited(self, retry_after_s: float | None = None) -> None:
         # Every machine holds back: for as long as the provider said, else for one
         # request's share of the window (the provider freed nothing sooner on average).
-        shared = self._shared
-        cool_s = retry_after_s if retry_after_s and retry_after_s > 0 else \
-            shared.window_ms / 1000 / max(1, shared.limit)
+        cool_s = retry_after_s if retry_after_s and retry_after_s > 0 else self._share_s
         if self._close(sent=True, cool_s=cool_s):
             self._local.rate_limited(retry_after_s)
 
@@ -521,7 +521,10 @@ class SharedWindow:
         except BaseException:
             slot.unsent()
             raise
-        return SharedSlot(slot, self.shared, member)
+        # The window's limit, or (not published) the rate this machine has found so far.
+        limit = self.shared.limit if self.shared.limit < UNLIMITED else \
+            self.local.effective_limit or 1
+        return SharedSlot(slot, self.shared, member, self.local.effective_window_s / limit)
 
     def __getattr__(self, name: str) -> Any:  # counters, effective_limit, pause, ...
         return getattr(self.local, name)
