@@ -1,10 +1,10 @@
 """The team's ledger during a run: claim a request before paying for it.
 
-The engine calls one function for every job that may buy something
-(`runner.team.shared_build.produce_shared`), which calls `Claims.produce` when
-RUNNER_COORDINATOR is set; and execute.py tells the ledger, at the two moments
-when the local journal is made durable around the network, what this machine
-is doing with the claim it holds:
+The engine knows this class as `runner.engine.job.SharedClaims`. Its scheduler
+calls `Claims.produce` for every job that may buy something when
+RUNNER_COORDINATOR is set; and engine/job.py tells the ledger, at the two
+moments when the local journal is made durable around the network, what this
+machine is doing with the claim it holds:
 
     await claims.sending(pj)              before the request leaves
     await claims.submitted(pj, task_id)   as soon as the provider gave a task id
@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from runner.engine.events import Event, EventKind
+from runner.engine.job import Build, Finish, RunContext, Take, job_worst_case
+from runner.engine.retry import JobOutcome
 from runner.errors import CoordinatorError
-from runner.events import Event, EventKind
-from runner.execute import Finish, RunContext
-from runner.manifest import JobKind
-from runner.plan import PlannedJob
-from runner.retry import JobOutcome
+from runner.manifest.types import JobKind
+from runner.plan.plan import PlannedJob
 from runner.store.journal import AssetRow, TaskRowState
 from runner.team.coordinator import (
     BudgetState,
@@ -48,9 +47,6 @@ from runner.team.coordinator import (
 if TYPE_CHECKING:
     from runner.store.journal import TaskRow
 
-Produce = Callable[[PlannedJob], Awaitable[AssetRow]]
-Take = Callable[[PlannedJob], Awaitable[AssetRow | None]]
-WorstCase = Callable[[RunContext, PlannedJob], float | None]
 
 
 class ClaimLost(Finish):
@@ -84,7 +80,6 @@ class Claims:
     pipeline: str
     target: str  # live | sandbox
     budget: BudgetState | None  # the shared budget this run reserves in (--budget)
-    worst_case: WorstCase
     poll_s: float = 0.5
     # Job id -> the key of the claim this process holds for it.
     held: dict[str, str] = field(default_factory=dict)
@@ -116,7 +111,7 @@ class Claims:
         await self.coordinator.close()
 
     # --- the engine's one call ---------------------------------------------------
-    async def produce(self, ctx: RunContext, pj: PlannedJob, produce: Produce,
+    async def produce(self, ctx: RunContext, pj: PlannedJob, build: Build,
                       take: Take) -> tuple[AssetRow, JobOutcome]:
         """Build the job as the holder of its claim, or take it from the machine that
         holds it. `take` restores a result another machine recorded (the remote cache),
@@ -146,10 +141,10 @@ class Claims:
                 continue
             if answer.verdict is Verdict.DONE:
                 assert claim is not None
-                return await self._take(ctx, pj, claim, produce, take), JobOutcome.CACHED
+                return await self._take(ctx, pj, claim, build, take), JobOutcome.CACHED
             assert claim is not None
             try:
-                return await self._own(ctx, pj, answer, produce)
+                return await self._own(ctx, pj, answer, build)
             except ClaimLost:
                 continue  # another machine has it now: wait for it like any other
 
@@ -158,7 +153,7 @@ class Claims:
         budget = self.budget
         worst = None
         if budget is not None:
-            worst = self.worst_case(ctx, pj)
+            worst = job_worst_case(ctx, pj)
             if worst is None:
                 raise Finish(JobOutcome.SKIPPED, f"not submitted: {budget.describe()}, and "
                              "the most this job can cost is unknown (no price for "
@@ -175,7 +170,7 @@ class Claims:
         settle below their worst case and make room; when none are, it never will."""
         state = answer.budget
         assert state is not None and self.budget is not None
-        worst = self.worst_case(ctx, pj) or 0.0
+        worst = job_worst_case(ctx, pj) or 0.0
         if state.settling <= 0 or not state.may_fit(worst) or ctx.stopping.is_set():
             if not ctx.budget_stopped:
                 ctx.budget_stopped = True
@@ -194,7 +189,7 @@ class Claims:
                 return
 
     async def _own(self, ctx: RunContext, pj: PlannedJob, answer: ClaimAnswer,
-                   produce: Produce) -> tuple[AssetRow, JobOutcome]:
+                   produce: Build) -> tuple[AssetRow, JobOutcome]:
         claim = answer.claim
         assert claim is not None
         job_id, key = pj.job.id, claim.key
@@ -256,7 +251,7 @@ class Claims:
             # may buy it.
             await self.coordinator.failed(key, str(error) or "failed", billed=False)
 
-    async def _take(self, ctx: RunContext, pj: PlannedJob, claim: Claim, produce: Produce,
+    async def _take(self, ctx: RunContext, pj: PlannedJob, claim: Claim, produce: Build,
                     take: Take) -> AssetRow:
         """The result of a request another machine bought."""
         asset = await take(pj)
@@ -308,7 +303,7 @@ class Claims:
         if future.done() and not future.cancelled():
             future.result()  # raises the watcher's error, if it met one
         if ctx.stopping.is_set():
-            raise Finish(JobOutcome.INTERRUPTED, f"not built: the run stopped while "
+            raise Finish(ctx.stop_outcome[0], f"not built: the run stopped while "
                          f"{claim.holder} held this request")
 
     async def _watch(self) -> None:

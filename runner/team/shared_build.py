@@ -1,9 +1,9 @@
-"""What a run shares with the team, set up in one place and used from one place each.
+"""What a run shares with the team, set up in one place.
 
-    team = await connect(pipeline, env, options...)   run.py, before anything is journaled
-    team.account_limiter(config, api_key)             run.py, one per provider account
-    await produce_shared(ctx, pj, produce)            engine.py, every job that needs work
-    await team.close()                                run.py, when the run ends
+    team = await connect(pipeline, env, options...)   cli/run.py, before anything is journaled
+    team.account_limiter(config, api_key)             cli/run.py, one per provider account
+    RunContext(remote=team.remote, claims=team.claims)  cli/run.py: the engine's two ports
+    await team.close()                                cli/run.py, when the run ends
 
 `connect` opens what the environment configures and checks that it answers, so
 that a wrong URL or password stops the run before anything is bought:
@@ -13,29 +13,29 @@ that a wrong URL or password stops the run before anything is bought:
     RUNNER_LIMITER=redis://...         each account's rate window and in-flight cap
                                        (shared_limiter.py)
 
-With none of them set, `produce_shared` is `produce` and every account keeps
-the in-process limiter: the run is exactly what it is on one machine alone.
+The engine knows the remote cache and the claims only as Protocols
+(runner.engine.job: `SharedResults`, `SharedClaims`; the scheduler's
+`_produce_shared` uses them), and a shared account limiter as the
+`AccountLimiter` it extends. With none of them set, both ports are None and
+every account keeps the in-process limiter: the run is exactly what it is on one
+machine alone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runner.accounts import ProviderAccount
+from runner.catalog.accounts import ProviderAccount
+from runner.engine.events import Event, EventKind
+from runner.engine.limits import AccountLimiter
 from runner.errors import UsageError
-from runner.events import Event, EventKind
-from runner.execute import RunContext
-from runner.limits import AccountLimiter
-from runner.manifest import Pipeline
-from runner.plan import PlannedJob
-from runner.retry import JobOutcome
-from runner.store.journal import AssetRow
+from runner.manifest.types import Pipeline
 
 if TYPE_CHECKING:
-    from runner.team.claims import Claims, WorstCase
+    from runner.team.claims import Claims
     from runner.team.remote_cache import RemoteCache
     from runner.team.shared_limiter import SharedLimiter
 
@@ -107,7 +107,7 @@ class Team:
 
 async def connect(pipeline: Pipeline, env: Mapping[str, str], *, target: str,
                   remote_cache_mode: str | None, budget: BudgetOption | None,
-                  worst_case: WorstCase, announce: Callable[[Event], None]) -> Team:
+                  announce: Callable[[Event], None]) -> Team:
     """Open what the environment configures (see the module docstring), or raise
     UsageError / a StoreError naming what cannot be used, before any job runs."""
     from runner.team.coordinator import lease_s
@@ -130,7 +130,7 @@ async def connect(pipeline: Pipeline, env: Mapping[str, str], *, target: str,
     try:
         if ledger_url is not None:
             team.claims = await _connect_claims(ledger_url, team_lease_s, pipeline, target,
-                                                budget, worst_case, announce)
+                                                budget, announce)
         if redis_url is not None:
             from runner.team.shared_limiter import SharedLimiter
 
@@ -144,7 +144,7 @@ async def connect(pipeline: Pipeline, env: Mapping[str, str], *, target: str,
 
 
 async def _connect_claims(url: str, lease_s: float, pipeline: Pipeline, target: str,
-                          budget: BudgetOption | None, worst_case: WorstCase,
+                          budget: BudgetOption | None,
                           announce: Callable[[Event], None]) -> Claims:
     from runner.team.claims import Claims
     from runner.team.coordinator import Coordinator
@@ -161,30 +161,5 @@ async def _connect_claims(url: str, lease_s: float, pipeline: Pipeline, target: 
     except BaseException:
         await coordinator.close()
         raise
-    return Claims(coordinator, pipeline.name, target, state, worst_case,
+    return Claims(coordinator, pipeline.name, target, state,
                   poll_s=min(0.5, lease_s / 4))
-
-
-async def produce_shared(ctx: RunContext, pj: PlannedJob,
-                         produce: Callable[[PlannedJob], Awaitable[AssetRow]]
-                         ) -> tuple[AssetRow, JobOutcome]:
-    """`produce`, with the team: the remote cache looked in before any request and told
-    of the result after, and the request claimed in the team's ledger so that no two
-    machines buy it (claims.py). Without a team, `produce` alone."""
-    remote, claims = ctx.remote, ctx.claims
-    if remote is not None:
-        asset = await remote.restore(ctx, pj)
-        if asset is not None:
-            return asset, JobOutcome.CACHED
-
-    async def build(job: PlannedJob) -> AssetRow:
-        made = await produce(job)
-        return made if remote is None else await remote.record(ctx, job, made)
-
-    if claims is None or not claims.applies(pj):
-        return await build(pj), JobOutcome.DONE
-
-    async def take(job: PlannedJob) -> AssetRow | None:
-        return None if remote is None else await remote.restore(ctx, job)
-
-    return await claims.produce(ctx, pj, build, take)

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from runner.accounts import Limits, ProviderAccount
+from runner.catalog.accounts import Limits, ProviderAccount
+from runner.engine.limits import AccountLimiter, InFlight, SlidingWindow, Slot
 from runner.errors import ConcurrencyLimited, RateLimited, SharedLimiterError, TransportError
-from runner.limits import AccountLimiter, InFlight, SlidingWindow, Slot
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -449,7 +449,7 @@ class SharedLeases(_SharedSlots):
 
 class SharedSlot:
     """A request's slot in the local window and in the account's shared one: resolved
-    once, like `runner.limits.Slot`, whose interface it has."""
+    once, like `runner.engine.limits.Slot`, whose interface it has."""
 
     __slots__ = ("_local", "_member", "_open", "_share_s", "_shared")
 

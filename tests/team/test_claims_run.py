@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.exitcodes import ExitCode
-from runner.housekeeping import read_plan
-from runner.retry import JobOutcome
+from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
+from runner.engine.retry import JobOutcome
+from runner.plan.housekeeping import read_plan
 from runner.sandbox import SandboxServer, parse_latency
 from runner.team.coordinator import ClaimRequest, Coordinator
 from tests.conftest import FakeClock, RemoteCacheSetup

@@ -16,9 +16,9 @@ from dataclasses import replace
 import pytest
 import redis.asyncio
 
-from runner.accounts import BUILTIN, Limits, ProviderAccount
+from runner.catalog.accounts import BUILTIN, Limits, ProviderAccount
+from runner.engine.limits import AccountLimiter
 from runner.errors import RateLimited, SharedLimiterError
-from runner.limits import AccountLimiter
 from runner.team.shared_limiter import (
     SharedAccountLimiter,
     SharedLimiter,
