@@ -292,3 +292,121 @@ def test_a_shared_budget_spans_machines_and_runs(
     out, err = capsys.readouterr()
     assert code == ExitCode.OK and created(sandbox.url) == 7
     assert "shared budget 'team-sfx': cap changed from 5 to 7 by this run" in out + err
+
+
+# 25+ words: the sandbox makes a 10 s sound of it and bills ceil(1.2 x 10) = 12 credits,
+# where the plan estimates 4 s (5 credits) and the worst case is the market's longest,
+# 22 s (27 credits): tests/engine/test_budget.py, for --max-credits.
+LONG_PROMPT = ("A long and winding description of a heavy wooden cart rolling slowly over wet "
+               "cobblestones in a quiet medieval town at dawn while distant church bells ring "
+               "and a dog barks twice")
+
+
+def long_effects(root: Path, name: str, count: int) -> Path:
+    """A machine with `count` sound effects of its own (no duration: the model picks)."""
+    manifest = machine(root, name, f"""
+        - id: cart_{{n}}
+          matrix: {{n: [{', '.join(map(str, range(count)))}]}}
+          model: elevenlabs/sound-effect-v2
+          input: {{text: "{LONG_PROMPT} ({name} {{n}})"}}
+    """)
+    text = manifest.read_text()
+    limits = "requests_per_window: 200, window_s: 1, polls_per_s: 500"
+    assert limits in text
+    manifest.write_text(text.replace(limits, f"{limits}, max_in_flight: 50", 1))
+    return manifest
+
+
+def test_a_shared_budget_reserves_the_worst_case_and_settles_to_the_bill(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str) -> None:
+    """Issue 12's rule, kept by the team's ledger: two machines started together under
+    one `--budget` reserve each request's worst case (27), not its estimate (5), in
+    PostgreSQL, and settle to what the sandbox billed (12). Reserving the estimate
+    would let 20 requests be in flight at once against a budget of 100: 240 billed."""
+    cap = 100
+    manifests = [long_effects(tmp_path, name, 25) for name in ("a", "b")]
+    command = [sys.executable, "-m", "runner", "run", "--sandbox-url", sandbox.url,
+               "--no-progress", "--budget", f"carts={cap}"]
+    machines = [subprocess.Popen([*command, str(m)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                for m in manifests]
+    try:
+        finished = [p.communicate(timeout=180) for p in machines]  # a hang guard only
+    finally:
+        for p in machines:
+            p.kill() if p.poll() is None else None
+    billed = stats(sandbox.url)["credits_used"]["total"]
+    bought = created(sandbox.url)
+    print(f"\n50 effects estimated at 5, billed 12, worst case 27, one shared budget of "
+          f"{cap}: {bought} bought, {billed:g} billed")
+    assert billed <= cap, billed
+    assert bought >= 5 and billed == 12 * bought  # the budget was used, each billed 12
+    # The ledger settled every reservation to the bill: nothing left reserved.
+    (spent, reserved), = ledger_rows(coordinator_url, "SELECT spent, reserved FROM "
+                                     "runner_budgets WHERE name = 'carts'")
+    assert (float(spent), float(reserved)) == (billed, 0.0)
+    skipped = 0
+    for p, (out, err) in zip(machines, finished, strict=True):
+        assert p.returncode == ExitCode.JOBS_FAILED, (out, err)
+        assert f"budget stopped the run: shared budget 'carts' {cap}: " in out, out
+        for line in err.splitlines():
+            if re.match(r"\s*\+[\d.]+s skipped ", line):
+                skipped += 1
+                assert "shared budget 'carts'" in line and \
+                    "this job may cost up to 27 (estimated 5)" in line, line
+    assert skipped == 50 - bought
+
+
+def test_the_build_lock_and_the_team_ledger_work_together(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str) -> None:
+    """One build, one run (the build lock, per folder) and one purchase per request
+    across machines (the ledger): a run of a build another process holds waits for it,
+    whatever the ledger says; a run of another build of the same manifest does not wait
+    for that lock, and buys what nobody has claimed; the waiting run then takes it."""
+    from runner.store.buildlock import BuildLock
+
+    a, b = machine(tmp_path, "a", EFFECTS), machine(tmp_path, "b", EFFECTS)
+    command = [sys.executable, "-m", "runner", "run", "--sandbox-url", sandbox.url,
+               "--no-progress"]
+    holder = BuildLock(a.parent / "out.sandbox" / ".runner", "runner run")
+    assert holder.try_acquire()  # another run of build a, as far as anyone can tell
+    errors = tmp_path / "a.err"
+    try:
+        with errors.open("w") as err:
+            waiting = subprocess.Popen([*command, str(a)], stdout=subprocess.PIPE, stderr=err,
+                                       text=True, env=os.environ.copy())
+        deadline = time.monotonic() + 120  # hang guards only
+        while "waiting for the build in " not in errors.read_text():
+            assert waiting.poll() is None, (waiting.communicate(), errors.read_text())
+            assert time.monotonic() < deadline, "the run of build a did not wait for its lock"
+            time.sleep(0.05)
+        # Build b is another folder: its own lock, free. It buys everything, while the
+        # run of build a waits for a's lock (held by this test).
+        other = subprocess.run([*command, str(b)], check=False, capture_output=True, text=True,
+                               env=os.environ.copy(), timeout=120)
+        assert other.returncode == ExitCode.OK, (other.stdout, other.stderr)
+        assert "waiting for the build" not in other.stderr
+        assert "7 done" in other.stdout and created(sandbox.url) == 7
+        assert waiting.poll() is None  # still waiting for build a's lock
+        assert not ledger_rows(coordinator_url, "SELECT key FROM runner_claims WHERE "
+                               "state <> 'done'")
+    finally:
+        holder.release()
+    try:
+        out, _ = waiting.communicate(timeout=120)
+    finally:
+        waiting.kill() if waiting.poll() is None else None
+    err_text = errors.read_text()
+    assert waiting.returncode == ExitCode.OK, (out, err_text)
+    assert err_text.count("waiting for the build in ") == 1
+    assert "a/out.sandbox" in err_text and "(runner run)" in err_text
+    # Everything was bought by build b: build a collects those tasks, buys nothing.
+    assert "7 cached" in out and "7 built by another machine (not bought here)" in out
+    assert created(sandbox.url) == 7 and audio(a) == audio(b)
+
+
+def ledger_rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
