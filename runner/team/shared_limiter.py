@@ -536,7 +536,9 @@ class SharedInFlight:
     def __init__(self, local: InFlight, shared: SharedLeases) -> None:
         self.local = local
         self.shared = shared
-        self._members: list[str] = []
+        # This process's leases, interchangeable; None for a permit held without one
+        # (see `lent`): its holder's release gives nothing back to the server.
+        self._members: list[str | None] = []
 
     async def __aenter__(self) -> None:
         await self.local.acquire()
@@ -548,9 +550,32 @@ class SharedInFlight:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        # Any of this process's leases will do: they are interchangeable.
-        self.shared.release(self._members.pop())
+        member = self._members.pop()
+        if member is not None:
+            self.shared.release(member)
         self.local.release(ok=exc is None)
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """As `InFlight.lent`: a job waiting to retry has nothing in flight, on this
+        machine or in the account's shared cap, so both are given back for the block
+        and taken again after it, local first (the order `__aenter__` takes them in).
+        Cancelled on the way, the permit stays counted without a shared lease, so
+        that its holder's release stays balanced and the shared cap is never passed."""
+        member = self._members.pop()
+        if member is not None:
+            self.shared.release(member)
+        try:
+            async with self.local.lent():
+                yield
+        except BaseException:
+            self._members.append(None)
+            raise
+        try:
+            self._members.append(await self.shared.take())
+        except BaseException:
+            self._members.append(None)
+            raise
 
     def __getattr__(self, name: str) -> Any:  # capacity, in_use, concurrency_limited, ...
         return getattr(self.local, name)

@@ -121,6 +121,36 @@ def test_the_in_flight_cap_holds_across_machines(limiter_url: str) -> None:
     assert 1 < most <= 4
 
 
+def test_a_job_waiting_to_retry_lends_its_shared_in_flight_lease(limiter_url: str) -> None:
+    """The engine backs off before a retry with its permit lent (`InFlight.lent`): a job
+    waiting has nothing in flight. Shared, the account's lease is lent too, so another
+    machine's task runs meanwhile; after the wait the job takes one again."""
+    limits = Limits(requests_per_window=0, window_s=1, max_in_flight=1, polls_per_s=0)
+    inflight = f"runner:{{{account_id(ACCOUNT, KEY)}}}:inflight"
+
+    async def main() -> list[int]:
+        clock = redis.asyncio.Redis.from_url(limiter_url)
+        seen = []
+        async with machines(limiter_url, 2, limits) as ((_, limiter_a), (_, limiter_b)):
+            async with limiter_a.in_flight:
+                seen.append(await clock.zcard(inflight))
+                async with limiter_a.in_flight.lent():
+                    # b's task takes the account's one lease (the timeout: a hang guard)
+                    await asyncio.wait_for(limiter_b.in_flight.__aenter__(), 60)
+                    seen.append(await clock.zcard(inflight))
+                    await limiter_b.in_flight.__aexit__(None, None, None)
+                seen.append(await clock.zcard(inflight))  # a's, taken again
+                assert limiter_a.in_flight.in_use == 1
+            assert limiter_a.in_flight.in_use == 0
+            await asyncio.sleep(0)
+        # Closing gave back what was left: nothing is held on the server.
+        seen.append(await clock.zcard(inflight))
+        await clock.aclose()
+        return seen
+
+    assert asyncio.run(main()) == [1, 1, 1, 0]
+
+
 def test_a_dead_machines_slots_run_out_with_its_lease(limiter_url: str) -> None:
     limits = Limits(requests_per_window=0, window_s=1, max_in_flight=2, polls_per_s=0)
 
