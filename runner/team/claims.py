@@ -90,17 +90,24 @@ class Claims:
     def key_of(self, ctx: RunContext, pj: PlannedJob) -> str:
         """The claim's key: the request's cache key. A sandbox's requests are claimed per
         sandbox (its URL), since its tasks exist only there: two people's embedded
-        sandboxes must not wait for each other."""
-        if self.target != "sandbox":
-            return pj.key
-        account = ctx.accounts.get(pj.job.provider)
-        where = account.config.base_url if account is not None else "?"
-        return f"{pj.key}@{where}"
+        sandboxes must not wait for each other. A forced job's claim is this process's
+        alone (see `applies`)."""
+        key = pj.key
+        if self.target == "sandbox":
+            account = ctx.accounts.get(pj.job.provider)
+            key = f"{key}@{account.config.base_url if account is not None else '?'}"
+        if pj.state.new_take:
+            key = f"{key}#new-take:{self.coordinator.owner}"
+        return key
 
     def applies(self, pj: PlannedJob) -> bool:
-        """Jobs that may buy something: a stitch is local work, and a forced job buys a
-        new take on purpose (it is not the team's to share or to wait for)."""
-        return pj.job.kind is JobKind.GENERATE and not pj.state.new_take
+        """Jobs that may buy something (a stitch is local work). A forced job buys a new
+        take on purpose: it is not the team's to share or to wait for, but under a
+        shared budget it still reserves its worst case, through a claim nobody else
+        asks for (its key names this process)."""
+        if pj.job.kind is not JobKind.GENERATE:
+            return False
+        return not pj.state.new_take or self.budget is not None
 
     async def close(self) -> None:
         for task in (self._watcher, self._budget_moved):

@@ -410,3 +410,26 @@ def ledger_rows(url: str, sql: str) -> list[tuple[object, ...]]:
 
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def test_a_forced_job_still_reserves_in_the_shared_budget(
+        tmp_path: Path, sandbox: SandboxServer, coordinator_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--force` buys a new take on purpose: no other machine's claim is waited for, but
+    the shared budget is the team's money and applies to it as to any request."""
+    a = machine(tmp_path, "a", EFFECTS)
+    args = ["run", str(a), "--sandbox-url", sandbox.url, "--no-progress"]
+    assert main([*args, "--budget", "team-sfx=7"]) == ExitCode.OK  # 7 requests at 1
+    assert created(sandbox.url) == 7
+    capsys.readouterr()
+    # The budget is spent: a forced job is not bought.
+    code = main([*args, "--budget", "team-sfx", "--force", "sfx_1"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.JOBS_FAILED and created(sandbox.url) == 7
+    assert "shared budget 'team-sfx' 7: 7 spent, 0 reserved" in out
+    # With room in it, the new take is bought, reserved and settled like any request.
+    assert main([*args, "--budget", "team-sfx=8", "--force", "sfx_1"]) == ExitCode.OK
+    assert created(sandbox.url) == 8
+    (spent, reserved), = ledger_rows(coordinator_url, "SELECT spent, reserved FROM "
+                                     "runner_budgets WHERE name = 'team-sfx'")
+    assert (float(spent), float(reserved)) == (8.0, 0.0)
