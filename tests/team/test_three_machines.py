@@ -119,7 +119,10 @@ def ledger(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
 def test_three_machines_keep_one_window_buy_once_stay_in_budget_and_adopt_a_killed_ones_tasks(
         tmp_path: Path, coordinator_url: str, limiter_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNNER_TEAM_LEASE_S", "2")
+    # Short enough that c's claims are adopted soon after it dies; long beside a live
+    # machine's heartbeat (a third of it), so that a busy host never makes a survivor
+    # look dead to the other.
+    monkeypatch.setenv("RUNNER_TEAM_LEASE_S", "4")
     asyncio.run(_create_tables(coordinator_url))  # as the first machine would
     watch = BudgetWatch(coordinator_url)
     config = SandboxConfig(rate_limit=parse_rate_limit(f"{LIMIT}/{WINDOW_S:g}"),
