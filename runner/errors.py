@@ -25,7 +25,9 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     ├── StoreError                  the journal, cache or lockfile cannot be used
     │   ├── LockedBuildError        --locked, and something would be generated
     │   ├── BuildBusy               another process holds the build (runner run --no-wait)
-    │   └── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
+    │   ├── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
+    │   ├── CoordinatorError        the team's ledger of claims and budgets (PostgreSQL)
+    │   └── SharedLimiterError      the team's shared rate limiter (Redis)
     └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
         └── FfmpegNotFound
 """
@@ -208,6 +210,19 @@ class RemoteCacheError(StoreError):
     (`--remote-cache-mode off` is the explicit way round). `str()` names the cache,
     what failed and what to check; it never carries a credential.
     """
+
+
+class CoordinatorError(StoreError):
+    """The team's ledger of claims and budgets (PostgreSQL, RUNNER_COORDINATOR) refused a
+    request or could not be reached. A job whose claim cannot be taken is not bought:
+    the ledger is what keeps two machines from buying the same request. `str()` names
+    the server (never its password), what failed and what to check."""
+
+
+class SharedLimiterError(StoreError):
+    """The team's shared rate limiter (Redis, RUNNER_LIMITER) could not be reached or
+    refused a command. No request is sent without its slot: the account's limit is the
+    team's, and a machine that cannot see the others' use of it cannot keep it."""
 
 
 class AudioError(RunnerError):

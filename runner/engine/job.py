@@ -133,6 +133,32 @@ class SharedResults(Protocol):
         """Share a result this machine made; returns the take to keep (the team's first)."""
 
 
+Build = Callable[[PlannedJob], Awaitable[AssetRow]]
+Take = Callable[[PlannedJob], Awaitable[AssetRow | None]]
+
+
+class SharedClaims(Protocol):
+    """The team's ledger of requests (runner.team.claims): machines sharing an account
+    claim each request before paying for it, so that no two of them buy it. The engine
+    knows only this interface; the command that assembles a run hands it an
+    implementation, and the shared budget (`--budget`) lives behind it."""
+
+    def applies(self, pj: PlannedJob) -> bool:
+        """Whether the job's request is the team's to claim (it may buy something)."""
+
+    async def produce(self, ctx: RunContext, pj: PlannedJob, build: Build,
+                      take: Take) -> tuple[AssetRow, JobOutcome]:
+        """Build the job as the holder of its claim (`build`), or take what another
+        machine bought (`take`: the team's remote cache, or nothing)."""
+
+    async def sending(self, pj: PlannedJob) -> None:
+        """Before the request leaves (journal before network, and the team's ledger too).
+        Raises `Finish` when this process no longer holds the claim: nothing is sent."""
+
+    async def submitted(self, ctx: RunContext, pj: PlannedJob, task_id: str) -> None:
+        """The provider gave a task id: any machine can collect it from now on."""
+
+
 @dataclass
 class RunContext:
     client: httpx.AsyncClient
@@ -157,6 +183,7 @@ class RunContext:
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
     remote: SharedResults | None = None  # the team's remote cache, when one is configured
+    claims: SharedClaims | None = None  # the team's ledger of requests (RUNNER_COORDINATOR)
     # What a job that is not submitted because of `stopping` ends as, and why.
     stop_outcome: tuple[JobOutcome, str] = (JobOutcome.INTERRUPTED,
                                             "not submitted: the run was interrupted")
@@ -305,12 +332,18 @@ def _check_can_submit(ctx: RunContext, account: Account, pj: PlannedJob) -> None
         raise Finish(*ctx.stop_outcome)
 
 
+def job_worst_case(ctx: RunContext, pj: PlannedJob) -> float | None:
+    """The most the job's request can cost (plan.pricing.worst_case): what a budget
+    reserves for it, here (`--max-credits`) or in the team's ledger (`--budget`)."""
+    return worst_case(pj.job, ctx.prices, _source_duration(ctx, pj))
+
+
 async def _reserve(ctx: RunContext, pj: PlannedJob) -> None:
     """Reserve the most the job's request can cost (`--max-credits`), or end the job."""
     budget = ctx.budget
     if budget.limit is None:
         return
-    worst = worst_case(pj.job, ctx.prices, _source_duration(ctx, pj))
+    worst = job_worst_case(ctx, pj)
     if await budget.reserve(pj.job.id, worst, ctx.stopping):
         return
     _check_can_submit(ctx, ctx.accounts[pj.job.provider], pj)  # stopped while waiting
@@ -341,6 +374,13 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             slot.unsent()  # stopped while this job waited for its turn
             ctx.budget.release(pj.job.id)
             _check_can_submit(ctx, account, pj)
+        if ctx.claims is not None:
+            try:
+                await ctx.claims.sending(pj)  # the team's ledger, before the network
+            except BaseException:
+                slot.unsent()  # nothing left: the window's slot and the budget go back
+                ctx.budget.release(pj.job.id)
+                raise
         row_id = ctx.journal.begin_submit(pj.key, pj.job.id, account.config.name, generation)
         await ctx.journal.durable()  # journal before network
         sent_at = ctx.clock()
@@ -414,6 +454,8 @@ async def submit(ctx: RunContext, account: Account, pj: PlannedJob, request: Req
                                     lambda: account.adapter.submit(request))
     ctx.journal.set_task(row_id, TaskRowState.SUBMITTED, task_id=submitted.task_id)
     await ctx.journal.durable()  # the task id is safe before anything else is asked
+    if ctx.claims is not None:  # ... and the team's: another machine can collect it
+        await ctx.claims.submitted(ctx, pj, str(submitted.task_id))
     ctx.emit(EventKind.SUBMITTED, pj, task_id=submitted.task_id)
     return row_id, str(submitted.task_id)
 

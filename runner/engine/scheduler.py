@@ -184,16 +184,29 @@ class Engine:
         return outcome
 
     async def _produce_shared(self, pj: PlannedJob) -> tuple[AssetRow, JobOutcome]:
-        """`_produce`, with the team's remote cache (runner.team) looked in before any
-        request and told of the result after: a take another machine bought is not
-        bought again."""
-        remote = self.ctx.remote
-        if remote is None:
-            return await self._produce(pj), JobOutcome.DONE
-        asset = await remote.restore(self.ctx, pj)
-        if asset is not None:
-            return asset, JobOutcome.CACHED
-        return await remote.record(self.ctx, pj, await self._produce(pj)), JobOutcome.DONE
+        """`_produce`, with the team (runner.team) when it is configured: its remote
+        cache looked in before any request and told of the result after, and the
+        request claimed in its ledger so that no two machines buy it. The engine knows
+        both only as Protocols (`SharedResults`, `SharedClaims`); without them,
+        `_produce` alone."""
+        ctx = self.ctx
+        remote, claims = ctx.remote, ctx.claims
+        if remote is not None:
+            asset = await remote.restore(ctx, pj)
+            if asset is not None:
+                return asset, JobOutcome.CACHED
+
+        async def build(job: PlannedJob) -> AssetRow:
+            made = await self._produce(job)
+            return made if remote is None else await remote.record(ctx, job, made)
+
+        if claims is None or not claims.applies(pj):
+            return await build(pj), JobOutcome.DONE
+
+        async def take(job: PlannedJob) -> AssetRow | None:
+            return None if remote is None else await remote.restore(ctx, job)
+
+        return await claims.produce(ctx, pj, build, take)
 
     def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
         """The lockfile names this request's file and a cache holds it (a shared
