@@ -341,7 +341,7 @@ class Claims:
                 else:
                     self._watches.pop(key, None)
 
-    # --- execute.py's two calls ------------------------------------------------------
+    # --- engine/job.py's two calls ------------------------------------------------------
     async def sending(self, pj: PlannedJob) -> None:
         """Before the request of a job whose claim this process holds leaves: the ledger
         says `sending`, so that nobody sends it again if this process dies. Raises

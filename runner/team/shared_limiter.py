@@ -596,5 +596,6 @@ class SharedAccountLimiter(AccountLimiter):
         self.in_flight = SharedInFlight(  # type: ignore[assignment]
             local_in_flight, shared.leases(limits.max_in_flight))
         # Status polls stay paced by each machine alone (`polls_per_s`, adapting to 429s):
-        # the providers do not count them against the generation limit (FACTS.md §1.7),
-        # and sharing them would double the server's round trips per job.
+        # the providers count only generation requests against their limit
+        # (docs/providers.md, "Market API: rate limits"), and sharing polls would double
+        # the server's round trips per job.
