@@ -13,15 +13,13 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     ├── ProviderError               a provider answered with an error, or could not be reached
     │   ├── TransportError          no usable answer (connect error, timeout, connection lost)
     │   ├── RateLimited             429 and kin: nothing was created, try later
+    │   │   └── ConcurrencyLimited  too many requests in flight, not too many per second
     │   ├── ProviderUnavailable     455, 503, 5xx before work was done: try later
     │   ├── AccountRefused          401, 402, out-of-credits 403: stop this account
     │   ├── RequestRejected         400, 404, 422, 505: this request will never work
     │   │   └── TaskUnknown         the provider has no record of a task (yet, or any more)
     │   └── GenerationFailed        the task ran and failed (501, state `fail`)
     ├── ExecutionError              a job could not be completed
-    │   ├── UncertainSubmission     a createTask may or may not have reached the provider
-    │   ├── DeadlineExceeded        a task did not finish within its deadline
-    │   ├── BudgetExceeded          submitting would exceed --max-credits
     │   └── DownloadError           a result could not be fetched or failed verification
     │       └── DownloadRefused     a result URL the runner will not fetch (scheme, address)
     ├── StoreError                  the journal, cache or lockfile cannot be used
@@ -178,18 +176,6 @@ class ExecutionError(RunnerError):
     def __init__(self, message: str, *, job_id: str | None = None) -> None:
         self.job_id = job_id
         super().__init__(message)
-
-
-class UncertainSubmission(ExecutionError):
-    """A createTask was sent but its answer was lost: the task may exist and be billed."""
-
-
-class DeadlineExceeded(ExecutionError):
-    """A task did not reach a final state within its deadline."""
-
-
-class BudgetExceeded(ExecutionError):
-    """Submitting the job would exceed the run's credit budget."""
 
 
 class DownloadError(ExecutionError):
