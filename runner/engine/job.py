@@ -212,10 +212,6 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
         # A synchronous answer cut off after the request id: the audio is lost.
         ctx.journal.set_task(live.id, TaskRowState.UNCERTAIN, error="answer cut off")
         raise Finish(JobOutcome.UNCERTAIN, uncertain_message(pj, live.created_at), live.task_id)
-    if live is not None and live.state is TaskRowState.SUCCEEDED and live.result:
-        result = TaskResult(live.task_id or "", tuple(live.result.get("urls", ())),
-                            live.result.get("payload"), live.result.get("credits"))
-        return await store(ctx, account, pj, result, live.id)
     if account.adapter.synchronous:
         return await generate_sync(ctx, account, pj, request)
     generation = ctx.journal.failed_generations(pj.key) if seen else 0
