@@ -26,7 +26,7 @@ from runner.catalog.accounts import ProviderAccount
 from runner.catalog.models import Kind
 from runner.engine.budget import Budget
 from runner.engine.events import Bus, Event, EventKind
-from runner.engine.materialize import iso, json_blob
+from runner.engine.materialize import Produced, iso, json_bytes
 from runner.engine.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
 from runner.errors import (
     GenerationFailed,
@@ -189,7 +189,7 @@ def job_ext(pj: PlannedJob) -> str:
     return extension_for(pj.job.format)
 
 
-async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow:
+async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> Produced:
     """Get the job's asset into the cache and the journal, resuming what a previous run began."""
     account = ctx.accounts[pj.job.provider]
     if pj.job.id in ctx.adopt:
@@ -550,17 +550,19 @@ def _finished(account: Account, status: TaskStatus, waited_s: float) -> TaskStat
 
 
 async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskResult,
-                row_id: int) -> AssetRow:
+                row_id: int) -> Produced:
     """Fetch or serialise the task's result into the cache; record it as the job's asset."""
     url: str | None = None
     duration_s: float | None = None
+    data: bytes | None  # the stored bytes, when in memory: the output is written from them
     if pj.job.model.kind is Kind.TRANSCRIPT:
         payload = result.payload
         if payload is None and result.urls:
             payload = await _fetch_json(ctx, account, pj, result.urls[0], result.task_id)
         if payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript", result.task_id)
-        blob = await json_blob(ctx.cache, payload)
+        text = json_bytes(payload)
+        blob, data = await ctx.cache.put_bytes(text, "json"), text
         upstream = pj.job.audio
         duration_s = _source_duration(ctx, pj) if upstream is not None else None
     else:
@@ -569,7 +571,8 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
                          result.task_id)
         url = result.urls[0]
         fetched = await fetch_result(ctx, account, pj, url, result.task_id)
-        blob, duration_s = fetched.blob, fetched.info.duration_s if fetched.info else None
+        blob, data = fetched.blob, fetched.data
+        duration_s = fetched.info.duration_s if fetched.info else None
     asset = ctx.journal.record_asset(
         pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext, duration_s=duration_s,
         credits=result.credits, task_id=result.task_id, result_url=url,
@@ -579,7 +582,7 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
     ctx.journal.commit_soon()  # paid for and stored: a kill must not cost a second download
     ctx.budget.settle(pj.job.id, result.credits)
     ctx.emit(EventKind.STORED, pj, task_id=result.task_id)
-    return asset
+    return Produced(asset, data)
 
 
 async def _fetch_json(ctx: RunContext, account: Account, pj: PlannedJob, url: str,
@@ -587,7 +590,8 @@ async def _fetch_json(ctx: RunContext, account: Account, pj: PlannedJob, url: st
     """A transcript delivered as a file instead of inline (a shape some clients meet)."""
     fetched = await fetch_result(ctx, account, pj, url, task_id)
     try:
-        return json.loads(ctx.cache.read_bytes(fetched.blob))
+        return json.loads(fetched.data if fetched.data is not None
+                          else ctx.cache.read_bytes(fetched.blob))
     except (ValueError, UnicodeDecodeError) as error:
         raise Finish(JobOutcome.FAILED, f"the transcript file of task {task_id} is not JSON",
                      task_id) from error
@@ -632,34 +636,34 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
 
 
 async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
-                        request: Request) -> AssetRow:
+                        request: Request) -> Produced:
     """ElevenLabs direct: the answer is the audio, streamed straight into the cache."""
     async with account.limiter.in_flight:
-        fetched_holder: list[Any] = []
 
-        async def call() -> Any:
+        async def call() -> tuple[Any, download.Fetched | None]:
             if pj.job.model.kind is Kind.TRANSCRIPT:
                 async def discard(chunk: bytes) -> None:
                     return None
-                return await account.adapter.generate(request, discard)
+                return await account.adapter.generate(request, discard), None
             async with download.CacheWriter(ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
                                             max_bytes=ctx.max_download_bytes,
                                             job_id=pj.job.id) as writer:
                 answer = await account.adapter.generate(request, writer.write)
-            fetched_holder.append(writer.fetched)
-            return answer
+            return answer, writer.fetched
 
-        row_id, answer = await _send(ctx, account, pj, 0, call)
+        row_id, (answer, fetched) = await _send(ctx, account, pj, 0, call)
     ctx.emit(EventKind.SUBMITTED, pj, task_id=answer.request_id)
     ctx.emit(EventKind.SUCCEEDED, pj, task_id=answer.request_id, credits=answer.credits)
-    if pj.job.model.kind is Kind.TRANSCRIPT:
+    data: bytes | None  # the stored bytes, when in memory: the output is written from them
+    if fetched is None:  # a transcript: the answer carries it
         if answer.payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript")
-        blob, duration_s = await json_blob(ctx.cache, answer.payload), _source_duration(ctx, pj)
-        payload = None
+        text = json_bytes(answer.payload)
+        blob, data = await ctx.cache.put_bytes(text, "json"), text
+        duration_s, payload = _source_duration(ctx, pj), None
     else:
-        fetched = fetched_holder[0]
-        blob, duration_s = fetched.blob, fetched.info.duration_s if fetched.info else None
+        blob, data = fetched.blob, fetched.data
+        duration_s = fetched.info.duration_s if fetched.info else None
         payload = answer.payload
     asset = ctx.journal.record_asset(
         pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext, duration_s=duration_s,
@@ -669,7 +673,7 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
     ctx.journal.commit_soon()
     ctx.budget.settle(pj.job.id, answer.credits)
     ctx.emit(EventKind.STORED, pj, task_id=answer.request_id)
-    return asset
+    return Produced(asset, data)
 
 
 async def prepare_audio(ctx: RunContext, pj: PlannedJob, request: Request) -> Request:
