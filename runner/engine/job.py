@@ -525,7 +525,7 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                                         error) from error
                 if decision.verdict is not Verdict.RETRY:
                     raise Finish(JobOutcome.FAILED, f"while waiting for task {task_id}: "
-                                                    f"{error}", task_id) from error
+                                                    f"{decision.reason}", task_id) from error
                 ctx.emit(EventKind.RETRY, pj, task_id=task_id, message=str(error),
                          delay_s=round(decision.delay_s, 3))
                 await ctx.sleep(decision.delay_s)
@@ -627,8 +627,8 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
         except (RunnerError, ProviderError) as error:
             decision = ctx.policy.decide(error, Phase.DOWNLOAD, attempt)
             if decision.verdict is not Verdict.RETRY:
-                raise Finish(JobOutcome.FAILED, f"download of task {task_id}'s result: {error}",
-                             task_id) from error
+                raise Finish(JobOutcome.FAILED, f"download of task {task_id}'s result: "
+                             f"{decision.reason}", task_id) from error
             ctx.emit(EventKind.RETRY, pj, task_id=task_id, message=str(error),
                      delay_s=round(decision.delay_s, 3))
             await ctx.sleep(decision.delay_s)
@@ -725,9 +725,16 @@ async def _upload(ctx: RunContext, account: Account, pj: PlannedJob, path: Path,
             decision = reachability(ctx, account, error, sent_at,
                                     ctx.policy.decide(error, Phase.UPLOAD, attempt))
             if decision.verdict is Verdict.STOP_ACCOUNT:
+                # As for a refused submission: nothing was bought, the job runs once the
+                # account is fixed.
                 _stop_account(ctx, account, error)
+                why = decision.reason if account.unreachable_since is not None \
+                    else f"refused it ({error.message})"
+                raise Finish(JobOutcome.SKIPPED, f"not run: account '{account.config.name}' "
+                             f"{why}") from error
             if decision.verdict is not Verdict.RETRY:
-                raise Finish(JobOutcome.FAILED, f"upload of {name}: {error}") from error
+                raise Finish(JobOutcome.FAILED, f"upload of {name}: {decision.reason}"
+                             ) from error
             await _backoff(ctx, account, pj, decision, error)
             attempt += 1
             continue
