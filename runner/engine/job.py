@@ -4,7 +4,8 @@ The order of every step is the rule the design rests on: the journal records
 a request before it is sent and its answer before anything else happens, so a
 crash at any moment leaves a journal from which the next run continues without
 sending the same request twice. Errors become decisions in one place
-(`runner.engine.retry.RetryPolicy`); this module only carries them out.
+(`runner.engine.retry.RetryPolicy`); this module carries them out, in one loop
+for every request a job repeats (`retrying`).
 """
 
 from __future__ import annotations
