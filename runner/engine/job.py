@@ -683,16 +683,30 @@ def _source_duration(ctx: RunContext, pj: PlannedJob) -> float | None:
 
 async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: str,
                        task_id: str) -> download.Fetched:
-    refreshed = False
+    # Every task the provider finished may queue here for one of the account's download
+    # places: thousands in a large run. Each waits in this frame alone, before the retry
+    # loop and its closures exist (bench_scale's peak memory), and its first attempt uses
+    # the place it waited for; a retry waits for one again (none is held while backing off).
+    places = account.limiter.downloads
+    await places.acquire()
+    held, refreshed = True, False
 
     async def get(_: None) -> download.Fetched:
-        async with account.limiter.downloads:
-            return await download.fetch(
+        nonlocal held
+        if not held:
+            await places.acquire()
+        held = ok = False
+        try:
+            fetched = await download.fetch(
                 ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
                 provider=account.config.name, job_id=pj.job.id, task_id=task_id,
                 max_bytes=ctx.max_download_bytes, allow_private=await account.allows_private(),
                 progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
                                                       done=done, total=total))
+            ok = True
+            return fetched
+        finally:
+            places.release(ok=ok)  # as `async with places` would: a failure is not "ok"
 
     async def expired(error: RunnerError) -> bool:
         nonlocal url, refreshed
@@ -707,7 +721,11 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
 
     how = Retrying(Phase.DOWNLOAD, f"download of task {task_id}'s result", task_id,
                    errors=(RunnerError,))
-    return await retrying(ctx, account, pj, how, get, prepare=_ready, intercept=expired)
+    try:
+        return await retrying(ctx, account, pj, how, get, prepare=_ready, intercept=expired)
+    finally:
+        if held:  # ended before the first attempt took the place
+            places.release(ok=False)
 
 
 async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
