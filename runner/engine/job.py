@@ -363,8 +363,9 @@ async def retrying(ctx: RunContext, account: Account, pj: PlannedJob, how: Retry
             if decision.verdict is Verdict.STOP_ACCOUNT:
                 _stop_account(ctx, account, error)
                 if how.before_task:
+                    said = error.message if isinstance(error, ProviderError) else error
                     why = decision.reason if account.unreachable_since is not None else \
-                        f"refused it ({getattr(error, 'message', error)})"
+                        f"refused it ({said})"
                     raise Finish(JobOutcome.SKIPPED, f"not run: account "
                                  f"'{account.config.name}' {why}") from error
             if decision.verdict is not Verdict.RETRY:
@@ -602,7 +603,8 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
             return True  # created moments ago: its record is not visible yet
         raise _unknown_task(ctx, account, pj, task_id, row_id, seen, error) from error
 
-    # Its attempts count the failed polls in a row: each answer starts them again.
+    # Its attempts count the failed polls in a row: each answer starts them again. A
+    # failed look waits its backoff and then, like every look, until the next is due.
     how = Retrying(Phase.POLL, f"while waiting for task {task_id}", task_id)
     try:
         while True:
