@@ -142,9 +142,9 @@ class ConcurrencyLimited(RateLimited):
     """A 429 that says too many requests are *in flight*, not too many per second.
 
     The adapter that read the answer knows its provider's wording (ElevenLabs
-    `concurrent_limit_exceeded`, FACTS §3.7; AI/ML API's "concurrency limit"; the
-    market's "running tasks") and raises this; the limiter then lowers the
-    account's in-flight cap instead of backing off its request rate.
+    `concurrent_limit_exceeded`, docs/providers.md "ElevenLabs: errors"; AI/ML API's
+    "concurrency limit"; the market's "running tasks") and raises this; the limiter
+    then lowers the account's in-flight cap instead of backing off its request rate.
     """
 
 

@@ -39,8 +39,7 @@ class ServiceUnavailable(Exception):
 
 # weed derives some ports from others (a gRPC port is its HTTP port + 10000, and a
 # few internal clients dial that sum whatever was configured), so every port is
-# chosen as the recipe in shared/recipes/ci_services.sh does: a base and fixed offsets,
-# all below 65536 and all free.
+# chosen together: a base and fixed offsets, all below 65536 and all free.
 _OFFSETS = {"s3": 0, "s3_grpc": 10000, "master": 1000, "master_grpc": 11000,
             "volume": 1007, "volume_grpc": 11007, "filer": 555, "filer_grpc": 10555,
             "admin": 2000, "admin_grpc": 12000}

@@ -199,8 +199,15 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         # Only `runner sandbox ...` pays for importing the sandbox package.
         from runner.sandbox import cli as sandbox_cli
 
-        sandbox_cli.configure(sandbox)
+        sandbox_cli.configure(sandbox, handler=cmd_sandbox_serve)
     return parser
+
+
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from runner.sandbox import cli as sandbox_cli
+
+    sandbox_cli.run_serve(args)
+    return int(ExitCode.OK)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -387,10 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone shows here, not as a traceback at exit
         return code
     except BrokenPipeError:
-        # `runner status | head`: the reader has what it wanted. 141 is what a
-        # process killed by SIGPIPE reports (as `git log | head` does under pipefail).
+        # `runner status | head`: the reader has what it wanted.
         _silence_stdout()
-        return 128 + 13
+        return int(ExitCode.BROKEN_PIPE)
     except ManifestInvalid as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

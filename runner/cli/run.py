@@ -144,7 +144,7 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
                          outputs=journal.outputs(), restore=options.restore,
                          in_cache=takes_in(journal, ContentCache(layout.cache_dir(env))))
         conflicts = output_conflicts(plan, layout.cache_dir(env))
-        if conflicts:  # before anything is paid for: see results.output_conflicts
+        if conflicts:  # before anything is paid for: see engine.materialize.output_conflicts
             raise ManifestInvalid(conflicts)
         if options.locked and plan.to_generate:
             names = ", ".join(p.job.id for p in plan.to_generate[:20])

@@ -1,7 +1,7 @@
 """The scheduler: every job that needs work, concurrently, in dependency order.
 
 Each job runs as one asyncio task that waits for the jobs it depends on, then
-restores its asset from the cache or produces it (execute.py), then writes its
+restores its asset from the cache or produces it (engine/job.py), then writes its
 output. Concurrency is bounded by each account's limiter (rate window,
 in-flight cap) and optionally by `-j`. Every job ends in exactly one outcome,
 emitted once as a FINISHED event.
@@ -33,8 +33,9 @@ from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
 
 GOOD = (JobOutcome.DONE, JobOutcome.CACHED)
-# ElevenLabs accepts request ids for stitching only if they are this recent (FACTS.md §3.4),
-# with a margin for the time the request spends queued.
+# ElevenLabs accepts request ids for stitching only if they are this recent
+# (docs/providers.md, "ElevenLabs: request stitching"), with a margin for the time the
+# request spends queued.
 REQUEST_ID_MAX_AGE_S = 2 * 3600.0 - 300.0
 
 

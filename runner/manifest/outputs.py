@@ -38,8 +38,9 @@ def output_dir_of(manifest_dir: Path, data: dict[str, Any]) -> tuple[Path, str |
 
 
 def companions(job: Job, output: str) -> list[tuple[str, str]]:
-    """The files a job writes beside its output (results.py), with what each one is;
-    the engine's own check before paying (results.output_conflicts) uses it too."""
+    """The files a job writes beside its output (runner.engine.materialize), with what
+    each one is; the engine's own check before paying (output_conflicts there) uses it
+    too."""
     if job.kind is not JobKind.STITCH and job.model.kind is not Kind.TRANSCRIPT:
         return []
     stem = posixpath.splitext(output)[0]

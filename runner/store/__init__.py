@@ -6,4 +6,5 @@
                  its moves in one table (TRANSITIONS)
     cache.py     every file ever produced, by sha256; packs.py small ones packed
     lockfile.py  what each job's asset is; reviews.py what a person decided about it
+    buildlock.py one build, one run: the OS file lock on the build's state folder
 """

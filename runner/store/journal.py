@@ -100,7 +100,7 @@ class TaskRowState(StrEnum):
     MATERIALIZED = "materialized"  # the result is in the cache and is the key's asset
     FAILED = "failed"  # the task failed, or the request was refused (nothing to collect)
     UNCERTAIN = "uncertain"  # sent, no answer: the task may exist and be billed
-    ABANDONED = "abandoned"  # a person had the request sent again (--resubmit-uncertain)
+    ABANDONED = "abandoned"  # a person asked for a new request (--resubmit-uncertain)
 
     @property
     def alive(self) -> bool:

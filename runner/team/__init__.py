@@ -4,6 +4,7 @@
     objects.py       the S3 boundary: obstore calls, errors translated once, bytes and time counted
     records.py       the layout: `ac/v1/<request key>` records over `cas/sha256/<digest>` bytes
     remote_cache.py  the run's remote cache: look before a paid request, record after one
+    transfer.py      moving takes between the local cache and the remote one, checked
     sync.py          `runner cache push` and `runner cache pull`
     gc.py            `runner cache gc`: mark from committed lockfiles, sweep past a grace period
     (the `runner cache` commands and `--remote-cache-mode` are in runner/cli/cache.py)

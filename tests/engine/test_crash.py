@@ -3,7 +3,7 @@
 The runner runs as its own OS process (`python -m runner run ...`), so SIGKILL
 hits it alone; the sandbox lives across every restart and counts what it
 created (`/_sandbox/stats` → `tasks.by_input_hash`). What must hold, whatever
-the moment of death (DESIGN.md, "Rules the design rests on"):
+the moment of death (README.md, "What a build keeps": the journal):
 
 - a job whose task id reached the journal is polled by the next run, never
   submitted again: each such request is created exactly once;
