@@ -160,7 +160,7 @@ def unanswered(journal: Path) -> list[tuple[int, str]]:
 def collectable(journal: Path) -> list[str]:
     """Job ids whose task id is recorded and whose result is not stored yet."""
     return [r[0] for r in query(
-        journal, "SELECT job_id FROM tasks WHERE state IN ('submitted', 'succeeded') "
+        journal, "SELECT job_id FROM tasks WHERE state = 'submitted' "
                  "AND task_id IS NOT NULL")]
 
 

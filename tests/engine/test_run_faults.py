@@ -173,3 +173,44 @@ def test_a_budget_smaller_than_the_plan_stops_in_time(tmp_path: Path,
     assert len(skipped) == 45 and all("--max-credits 31" in f.reason for f in skipped)
     assert stats(sandbox.url)["credits_used"]["total"] <= 31
     assert stats(sandbox.url)["tasks"]["total"] == 15
+
+
+def test_a_download_that_keeps_failing_says_how_often_it_was_tried(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """Every request a job repeats gives up with the policy's reason, which says how many
+    attempts were made (submissions always did; a download said only its last error).
+    The task stays in the journal: the next run collects it without a new request."""
+    sandbox.config.update({"faults": "truncate=1.0"})
+    manifest = sfx_manifest(tmp_path, 1)
+    code, _plan, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.JOBS_FAILED and result.outcomes == {"hit_0": JobOutcome.FAILED}
+    (failure,) = tally.failures
+    assert failure.reason.startswith(f"download of task {failure.task_id}'s result: ")
+    assert failure.reason.endswith("(gave up after 6 attempts)"), failure.reason
+    assert stats(sandbox.url)["faults"]["truncate"] == 6
+    sandbox.config.update({"faults": ""})
+    code, _plan, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.OK and result.outcomes == {"hit_0": JobOutcome.DONE}
+    assert tasks_per_input(sandbox) == [1]  # collected, not bought again
+    assert_outputs_match_lock(manifest)
+
+
+def test_an_upload_the_account_refuses_skips_the_job_as_a_refused_submission_does(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """A refused key stops the account wherever it is met first. Before any task exists
+    (a submission, or the upload of a transcription's audio) nothing was bought, and the
+    job runs once the account is fixed: skipped, with the same reason, not failed."""
+    sandbox.config.update({"api_keys": ["someone-else's-key"]})
+    audio = Path(__file__).parents[2] / "pipelines" / "audio" / "interview_harbour_master.mp3"
+    (tmp_path / "take.mp3").write_bytes(audio.read_bytes())
+    manifest = write_manifest(tmp_path, """
+        - id: stt
+          model: elevenlabs/speech-to-text
+          audio: take.mp3
+    """)
+    code, _plan, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.ACCOUNT_REFUSED and "kie" in tally.stopped_accounts
+    assert result.outcomes == {"stt": JobOutcome.SKIPPED}
+    (failure,) = tally.failures
+    assert failure.reason.startswith("not run: account 'kie' refused it ("), failure.reason
+    assert stats(sandbox.url)["tasks"]["total"] == 0
