@@ -72,7 +72,7 @@ def make(folder: Path, scale: float) -> list[tuple[str, Path]]:
     return made
 
 
-def measure(path: Path) -> tuple[int, float, float, str]:
+def measure(path: Path) -> tuple[int, float, float, float, str]:
     exe = shutil.which("runner") or sys.exit("install the project first: pip install -e .")
     started = time.perf_counter()
     proc = subprocess.Popen([exe, "validate", path.name], cwd=path.parent,
@@ -83,7 +83,8 @@ def measure(path: Path) -> tuple[int, float, float, str]:
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     first = out.decode(errors="replace").splitlines()[0] if out else ""
-    return proc.returncode, elapsed, usage.ru_maxrss / 1024, first
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, elapsed, cpu, usage.ru_maxrss / 1024, first
 
 
 def main() -> None:
@@ -106,9 +107,10 @@ def main() -> None:
                  (line.split("\t", 1) for line in listing.splitlines())]
         print(f"runner validate, whole process (target: {TARGET_S:g} s, {TARGET_MB:g} MB)")
         for label, path in cases:
-            code, elapsed, rss_mb, first = measure(path)
+            code, elapsed, cpu, rss_mb, first = measure(path)
             mark = "ok" if elapsed <= TARGET_S and rss_mb <= TARGET_MB else "OVER"
-            print(f"  {label:<52} exit {code}  {elapsed:6.2f} s  {rss_mb:6.0f} MB  {mark}")
+            print(f"  {label:<52} exit {code}  {elapsed:6.2f} s wall  {cpu:6.2f} s cpu  "
+                  f"{rss_mb:6.0f} MB  {mark}")
             print(f"      {first[:150]}")
 
 
