@@ -176,9 +176,13 @@ def _check_inputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     doc = pipeline.document
     problems = []
     templates = doc.data["jobs"]
+    validators: dict[str, Any] = {}  # by model id: hashing a ModelInfo costs more than a str
     for job in jobs:
         if job.kind is JobKind.STITCH:
             continue
+        validator = validators.get(job.model.id)
+        if validator is None:
+            validator = validators[job.model.id] = model_validator(job.model)
         request = job.input
         if job.model.kind is Kind.TRANSCRIPT:
             # The runner fills the audio field at run time (URL, upload or file part);
@@ -187,9 +191,8 @@ def _check_inputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
                 or job.audio.kind is AudioKind.URL or job.model.audio_file_field is None \
                 else job.model.audio_file_field
             request = {**request, str(field): _PLACEHOLDER_URL}
-        template = templates[job.template]
-        for issue in check(model_validator(job.model), request):
-            located = _locate_input(job, template, issue.path, issue.message)
+        for issue in check(validator, request):
+            located = _locate_input(job, templates[job.template], issue.path, issue.message)
             if located is not None:
                 problems.append(doc.problem(located[0], located[1], key=issue.at_key,
                                             job_id=job.id))
@@ -263,6 +266,8 @@ def _matrix_origin(job: Job, template: dict[str, Any], where: DocPath,
 
 
 def _check_dependencies(pipeline: Pipeline, jobs: list[Job], partial: bool) -> list[Problem]:
+    if not any(job.depends_on or job.audio is not None for job in jobs):
+        return []  # nothing depends on anything: no reference to check, no cycle
     doc = pipeline.document
     by_id = {job.id: job for job in jobs}
     variants_of: dict[str, list[str]] = {}
@@ -295,8 +300,9 @@ def _check_dependencies(pipeline: Pipeline, jobs: list[Job], partial: bool) -> l
 
 
 def find_cycles(jobs: list[Job]) -> list[list[str]]:
-    """Each cycle once, as a list of job ids (depth-first search, iterative)."""
-    graph = {job.id: [d for d in job.depends_on] for job in jobs}
+    """Each cycle once, as a list of job ids (depth-first search, iterative). A job that
+    depends on nothing ends every path through it: only the others are walked."""
+    graph = {job.id: list(job.depends_on) for job in jobs if job.depends_on}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
     cycles = []
     for start in graph:
@@ -325,6 +331,8 @@ def find_cycles(jobs: list[Job]) -> list[list[str]]:
 
 def in_dependency_order(jobs: list[Job]) -> dict[str, Job]:
     """Jobs keyed by id, each after everything it depends on, otherwise in manifest order."""
+    if not any(job.depends_on for job in jobs):
+        return {job.id: job for job in jobs}
     by_id = {job.id: job for job in jobs}
     waiting = {job.id: sum(1 for d in job.depends_on if d in by_id) for job in jobs}
     dependents: dict[str, list[str]] = {}

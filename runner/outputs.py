@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import stat
 import unicodedata
 from pathlib import Path
@@ -21,7 +22,10 @@ from runner.filenames import collision_key, is_absolute, name_problem
 from runner.layout import STATE_DIR
 from runner.manifest import Job, JobKind, Pipeline
 from runner.models import Kind
-from runner.yamlsource import DocPath, shown
+from runner.yamlsource import shown
+
+# An output that may not be in normal form already (normpath costs more than this).
+_UNNORMAL = re.compile(r"\\|//|/$|(?:^|/)\.\.?(?:/|$)")
 
 
 def output_dir_of(manifest_dir: Path, data: dict[str, Any]) -> tuple[Path, str | None]:
@@ -78,70 +82,118 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     root = pipeline.output_dir
     root_real = os.path.realpath(root)
     reserved = _reserved(pipeline)
-    real_dirs: dict[str, str] = {}  # many outputs share a folder: resolve each folder once
+    # A reserved file is only a candidate when the last name matches (the key of a path
+    # ends with the key of its last name): most outputs skip the whole-path key.
+    reserved_names = {key.rpartition("/")[2] for key in reserved}
+    folders: dict[str, _Folder] = {}  # many outputs share a folder: look at each once
     problems = []
     owners: dict[str, tuple[Job, str, str]] = {}  # key -> (job, file, what it is)
     spoilt: set[int] = set()  # templates whose output is reported: not again per segment
+    root_inside = root_real + os.sep
+
+    def refuse(job: Job, message: str) -> None:
+        problems.append(doc.problem(("jobs", job.template, "output"), message, job_id=job.id))
+        spoilt.add(job.template)
+
     # The manifest's own outputs first: a segment's file derives from its programme's.
     ordered = sorted(jobs, key=lambda j: j.segment is not None or j.verifies is not None)
     for job in ordered:
-        path = ("jobs", job.template, "output")
         generated = job.segment is not None or job.verifies is not None
         if generated and job.template in spoilt:
             continue
-
-        def refuse(message: str, job: Job = job, path: DocPath = path) -> None:
-            problems.append(doc.problem(path, message, job_id=job.id))
-            spoilt.add(job.template)
-
         out = job.output
         problem = name_problem(out, "output")
         if problem is not None:
-            refuse(problem)
+            refuse(job, problem)
             continue
         if is_absolute(out):
-            refuse(f"output '{shown(out)}' is an absolute path; give a path relative to "
+            refuse(job, f"output '{shown(out)}' is an absolute path; give a path relative to "
                    "output_dir")
             continue
-        normal = posixpath.normpath(out.replace("\\", "/"))
+        normal = posixpath.normpath(out.replace("\\", "/")) if _UNNORMAL.search(out) else out
         if normal == ".." or normal.startswith("../") or normal in (".", ""):
-            refuse(f"output '{shown(out)}' leaves output_dir ({os.path.relpath(root)})")
+            refuse(job, f"output '{shown(out)}' leaves output_dir ({os.path.relpath(root)})")
             continue
-        if collision_key(normal.split("/", 1)[0]) == STATE_DIR:
-            refuse(f"output '{shown(normal)}' is inside the build's state folder "
+        folder, _, name = normal.rpartition("/")
+        if collision_key(folder.partition("/")[0] if folder else name) == STATE_DIR:
+            refuse(job, f"output '{shown(normal)}' is inside the build's state folder "
                    f"({STATE_DIR}/), where the runner keeps its journal and cache")
             continue
-        folder, name = posixpath.split(normal)
-        real_dir = real_dirs.get(folder)
-        if real_dir is None:
-            real_dir = real_dirs[folder] = os.path.realpath(os.path.join(root, folder))
-        real = os.path.join(real_dir, name)
-        try:
-            mode = os.lstat(real).st_mode  # one call: most outputs do not exist yet
-        except OSError:
-            mode = 0
+        place = folders.get(folder)
+        if place is None:
+            place = folders[folder] = _Folder(os.path.realpath(os.path.join(root, folder)))
+        real = place.real + name if place.real.endswith(os.sep) else place.real + os.sep + name
+        mode = place.mode(name, real)
         if stat.S_ISLNK(mode):
             real = os.path.realpath(real)
             mode = stat.S_IFDIR if os.path.isdir(real) else 0
-        if real != root_real and not real.startswith(root_real + os.sep):
-            refuse(f"output '{shown(out)}' leaves output_dir through a symbolic link (it "
+        if real != root_real and not real.startswith(root_inside):
+            refuse(job, f"output '{shown(out)}' leaves output_dir through a symbolic link (it "
                    f"resolves to {os.path.relpath(real)})")
             continue
-        what = reserved.get(collision_key(real))
+        what = reserved.get(collision_key(real)) \
+            if collision_key(name) in reserved_names else None
         if what is not None:
-            refuse(f"output '{shown(normal)}' would replace {what}; choose another name")
+            refuse(job, f"output '{shown(normal)}' would replace {what}; choose another name")
             continue
         if stat.S_ISDIR(mode):
-            refuse(f"output '{shown(normal)}' is an existing folder")
+            refuse(job, f"output '{shown(normal)}' is an existing folder")
             continue
         job.output = normal
-        for file, role in [(normal, ""), *_companions(job, normal)]:
-            message = _claim(owners, job, file, role)
+        claim = (job, normal, "")
+        if owners.setdefault(collision_key(normal), claim) is not claim:
+            message = _claim(owners, job, normal, "")  # whose it is, in words
             if message is not None:
-                refuse(message)
-                break
+                refuse(job, message)
+                continue
+        if job.kind is JobKind.STITCH or job.model.kind is Kind.TRANSCRIPT:
+            for file, role in _companions(job, normal):
+                message = _claim(owners, job, file, role)
+                if message is not None:
+                    refuse(job, message)
+                    break
     problems += _file_in_place_of_folder(doc, owners)
     return problems
+
+
+class _Folder:
+    """An output's folder: its real path, and what is in it, listed once (a folder of
+    thousands of outputs costs one listing, not one lstat each; a folder that does not
+    exist yet, the common case before a first run, costs nothing more)."""
+
+    __slots__ = ("entries", "keys", "real")
+
+    def __init__(self, real: str) -> None:
+        self.real = real
+        self.entries: dict[str, os.DirEntry[str]] = {}
+        self.keys: set[str] = set()
+        try:
+            with os.scandir(real) as listing:
+                for entry in listing:
+                    self.entries[entry.name] = entry
+        except OSError:
+            return  # not there (or not a folder): nothing in it exists
+        self.keys = {collision_key(name) for name in self.entries}
+
+    def mode(self, name: str, real: str) -> int:
+        """What `os.lstat(real).st_mode` says of a link or a folder (any other file is
+        S_IFREG here), or 0 where nothing is."""
+        entry = self.entries.get(name)
+        if entry is None:
+            if not self.keys or collision_key(name) not in self.keys:
+                return 0
+            # Another name with this key: the same file where case or Unicode form
+            # is ignored (macOS, Windows). The file system says.
+            try:
+                return os.lstat(real).st_mode
+            except OSError:
+                return 0
+        try:  # the listing's file types: no call per file on most file systems
+            if entry.is_symlink():
+                return stat.S_IFLNK
+            return stat.S_IFDIR if entry.is_dir(follow_symlinks=False) else stat.S_IFREG
+        except OSError:
+            return 0
 
 
 def _claim(owners: dict[str, tuple[Job, str, str]], job: Job, file: str,

@@ -13,16 +13,17 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import SchemaError
 from runner.fastschema import compile_schema
 from runner.models import ModelInfo
 from runner.paths import MODEL_SCHEMAS_DIR
 from runner.yamlsource import shown
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 DocPath = tuple[str | int, ...]
 
@@ -51,11 +52,23 @@ def model_schema(model: ModelInfo) -> dict[str, Any]:
 
 
 class Checker:
-    """A schema's validator, with a compiled fast path for the common valid case."""
+    """A schema's validator, with a compiled fast path for the common valid case.
+
+    jsonschema is imported (a tenth of `runner validate`'s start-up) and its validator
+    built only when the fast path cannot say yes: a valid manifest never needs it."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        self.validator = Draft202012Validator(schema)
+        self.schema = schema
         self.fast = compile_schema(schema)
+        self._validator: Draft202012Validator | None = None
+
+    @property
+    def validator(self) -> Draft202012Validator:
+        if self._validator is None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(self.schema)
+        return self._validator
 
     def is_valid(self, instance: Any) -> bool:
         if self.fast is not None and self.fast(instance):
@@ -261,6 +274,8 @@ def _key_rule(schema: dict[str, Any]) -> str:
 
 
 def _key_refused(schema: Any, key: str) -> bool:
+    from jsonschema import Draft202012Validator
+
     return not Draft202012Validator(schema).is_valid(key) if isinstance(schema, dict) else False
 
 
