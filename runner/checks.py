@@ -73,9 +73,12 @@ def check_jobs(pipeline: Pipeline, jobs: list[Job], *, partial: bool = False) ->
         *_check_defaults(pipeline),
         *_check_prices(pipeline),
         *_check_inputs(pipeline, jobs),
-        *check_outputs(pipeline, [j for j in jobs if shown(j.id, 40) not in refused]),
+        *check_outputs(pipeline, [j for j in jobs if shown(j.id, 40) not in refused]
+                       if refused else jobs),
         *_check_dependencies(pipeline, jobs, partial),
-        *check_templates(pipeline, jobs),  # `approved:` paths
+        # `approved:` paths (nothing to check where no job has one)
+        *(check_templates(pipeline, jobs) if any(j.approved is not None for j in jobs)
+          else ()),
     ]
 
 
@@ -101,10 +104,13 @@ def _check_providers(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     doc = pipeline.document
     problems = []
     reported: set[tuple[int, str]] = set()
+    accounts = pipeline.accounts
     for job in jobs:
+        account = accounts.get(job.provider)
+        if account is not None and account.family is job.model.family:
+            continue  # the common case, first
         if (job.template, job.provider) in reported:
             continue
-        account = pipeline.accounts.get(job.provider)
         path = ("jobs", job.template, "provider")
         if account is None:
             hint = suggest(job.provider, list(pipeline.accounts))
@@ -191,6 +197,8 @@ def _check_inputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
                 or job.audio.kind is AudioKind.URL or job.model.audio_file_field is None \
                 else job.model.audio_file_field
             request = {**request, str(field): _PLACEHOLDER_URL}
+        if validator.fast is not None and validator.fast(request):
+            continue  # the common case: certainly valid
         for issue in check(validator, request):
             located = _locate_input(job, templates[job.template], issue.path, issue.message)
             if located is not None:

@@ -56,6 +56,7 @@ class _Context:
     data: dict[str, Any]
     problems: list[Problem]
     providers: dict[str, str] = field(default_factory=dict)  # model id -> default account
+    model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # by model id
 
     def problem(self, path: DocPath, message: str, job_id: str | None = None,
                 key: bool = False) -> None:
@@ -70,10 +71,20 @@ def expand_jobs(pipeline: Pipeline, data: dict[str, Any],
     ctx = _Context(pipeline, data, [])
     jobs: list[Job] = []
     defaults = data.get("defaults") or {}
+    # Entries of one job with nothing to expand (no matrix, variants, programme, audio
+    # or post-processing): most of a large manifest. They take a short way.
+    simple = "variants" not in defaults and "postprocess" not in defaults
     for index, template in enumerate(data["jobs"]):
         if not isinstance(template, dict) or not isinstance(template.get("model"), str) \
                 or template["model"] not in MODELS or not isinstance(template.get("id"), str):
             continue  # the structure check has reported it
+        if simple and template.keys() <= _SINGLE_KEYS and len(jobs) < max_jobs:
+            model = MODELS[template["model"]]
+            if model.kind is not Kind.TRANSCRIPT:
+                job = _single_job(ctx, index, template, model)
+                if job is not None:
+                    jobs.append(job)
+                continue
         would_make = 1 if "matrix" not in template and "variants" not in template \
             and "variants" not in defaults else job_count(template, defaults)[0]
         if len(jobs) + would_make > max_jobs:
@@ -196,9 +207,9 @@ def substitute(value: Any, row: dict[str, Any], unknown: set[str]) -> Any:
 def plain_copy(value: Any) -> Any:
     """A deep copy of plain YAML data (dicts, lists, scalars): much cheaper than `copy.deepcopy`."""
     if isinstance(value, dict):
-        return {k: plain_copy(v) for k, v in value.items()}
+        return {k: plain_copy(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [plain_copy(v) for v in value]
+        return [plain_copy(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
@@ -210,6 +221,36 @@ def merged(defaults: Any, own: Any) -> Any:
             out[key] = merged(defaults.get(key), value) if key in defaults else value
         return out
     return plain_copy(own)
+
+
+# The keys of an entry that makes one job with nothing to expand (see _single_job).
+_SINGLE_KEYS = frozenset({"id", "model", "input", "output", "provider", "notes", "freeze"})
+
+
+def _single_job(ctx: _Context, index: int, t: dict[str, Any], model: ModelInfo) -> Job | None:
+    """The one job of an entry with nothing to expand: what `_expand_template` makes of
+    it (no matrix: every value as written; one variant; no audio; no post-processing),
+    in the fewest steps."""
+    own_input = t.get("input") or {}
+    if not isinstance(own_input, dict):
+        return None
+    model_defaults = ctx.model_defaults.get(model.id)
+    if model_defaults is None:
+        defaults = ctx.data.get("defaults") or {}
+        found = defaults.get(model.id)
+        model_defaults = ctx.model_defaults[model.id] = found if isinstance(found, dict) else {}
+    job_id: str = t["id"]
+    provider = t.get("provider")
+    request = merged(model_defaults, own_input) if model_defaults else own_input
+    fmt = _format(model, request)
+    if "output" not in t:
+        path = f"{job_id}.{extension_for(fmt)}"
+    else:
+        path = str(_output(ctx, t, _identity, ("jobs", index), job_id, 1, 1, fmt))
+    return generate_job(job_id, index, model,
+                        str(provider) if provider else _default_provider(ctx, model),
+                        plain_copy(request), path, fmt, 1, 1, bool(t.get("freeze")), None, (), {},
+                        str(t.get("notes", "")), None, None)
 
 
 def _expand_template(ctx: _Context, index: int, t: dict[str, Any]) -> Iterator[Job]:

@@ -68,6 +68,7 @@ class _Generator:
         self.constants: dict[str, Any] = {}
         self.keep: list[Any] = []  # the subschemas named above stay alive (ids stay unique)
         self.tables: list[str] = []  # written after the functions they name
+        self.bodies: dict[tuple[str, ...], str] = {}  # one function per distinct body
 
     def build(self) -> Predicate:
         entry = self.function(self.root)
@@ -90,8 +91,12 @@ class _Generator:
         name = f"v{len(self.names)}"
         self.names[key] = name
         self.keep.append(schema)
-        body = self.body(schema)
-        self.source += [f"def {name}(v):", *("    " + line for line in body), ""]
+        body = tuple(self.body(schema))
+        same = self.bodies.setdefault(body, name)
+        if same != name:  # the same checks as a function already written
+            self.source.append(f"{name} = {same}")
+        else:
+            self.source += [f"def {name}(v):", *("    " + line for line in body), ""]
         return name
 
     def ref(self, ref: Any) -> str:
@@ -105,72 +110,77 @@ class _Generator:
         return self.function(node)
 
     def body(self, schema: Any) -> list[str]:
+        """The function's lines: what must hold of `v` as one expression, then the
+        statements that walk a mapping's or a list's items."""
         if schema is True:
             return ["return True"]
         if schema is False:
             return ["return False"]
         if not isinstance(schema, dict) or set(schema) - _SUPPORTED:
             raise _Unsupported
-        lines: list[str] = []
+        conditions: list[str] = []
         if "$ref" in schema:
-            lines.append(f"if not {self.ref(schema['$ref'])}(v): return False")
+            conditions.append(f"{self.ref(schema['$ref'])}(v)")
         for keyword in ("oneOf", "anyOf", "allOf"):
             if keyword in schema:
-                lines.append(self.combined(keyword, schema[keyword]))
-        known = None  # the one type the value has past the type check
+                conditions.append(self.combined(keyword, schema[keyword]))
+        known = None  # the one type the value has once the conditions so far hold
         if "type" in schema:
             names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             if any(n not in _TYPES for n in names):
                 raise _Unsupported
-            lines.append(f"if not ({' or '.join(_TYPES[n] for n in names)}): return False")
+            conditions.append(f"({' or '.join(_TYPES[n] for n in names)})")
             known = names[0] if len(names) == 1 else None
         if "enum" in schema:
-            lines.append(self.options(schema["enum"]))
+            conditions.append(self.options(schema["enum"], known))
         if "const" in schema:
-            lines.append(self.options([schema["const"]]))
+            conditions.append(self.options([schema["const"]], known))
         for keyword, operator in _BOUNDS.items():
             if keyword in schema:
                 bound = self.constant(schema[keyword])
-                guard = "" if known in ("number", "integer") else f"{_NUMBER} and "
-                lines.append(f"if {guard}not (v {operator} {bound}): return False")
-        lines += self.string(schema, known == "string")
-        lines += self.object(schema)
-        lines += self.array(schema)
-        return [*lines, "return True"]
+                conditions.append(f"v {operator} {bound}" if known in ("number", "integer")
+                                  else f"(not ({_NUMBER}) or v {operator} {bound})")
+        conditions += self.string(schema, known == "string")
+        block = self.object(schema, known == "object") + self.array(schema)
+        test = " and ".join(conditions) or "True"
+        if not block:
+            return [f"return {test}"]
+        head = [f"if not ({test}): return False"] if conditions else []
+        return [*head, *block, "return True"]
 
     def combined(self, keyword: str, branches: Any) -> str:
         if not isinstance(branches, list) or not branches:
             raise _Unsupported
         calls = [f"{self.function(branch)}(v)" for branch in branches]
         if keyword == "oneOf":  # every branch is asked, as jsonschema does
-            return f"if ({' + '.join(calls)}) != 1: return False"
-        joined = " or ".join(calls) if keyword == "anyOf" else " and ".join(calls)
-        return f"if not ({joined}): return False"
+            return f"({' + '.join(calls)}) == 1"
+        return f"({' or '.join(calls) if keyword == 'anyOf' else ' and '.join(calls)})"
 
-    def options(self, options: Any) -> str:
+    def options(self, options: Any, known: str | None) -> str:
         """`enum` (or `const`): the value is one of `options`. Booleans, floats and
         containers are left to jsonschema (1 == True == 1.0 subtleties)."""
         if not isinstance(options, list) \
                 or any(isinstance(o, (bool, float, dict, list)) for o in options):
             raise _Unsupported
         allowed = self.constant(frozenset(options))
-        return f"if isinstance(v, (bool, float, dict, list)) or v not in {allowed}: return False"
+        if known in ("string", "null"):  # neither a bool, a float nor a container
+            return f"v in {allowed}"
+        return f"(not isinstance(v, (bool, float, dict, list)) and v in {allowed})"
 
     def string(self, schema: dict[str, Any], known: bool) -> list[str]:
         checks = []
         if "minLength" in schema:
-            checks.append(f"len(v) < {int(schema['minLength'])}")
+            checks.append(f"len(v) >= {int(schema['minLength'])}")
         if "maxLength" in schema:  # JSON Schema counts code points, as len() does
-            checks.append(f"len(v) > {int(schema['maxLength'])}")
+            checks.append(f"len(v) <= {int(schema['maxLength'])}")
         if "pattern" in schema:
             regex = self.constant(re.compile(schema["pattern"]))
-            checks.append(f"{regex}.search(v) is None")
-        if not checks:
-            return []
-        guard = "" if known else "isinstance(v, str) and "
-        return [f"if {guard}({' or '.join(checks)}): return False"]
+            checks.append(f"{regex}.search(v) is not None")
+        if not checks or known:
+            return checks
+        return [f"(not isinstance(v, str) or ({' and '.join(checks)}))"]
 
-    def object(self, schema: dict[str, Any]) -> list[str]:
+    def object(self, schema: dict[str, Any], known: bool) -> list[str]:
         props = schema.get("properties", {})
         required = schema.get("required", [])
         extra = schema.get("additionalProperties", True)
@@ -182,7 +192,7 @@ class _Generator:
         if not (props or required or extra is not True or names is not None or low
                 or high is not None):
             return []
-        lines = ["if isinstance(v, dict):"]
+        lines = ["if isinstance(v, dict):"]  # dropped below when `v` is known to be one
         if low:
             lines.append(f"    if len(v) < {int(low)}: return False")
         if high is not None:
@@ -194,7 +204,7 @@ class _Generator:
         other = None if extra is True else "False" if extra is False else self.function(extra)
         check_names = self.function(names) if names is not None else None
         if not props and other is None and check_names is None:
-            return lines
+            return _unwrapped(lines) if known else lines
         lines.append("    for key, item in v.items():")
         if check_names is not None:
             lines.append(f"        if not {check_names}(key): return False")
@@ -212,7 +222,7 @@ class _Generator:
             lines.append("        return False")
         elif other is not None:
             lines.append(f"        if not {other}(item): return False")
-        return lines
+        return _unwrapped(lines) if known else lines
 
     def table(self, functions: dict[str, str]) -> str:
         """A dict of property name -> function, filled once every function is defined."""
@@ -236,3 +246,8 @@ class _Generator:
                       "    for item in v:",
                       f"        if not {item}(item): return False"]
         return lines
+
+
+def _unwrapped(lines: list[str]) -> list[str]:
+    """The lines under an `if isinstance(v, dict):` that always holds, dedented."""
+    return [line[4:] for line in lines[1:]]

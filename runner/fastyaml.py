@@ -65,8 +65,9 @@ class Declined(Exception):
 # (NEL, LS, PS), a byte-order mark inside the text and control characters are
 # declined (libyaml refuses some and reads others in ways not mirrored here).
 _ASCII_TEXT = bytes(range(0x20, 0x7F)) + b"\n"
-_OTHER = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
-                    "\U00010000-\U0010ffff]")
+# Characters libyaml refuses or reads its own way (the complement of what this reader
+# takes: a class of a few ranges compiles in a fraction of a millisecond).
+_OTHER = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 _ANCHOR = re.compile(r"[0-9A-Za-z_-]+")
 _HEX = re.compile(r"[0-9A-Fa-f]+\Z")
 _ESCAPES = {
@@ -80,15 +81,11 @@ _HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
 _NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_END = frozenset(",[]{}")
 _UNSET: Any = object()
-# The start of the lines most manifests are made of (see _Reader._common): maybe a
-# dash, and a simple key. What follows is looked at with str methods, which run at
-# memory speed where a regular expression steps through every character.
-_COMMON_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}): +(?=[^ ])")
-_FLAT_KEY = re.compile(r" *([A-Za-z_][A-Za-z0-9_]{0,99}): +(?=[^ ])")
-_FLAT_END = re.compile(r"[,}]")
-# Characters that end, or may change the meaning of, a plain value on the common path.
-_NOT_COMMON = re.compile(r"[:#'\"]")
-_NOT_FLAT = re.compile(r"[:#'\"\[\]{}]")
+# The start of the lines most manifests are made of (see _Reader._lines): maybe a
+# dash, a simple key, and a value that does not start with a space. The value is
+# looked at with str methods, which run at memory speed where a regular expression
+# steps through every character.
+_COMMON_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}): +(?=[^ \n])")
 _COMMON_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./")
 # Plain values that start so are strings under the core schema whatever follows
 # (true, false, null and the numbers start otherwise).
@@ -215,168 +212,234 @@ class _Reader:
         self.result.data = None if self.root is _UNSET else self.root
 
     def _lines(self) -> None:
-        """Every line: the most common ones read right here (see _COMMON_LINE), in as few
-        steps as Python allows; the others by `_line`, which decides everything. The
-        common path changes nothing before it knows the line is common."""
+        """Every line: the most common ones read right here, in as few steps as Python
+        allows; the others by `_line`, which decides everything.
+
+        The common lines (see _COMMON_LINE) are `key: value` in the innermost mapping,
+        and `- key: value` starting the next item of the list that holds it, with a
+        scalar or flat flow-mapping value on the line. They are taken only when the
+        frames are plain (no pending key, no merge, no anchor) and the value is one
+        `_value` would read the same way; otherwise nothing is changed and `_line`
+        reads the line (closing frames first, as `_line` would anyway). `current` is the
+        innermost frame when it is such a mapping."""
         text = self.text
         find = text.find
         size = len(text)
         stack = self.stack
         common = _COMMON_LINE.match
         resolve = self.resolve
+        flat_map = self._flat_map
         max_items = self.max_items
         string_start = _STRING_START
         common_start = _COMMON_START
-        not_common = _NOT_COMMON.search
         fast = self.window < 0 and not self.track
         pos = self.pos
         lineno = self.lineno
+        current = col = values = lines = None
+        value: Any
         while pos < size:
-            end = find("\n", pos)
-            if end < 0:
-                end = size
-            line = text[pos:end]
-            pos = end + 1
-            lineno += 1
-            if fast and stack:
-                match = common(line)
+            if fast:
+                if current is None and stack:
+                    current = stack[-1]
+                    if not current.is_map or current.pend or current.merge_next:
+                        current = None
+                    else:
+                        col, values, lines = current.col, current.value, current.key_lines
+                match = common(text, pos) if current is not None else None
                 if match is not None:
                     indent_text, dash, key = match.groups()
                     indent = len(indent_text)
-                    top = stack[-1]
-                    if top.pend:
-                        match = None
-                    else:
-                        while top.col > indent or (top.col == indent and top.indentless
-                                                   and dash is None):
-                            if len(stack) == 1 or top.merges or top.anchor is not None:
-                                match = None
-                                break
-                            parent = stack[-2]
-                            if parent.is_map and parent.merge_next:
-                                match = None
-                                break
-                            # what _close does, for a plain mapping or list
-                            stack.pop()
-                            value = top.value
-                            if parent.is_map:
-                                parent.value[parent.key] = value
+                    if indent != col or dash is not None:
+                        # Another item of the list that holds `current`, or back out
+                        # of `current`: close what the line closes, as _line would.
+                        if not self._common_close(indent, dash is not None):
+                            current = None
+                            match = None
+                        else:
+                            top = stack[-1]
+                            if dash is not None:
+                                if (max_items is not None and len(top.value) >= max_items) \
+                                        or len(stack) >= MAX_DEPTH:
+                                    match = None  # _line reports it, or declines
+                            elif top.is_map and top.col == indent and not top.merge_next:
+                                current = top
+                                col, values, lines = top.col, top.value, top.key_lines
                             else:
-                                parent.value.append(value)
-                            parent.extra += len(value) + top.extra
-                            top = parent
-                    if match is not None and top.col == indent \
-                            and (dash is None) == top.is_map:
-                        start = match.end()
-                        first = line[start]
-                        size_of = 1
-                        if first in string_start and not_common(line, start) is None:
-                            value = line[start:].rstrip(" ")
-                        elif first == "'":
-                            close = line.find("'", start + 1)
-                            if close < 0 or line[close + 1:].strip(" "):
                                 match = None
-                            else:
-                                value = line[start + 1:close]
-                        elif first == "{":
-                            value = self._flat_map(line, start)
-                            if value is None:
-                                match = None
-                            else:
-                                size_of = len(value) + 1
-                        elif first in common_start and not_common(line, start) is None:
+                            if match is None:
+                                current = None
+                if match is not None:
+                    start = match.end()
+                    end = find("\n", start)
+                    if end < 0:
+                        end = size
+                    item = text[start:end]
+                    first = item[0]
+                    extra = 0
+                    if first in string_start:
+                        if ": " in item or " #" in item or item[-1] == ":":
+                            match = None  # _value declines it, or reads a comment
+                        else:
+                            value = item if item[-1] != " " else item.rstrip(" ")
+                    elif first == "'":
+                        close = item.find("'", 1)
+                        if close < 0 or item[close + 1:].strip(" "):
+                            match = None
+                        else:
+                            value = item[1:close]
+                    elif first == "{":
+                        value = flat_map(item)
+                        if value is None:
+                            match = None
+                        else:
+                            extra = len(value)
+                    elif first in common_start:
+                        if ": " in item or " #" in item or item[-1] == ":":
+                            match = None
+                        else:
                             try:
-                                value = resolve(line[start:].rstrip(" "))
+                                value = resolve(item.rstrip(" "))
                             except ValueError:
                                 match = None
                             else:
                                 if value.__class__ is float and value - value != 0.0:
-                                    match = None
-                        else:
-                            match = None
-                        if match is not None:
+                                    match = None  # _value reports it
+                    else:
+                        match = None
+                    if match is not None:
+                        lineno += 1
+                        if dash is not None:
+                            top = stack[-1]
+                            col = indent + len(dash)
+                            current = _Frame(True, col, (lineno, col + 1), None, len(top.value))
+                            stack.append(current)
+                            values, lines = current.value, current.key_lines
+                        if key in lines:  # type: ignore[operator]
+                            lineno -= 1
                             if dash is not None:
-                                if (max_items is not None and len(top.value) >= max_items) \
-                                        or len(stack) >= MAX_DEPTH:
-                                    match = None
-                                else:
-                                    col = indent + len(dash)
-                                    frame = _Frame(True, col, (lineno, col + 1), None,
-                                                   len(top.value))
-                                    stack.append(frame)
-                                    top = frame
-                            if match is not None:
-                                lines = top.key_lines
-                                if key in lines or top.merge_next:  # type: ignore[operator]
-                                    if dash is not None:
-                                        stack.pop()
-                                else:
-                                    lines[key] = lineno  # type: ignore[index]
-                                    top.key = key
-                                    top.value[key] = value
-                                    top.extra += size_of - 1
-                                    continue
+                                stack.pop()
+                            current = None
+                        else:
+                            lines[key] = lineno  # type: ignore[index]
+                            values[key] = value  # type: ignore[index]
+                            if extra:
+                                current.extra += extra  # type: ignore[union-attr]
+                            pos = end + 1
+                            continue
+                    else:
+                        current = None
                 fast = self.window < 0
-            self.pos = pos
-            self.lineno = lineno
+            end = find("\n", pos)
+            if end < 0:
+                end = size
+            line = text[pos:end]
+            self.pos = end + 1
+            self.lineno = lineno + 1
             self._line(line)
             pos = self.pos
             lineno = self.lineno
+            current = None
             fast = fast and self.window < 0
         self.pos = pos
         self.lineno = lineno
 
-    def _flat_map(self, line: str, start: int) -> dict[str, Any] | None:
+    def _common_close(self, indent: int, dash: bool) -> bool:
+        """Close the frames a common line at `indent` closes (what `_line` does before
+        reading it), when they are plain ones. False: none was closed, and the line
+        is left to `_line`."""
+        stack = self.stack
+        top = stack[-1]
+        closing = []
+        at = len(stack) - 1
+        while top.col > indent or (top.col == indent and top.indentless and not dash):
+            if at == 0 or top.merges or top.anchor is not None or top.pend:
+                return False
+            parent = stack[at - 1]
+            if parent.is_map and parent.merge_next:
+                return False
+            closing.append(top)
+            at -= 1
+            top = parent
+        if top.col != indent or dash == top.is_map:
+            return False
+        for frame in closing:
+            # what _close does, for a plain mapping or list
+            stack.pop()
+            parent = stack[-1]
+            value = frame.value
+            if parent.is_map:
+                parent.value[parent.key] = value
+            else:
+                parent.value.append(value)
+            parent.extra += len(value) + frame.extra
+        return True
+
+    def _flat_map(self, text: str) -> dict[str, Any] | None:
         """A flow mapping of simple keys and plain or single-quoted values that fills
-        `line` from `start`: `{text: 'Steps on gravel', duration_seconds: 2.5}`. None:
-        anything else (left to `_flow`)."""
+        `text`: `{text: 'Steps on gravel', duration_seconds: 2.5}`, read with str methods.
+        None: anything else (left to `_flow`, which reads every flow collection)."""
+        try:
+            return self._flat_pairs(text)
+        except IndexError:  # it ends too soon
+            return None
+
+    def _flat_pairs(self, text: str) -> dict[str, Any] | None:
         value: dict[str, Any] = {}
-        key_at = _FLAT_KEY.match
-        end_at = _FLAT_END.search
-        resolve = self.resolve
-        i = start + 1
+        find = text.find
+        i = 1
         while True:
-            match = key_at(line, i)
-            if match is None:
+            while text[i] == " ":
+                i += 1
+            colon = find(": ", i)
+            if colon < 0:
                 return None
-            key = match.group(1)
-            if key in value:
+            key = text[i:colon]
+            if not (key.isidentifier() and key.isascii() and len(key) <= 100) or key in value:
                 return None
-            i = match.end()
-            if line[i] == "'":
-                close = line.find("'", i + 1)
+            i = colon + 2
+            while text[i] == " ":
+                i += 1
+            if text[i] == "'":
+                close = find("'", i + 1)
                 if close < 0:
                     return None
-                value[key] = line[i + 1:close]
+                value[key] = text[i + 1:close]
                 i = close + 1
-                while i < len(line) and line[i] == " ":
+                while i < len(text) and text[i] == " ":
                     i += 1
-                if i >= len(line) or line[i] not in ",}":
-                    return None
+                if i == len(text) or text[i] not in ",}":
+                    return None  # a quote doubled inside, or more after it
             else:
-                if line[i] not in _COMMON_START:
+                if text[i] not in _COMMON_START:
                     return None
-                found = end_at(line, i)
-                if found is None:
+                comma = find(",", i)
+                brace = find("}", i)
+                end = brace if comma < 0 or 0 <= brace < comma else comma
+                if end < 0:
                     return None
-                close = found.start()
-                text = line[i:close]
-                if _NOT_FLAT.search(text) is not None:
+                plain = text[i:end].rstrip(" ")
+                if ":" in plain or "#" in plain or "[" in plain or "]" in plain \
+                        or "{" in plain or "'" in plain or '"' in plain:
                     return None
-                if text[-1] == " ":
-                    text = text.rstrip(" ")
-                try:
-                    item = resolve(text)
-                except ValueError:
-                    return None
-                if item.__class__ is float and item - item != 0.0:
-                    return None
-                value[key] = item
-                i = close
-            if line[i] == "}":
+                if plain[0] in _STRING_START:
+                    value[key] = plain
+                else:
+                    try:
+                        item = self.resolve(plain)
+                    except ValueError:
+                        return None
+                    if item.__class__ is float and item - item != 0.0:
+                        return None
+                    value[key] = item
+                i = end
+            if text[i] == "}":
                 break
-            i += 1
-        if line[i + 1:].strip(" "):
+            i += 1  # past the comma
+            while i < len(text) and text[i] == " ":
+                i += 1
+            if i < len(text) and text[i] == "}":
+                break  # a comma before the brace
+        if text[i + 1:].strip(" "):
             return None
         return value
 

@@ -115,7 +115,10 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
             refuse(job, f"output '{shown(out)}' leaves output_dir ({os.path.relpath(root)})")
             continue
         folder, _, name = normal.rpartition("/")
-        if collision_key(folder.partition("/")[0] if folder else name) == STATE_DIR:
+        first = folder.partition("/")[0] if folder else name
+        # STATE_DIR starts with '.', which no other character becomes under NFC and
+        # casefolding: other names need no key.
+        if first[:1] == STATE_DIR[:1] == "." and collision_key(first) == STATE_DIR:
             refuse(job, f"output '{shown(normal)}' is inside the build's state folder "
                    f"({STATE_DIR}/), where the runner keeps its journal and cache")
             continue
@@ -123,7 +126,7 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
         if place is None:
             place = folders[folder] = _Folder(os.path.realpath(os.path.join(root, folder)))
         real = place.real + name if place.real.endswith(os.sep) else place.real + os.sep + name
-        mode = place.mode(name, real)
+        mode = place.mode(name, real) if place.entries or not place.listed else 0
         if stat.S_ISLNK(mode):
             real = os.path.realpath(real)
             mode = stat.S_IFDIR if os.path.isdir(real) else 0
@@ -161,18 +164,22 @@ class _Folder:
     thousands of outputs costs one listing, not one lstat each; a folder that does not
     exist yet, the common case before a first run, costs nothing more)."""
 
-    __slots__ = ("entries", "keys", "real")
+    __slots__ = ("entries", "keys", "listed", "real")
 
     def __init__(self, real: str) -> None:
         self.real = real
         self.entries: dict[str, os.DirEntry[str]] = {}
         self.keys: set[str] = set()
+        self.listed = True
         try:
             with os.scandir(real) as listing:
                 for entry in listing:
                     self.entries[entry.name] = entry
-        except OSError:
-            return  # not there (or not a folder): nothing in it exists
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing in it exists
+        except OSError:  # not listable (a folder without read permission): ask per file
+            self.listed = False
+            return
         self.keys = {collision_key(name) for name in self.entries}
 
     def mode(self, name: str, real: str) -> int:
@@ -180,7 +187,7 @@ class _Folder:
         S_IFREG here), or 0 where nothing is."""
         entry = self.entries.get(name)
         if entry is None:
-            if not self.keys or collision_key(name) not in self.keys:
+            if self.listed and (not self.keys or collision_key(name) not in self.keys):
                 return 0
             # Another name with this key: the same file where case or Unicode form
             # is ignored (macOS, Windows). The file system says.

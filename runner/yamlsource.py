@@ -71,6 +71,11 @@ def resolve_plain(text: str) -> Any:
         return _SPECIAL[text]
     first = text[0]
     if first.isdigit() or first in "+-.":
+        if text.isascii() and first != ".":  # the common numbers, without a regex
+            if text.isdigit():
+                return int(text)
+            if text.replace(".", "", 1).isdigit():
+                return float(text)
         if _INT.match(text):
             return int(text)
         if _FLOAT.match(text):
