@@ -101,11 +101,20 @@ def usable(text: str) -> bool:
 
 
 class _Frame:
-    """An open block mapping or list."""
+    """An open block mapping or list. What most frames keep all their life is a class
+    default, set on the frame only when it changes: a large manifest opens one frame
+    per job, and each attribute set costs."""
 
-    __slots__ = ("anchor", "col", "extra", "hot", "indentless", "is_map", "key", "key_lines",
-                 "loc", "merge_next", "merges", "path", "pend", "pend_anchor", "pend_loc",
-                 "slot", "value")
+    extra = 0  # what its size has beyond one per entry (see _close)
+    key: str | None = None  # mappings: the key whose value comes next
+    merge_next = False  # the value that comes next is a `<<` merge source
+    merges: list[tuple[Any, Loc]] | None = None
+    pend = False  # a key or dash without a value on its line: a block may follow
+    pend_loc: Loc = (0, 0)  # where the empty value is if none follows
+    pend_anchor: tuple[str, Loc] | None = None
+    indentless = False  # a list at its parent key's column (`key:\n- a`)
+    hot = False  # locate: this node's path is asked for (or leads to one)
+    path: DocPath = ()
 
     def __init__(self, is_map: bool, col: int, loc: Loc, anchor: str | None,
                  slot: str | int | None) -> None:
@@ -115,17 +124,7 @@ class _Frame:
         self.loc = loc
         self.anchor = anchor
         self.slot = slot  # its key or index in the parent (None: the root)
-        self.extra = 0  # what its size has beyond one per entry (see _Reader.size_of)
-        self.key: str | None = None  # mappings: the key whose value comes next
         self.key_lines: dict[str, int] | None = {} if is_map else None
-        self.merge_next = False  # the value that comes next is a `<<` merge source
-        self.merges: list[tuple[Any, Loc]] = []
-        self.pend = False  # a key or dash without a value on its line: a block may follow
-        self.pend_loc: Loc = (0, 0)  # where the empty value is if none follows
-        self.pend_anchor: tuple[str, Loc] | None = None
-        self.indentless = False  # a list at its parent key's column (`key:\n- a`)
-        self.hot = False  # locate: this node's path is asked for (or leads to one)
-        self.path: DocPath = ()
 
 
 class Result:
@@ -247,12 +246,26 @@ class _Reader:
                         col, values, lines = current.col, current.value, current.key_lines
                 match = common(text, pos) if current is not None else None
                 if match is not None:
+                    assert current is not None  # (a match is only tried with one)
                     indent_text, dash, key = match.groups()
                     indent = len(indent_text)
                     if indent != col or dash is not None:
                         # Another item of the list that holds `current`, or back out
-                        # of `current`: close what the line closes, as _line would.
-                        if not self._common_close(indent, dash is not None):
+                        # of `current`: close what the line closes, as _line would
+                        # (the next item of the list of jobs, inline: the commonest).
+                        parent = stack[-2] if len(stack) > 1 else None
+                        if dash is not None and parent is not None and not parent.is_map \
+                                and parent.col == indent and current.merges is None \
+                                and current.anchor is None:
+                            stack.pop()
+                            parent.value.append(values)
+                            parent.extra += len(values) + current.extra  # type: ignore[arg-type]
+                            top = parent
+                            if (max_items is not None and len(top.value) >= max_items) \
+                                    or len(stack) >= MAX_DEPTH:
+                                match = None  # _line reports it, or declines
+                                current = None
+                        elif not self._common_close(indent, dash is not None):
                             current = None
                             match = None
                         else:
@@ -696,6 +709,8 @@ class _Reader:
             return
         if frame.merge_next:
             frame.merge_next = False
+            if frame.merges is None:
+                frame.merges = []
             frame.merges.append((value, scalar_loc or (1, 1)))
             frame.extra += size
             return
@@ -753,7 +768,7 @@ class _Reader:
 
     def _merge(self, frame: _Frame) -> None:
         value = frame.value
-        for source, loc in frame.merges:
+        for source, loc in frame.merges or ():
             for item in source if isinstance(source, list) else [source]:
                 if not isinstance(item, dict):
                     self.problems.append((BAD_MERGE, loc))
