@@ -1,11 +1,11 @@
 """Benchmark (issue 4, memory of a large download): what fetching one 200 MB result adds to RSS.
 
-What: a valid 200 MB audio file, made once with ffmpeg (`runner.ffmpeg.ffmpeg_exe()`),
+What: a valid 200 MB audio file, made once with ffmpeg (`runner.audio.ffmpeg.ffmpeg_exe()`),
 served by a tiny HTTP server on 127.0.0.1 in its own process
 (`python -m http.server`), fetched through the engine's download path
-(`runner.download.fetch`: stream to the cache's temp file, sha256, fsync, verify
+(`runner.providers.download.fetch`: stream to the cache's temp file, sha256, fsync, verify
 the audio, adopt into the cache) with the run's real client
-(`runner.http.make_client`), in a fresh measuring process. Two formats:
+(`runner.providers.http.make_client`), in a fresh measuring process. Two formats:
 
 - WAV: 44.1 kHz stereo s16le sine, `wav` spec (verification reads the headers);
 - MP3: 10 s of 320 kbps CBR MP3 (no ID3, no Xing frame) made by ffmpeg, repeated
@@ -37,14 +37,14 @@ from pathlib import Path
 
 import runbench as rb  # noqa: F401  (puts the project on sys.path)
 
-from runner.ffmpeg import ffmpeg_exe
+from runner.audio.ffmpeg import ffmpeg_exe
 
 MEASURE = r"""
 import asyncio, json, sys, threading, time
 from pathlib import Path
-from runner import download
-from runner.audioformat import FormatSpec
-from runner.http import make_client
+from runner.providers import download
+from runner.audio.formats import FormatSpec
+from runner.providers.http import make_client
 from runner.store.cache import ContentCache
 
 def status():

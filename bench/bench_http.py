@@ -8,7 +8,7 @@ header) at concurrency 100 through each of:
   a. httpx          plain `httpx.AsyncClient()` (httpcore's pool)
   b. httpx+aiohttp  `httpx.AsyncClient(transport=AiohttpTransport())`: httpx's
                     own road over aiohttp's pool
-  c. LeanClient     `runner.http.make_client()`, the runner's client (short road)
+  c. LeanClient     `runner.providers.http.make_client()`, the runner's client (short road)
   d. aiohttp        a bare `aiohttp.ClientSession`: the floor
 
 and then N downloads of the task's result file (~30 KB mp3) with `stream()`
@@ -44,8 +44,8 @@ import aiohttp
 import httpx
 import runbench as rb
 
-from runner.http import make_client
-from runner.transport import AiohttpTransport
+from runner.providers.http import make_client
+from runner.providers.transport import AiohttpTransport
 
 CONCURRENCY = 100
 HEADERS = {"Authorization": "Bearer k"}

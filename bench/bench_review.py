@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.ffmpeg import ffmpeg_exe
+from runner.audio.ffmpeg import ffmpeg_exe
 from runner.testing.fake_build import make_fake_build
 
 CHROMIUM = os.environ.get("RUNNER_CHROMIUM", "/usr/bin/chromium")

@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 
 def run_loop(coroutine: Awaitable[T]) -> T:
-    """On uvloop, as `runner run` is (runner.run is not imported: this script runs in a
+    """On uvloop, as `runner run` is (runner.cli.run is not imported: this script runs in a
     venv with only obstore, uvloop and aiobotocore installed too)."""
     import uvloop
 

@@ -27,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.audioformat import FormatSpec, verify_audio
-from runner.ffmpeg import ffmpeg_exe
-from runner.stitch import SegmentInput, StitchSettings, stitch
+from runner.audio.ffmpeg import ffmpeg_exe
+from runner.audio.formats import FormatSpec
+from runner.audio.stitch import SegmentInput, StitchSettings, stitch
+from runner.audio.verify import verify_audio
 
 VARIANTS = 10  # distinct source clips; the rest are hard links to them
 

@@ -113,9 +113,9 @@ class Measured:
 
 # `runner run` with the kie account's built-in limit made "not published" (0), so the
 # submit window discovers it: the pipeline schema does not let a manifest say 0.
-DISCOVER = ("import dataclasses as d, sys; import runner.accounts as a; "
+DISCOVER = ("import dataclasses as d, sys; import runner.catalog.accounts as a; "
             "k = a.BUILTIN['kie']; a.BUILTIN['kie'] = d.replace(k, limits=d.replace("
-            "k.limits, requests_per_window=0)); from runner.cli import main; "
+            "k.limits, requests_per_window=0)); from runner.cli.main import main; "
             "sys.exit(main(sys.argv[1:]))")
 
 

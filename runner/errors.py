@@ -16,14 +16,17 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     │   ├── ProviderUnavailable     455, 503, 5xx before work was done: try later
     │   ├── AccountRefused          401, 402, out-of-credits 403: stop this account
     │   ├── RequestRejected         400, 404, 422, 505: this request will never work
+    │   │   └── TaskUnknown         the provider has no record of a task (yet, or any more)
     │   └── GenerationFailed        the task ran and failed (501, state `fail`)
     ├── ExecutionError              a job could not be completed
     │   ├── UncertainSubmission     a createTask may or may not have reached the provider
     │   ├── DeadlineExceeded        a task did not finish within its deadline
     │   ├── BudgetExceeded          submitting would exceed --max-credits
     │   └── DownloadError           a result could not be fetched or failed verification
+    │       └── DownloadRefused     a result URL the runner will not fetch (scheme, address)
     ├── StoreError                  the journal, cache or lockfile cannot be used
     │   ├── LockedBuildError        --locked, and something would be generated
+    │   ├── BuildBusy               another process holds the build (runner run --no-wait)
     │   └── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
     └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
         └── FfmpegNotFound
@@ -159,6 +162,12 @@ class RequestRejected(ProviderError):
     """The provider says this request is invalid; repeating it cannot help."""
 
 
+class TaskUnknown(RequestRejected):
+    """A status poll found no record of the task: 404, or the market's documented
+    `recordInfo is null` (the task exists but is not visible yet). Soon after its
+    creation that means "wait"; much later, that the record has expired."""
+
+
 class GenerationFailed(ProviderError):
     """The task was accepted and ran, but the generation failed."""
 
@@ -187,12 +196,23 @@ class DownloadError(ExecutionError):
     """A result could not be downloaded, or the file is not the audio that was asked for."""
 
 
+class DownloadRefused(DownloadError):
+    """A result URL, or a redirect from it, that the runner will not follow: another
+    scheme than http(s), a public URL leading into private address space, too many
+    redirects. Repeating cannot help."""
+
+
 class StoreError(RunnerError):
     """The journal, cache or lockfile is unreadable or inconsistent."""
 
 
 class LockedBuildError(StoreError):
     """`--locked` was given and the plan would generate something."""
+
+
+class BuildBusy(StoreError):
+    """Another process is writing this build (it holds the build lock), and this one
+    was told not to wait (`runner run --no-wait`, `runner clean`)."""
 
 
 class RemoteCacheError(StoreError):
@@ -210,3 +230,12 @@ class AudioError(RunnerError):
 
 class FfmpegNotFound(AudioError):
     """No ffmpeg binary: neither on PATH, nor $RUNNER_FFMPEG, nor from imageio-ffmpeg."""
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` for a one-line message: control characters escaped, long text cut."""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.audioformat import FormatSpec
-from runner.ffmpeg import ffmpeg_exe
+from runner.audio.ffmpeg import ffmpeg_exe
+from runner.audio.formats import FormatSpec
 
 # Every format name the providers document (FACTS §1.4, §3), plus stable-audio's WAV.
 PROVIDER_FORMATS = [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from runner.ffmpeg import ffmpeg_exe
+from runner.audio.ffmpeg import ffmpeg_exe
 from runner.sandbox import SandboxConfig, SandboxServer
 from runner.sandbox.speech import VOICE_IDS
 

@@ -12,8 +12,8 @@ import time
 
 import httpx
 
-from runner.accounts import ProviderAccount
-from runner.models import Family
+from runner.catalog.accounts import ProviderAccount
+from runner.catalog.models import Family
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Adapter
 from runner.providers.common import Clock
@@ -30,7 +30,7 @@ def make_adapter(account: ProviderAccount, api_key: str, client: httpx.AsyncClie
 
     The keyword options concern market callbacks (the only provider that sends
     them) and are ignored by the others, so the engine can pass the same options
-    for every account. `client` should come from `runner.http.make_client()`.
+    for every account. `client` should come from `runner.providers.http.make_client()`.
     """
     if account.family is Family.MARKET:
         return MarketAdapter(account, api_key, client, webhook_hmac_key=webhook_hmac_key,

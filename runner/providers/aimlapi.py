@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from runner.accounts import ProviderAccount
+from runner.catalog.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -26,7 +26,6 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.http import translate_errors
 from runner.providers.base import (
     Request,
     Sink,
@@ -47,6 +46,7 @@ from runner.providers.common import (
     retry_after_s,
     ua_headers,
 )
+from runner.providers.http import translate_errors
 
 _PATH = "/v2/generate/audio"
 _PENDING = frozenset({"queued", "generating"})
@@ -114,7 +114,7 @@ class AimlapiAdapter:
     async def refresh_url(self, url: str) -> str | None:
         return None  # no download-link service: the result must be fetched at once
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> TaskStatus:
+    def callback_task_id(self, body: bytes, headers: Mapping[str, str]) -> str:
         raise RequestRejected("AI/ML API sends no callbacks: poll with status",
                               provider=self.account.name)
 

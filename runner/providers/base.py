@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from runner.accounts import ProviderAccount
-from runner.models import ModelInfo
+from runner.catalog.accounts import ProviderAccount
+from runner.catalog.models import ModelInfo
 
 
 class TaskState(StrEnum):
@@ -104,8 +104,10 @@ class Adapter(Protocol):
     async def refresh_url(self, url: str) -> str | None:
         """A fresh download URL for an expired result URL, where the provider offers one."""
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> TaskStatus:
-        """A callback body as a TaskStatus (raises RequestRejected if malformed)."""
+    def callback_task_id(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """The task a callback is about, its signature (where there is a key) checked
+        for exactly that task; raises RequestRejected if malformed or not signed.
+        Nothing else in the body is trusted: the engine asks the provider."""
 
 
 AdapterFactory = Callable[[ProviderAccount, str, httpx.AsyncClient], Adapter]

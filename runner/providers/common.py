@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from runner.errors import RequestRejected
-from runner.http import USER_AGENT
+from runner.providers.http import USER_AGENT
 
 Clock = Callable[[], float]
 
@@ -27,7 +27,7 @@ _EXCERPT_CHARS = 160
 def ua_headers(client: httpx.AsyncClient) -> dict[str, str]:
     """A browser-like User-Agent unless the client already sends a deliberate one.
 
-    `runner.http.make_client` sets it; a bare `httpx.AsyncClient` would send
+    `runner.providers.http.make_client` sets it; a bare `httpx.AsyncClient` would send
     `python-httpx/...`, which Cloudflare answers with a 403 "error code: 1010"
     on the kie.ai hosts (FACTS §1.5).
     """
@@ -75,7 +75,7 @@ def cloudflare_block(response: httpx.Response, *, provider: str, job_id: str | N
         return RequestRejected(
             "Cloudflare refused the request because of its User-Agent (HTTP 403 \"error code: "
             "1010\"); the API key was not checked. Send a browser-like User-Agent, as "
-            "runner.http.make_client does", provider=provider, job_id=job_id, task_id=task_id,
+            "runner.providers.http.make_client does", provider=provider, job_id=job_id, task_id=task_id,
             status=403, code="1010")
     return None
 

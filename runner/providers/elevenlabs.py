@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from runner.accounts import ProviderAccount
+from runner.catalog.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -35,7 +35,6 @@ from runner.errors import (
     RateLimited,
     RequestRejected,
 )
-from runner.http import translate_errors
 from runner.providers.base import Request, Sink, Submitted, SyncResult, TaskStatus
 from runner.providers.common import (
     excerpt,
@@ -46,6 +45,7 @@ from runner.providers.common import (
     retry_after_s,
     ua_headers,
 )
+from runner.providers.http import translate_errors
 
 _TTS_QUERY = ("output_format", "enable_logging", "optimize_streaming_latency")
 _SFX_QUERY = ("output_format", "enable_logging")
@@ -111,7 +111,7 @@ class ElevenLabsAdapter:
     async def refresh_url(self, url: str) -> str | None:
         return None  # results are never URLs here
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> TaskStatus:
+    def callback_task_id(self, body: bytes, headers: Mapping[str, str]) -> str:
         raise RequestRejected("ElevenLabs direct callbacks are not used",
                               provider=self.account.name)
 

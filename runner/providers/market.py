@@ -4,7 +4,7 @@
     status        GET  {base}/api/v1/jobs/recordInfo?taskId=
     upload        POST {upload_base}/api/file-stream-upload (multipart file, uploadPath, fileName)
     refresh_url   POST {base}/api/v1/common/download-url {url}
-    parse_callback the recordInfo-shaped body POSTed to callBackUrl, optionally HMAC-signed
+    callback_task_id  the task a callback (POSTed to callBackUrl) names, its HMAC signature checked
 
 Every answer is read the same way: the body `code` wins over the HTTP status
 (the API says HTTP 200 and puts 402 in the body), the message is `msg` or
@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from runner.accounts import ProviderAccount
+from runner.catalog.accounts import ProviderAccount
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -35,9 +35,9 @@ from runner.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
+    TaskUnknown,
     TransportError,
 )
-from runner.http import translate_errors
 from runner.providers.base import (
     Request,
     Sink,
@@ -59,6 +59,7 @@ from runner.providers.common import (
     retry_after_s,
     ua_headers,
 )
+from runner.providers.http import translate_errors
 
 # Words of the body codes, for messages (market ApiResponse enum, FACTS §1.2, §1.10).
 _MEANING = {
@@ -135,6 +136,14 @@ class MarketAdapter:
         if isinstance(data, dict) and "state" in data:
             # A finished-and-failed record may come with body code 501: the record says more.
             return self._status_of(data, task_id, message_of(body))
+        message = message_of(body)
+        # "recordInfo is null" (documented: the task exists, its record is not visible
+        # yet), a success with `data: null` (the same, as some answers carry it), 404.
+        if code == 404 or (code == 422 and "recordinfo is null" in message.lower()) or (
+                200 <= code < 300 and "data" in body and data is None):
+            raise TaskUnknown(redact(f"no record of the task: {message or _meaning(code)}",
+                                     self._key), provider=self.account.name, task_id=task_id,
+                              status=response.status_code, code=code)
         self._check(code, body, response, task_id=task_id)
         raise ProviderUnavailable("recordInfo answered without a task record",
                                   provider=self.account.name, task_id=task_id,
@@ -189,7 +198,11 @@ class MarketAdapter:
             data = data.get("url") or data.get("downloadUrl")
         return data if isinstance(data, str) and data else None
 
-    def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> TaskStatus:
+    def callback_task_id(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """The task a callback (the recordInfo-shaped body POSTed to callBackUrl) is
+        about. Anyone who learns the callback URL can POST to it, so the record in the
+        body is never used: the engine polls the task instead. With a webhook key, the
+        signature must be for exactly this task."""
         try:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -197,12 +210,17 @@ class MarketAdapter:
                                   provider=self.account.name) from exc
         data = doc.get("data") if isinstance(doc, dict) else None
         ids = _ids(data) if isinstance(data, dict) else []
-        if not isinstance(data, dict) or not ids:
+        if not ids:
             raise RequestRejected("callback body holds no task record with a taskId",
                                   provider=self.account.name)
+        if len(ids) > 1:
+            # The doc's text says data.taskId, its sample data.task_id; a body naming two
+            # different tasks could carry one task's signature and claim the other.
+            raise RequestRejected("callback body names two different tasks (taskId and "
+                                  "task_id)", provider=self.account.name)
         if self._hmac_key is not None:
-            self._verify(ids, headers)
-        return self._status_of(data, ids[0], message_of(doc))
+            self._verify(ids[0], headers)
+        return ids[0]
 
     # --- reading answers -----------------------------------------------------------
     def _envelope(self, response: httpx.Response, *, job_id: str | None = None,
@@ -306,8 +324,9 @@ class MarketAdapter:
         return TaskResult(task_id, urls=urls, payload=payload or None, credits=_credits(data),
                           raw=raw)
 
-    def _verify(self, ids: list[str], headers: Mapping[str, str]) -> None:
-        """kie's webhook signature: base64(HMAC-SHA256(taskId + "." + timestamp, key))."""
+    def _verify(self, task_id: str, headers: Mapping[str, str]) -> None:
+        """kie's webhook signature: base64(HMAC-SHA256(taskId + "." + timestamp, key)),
+        for the one task the body names."""
         assert self._hmac_key is not None
         lowered = {k.lower(): v for k, v in headers.items()}
         stamp = lowered.get("x-webhook-timestamp", "").strip()
@@ -322,11 +341,9 @@ class MarketAdapter:
             when = "old" if age_s > 0 else "in the future"
             raise self._refused(f"callback timestamp is {abs(age_s):.0f} s {when} "
                                 f"(at most {self._max_age_s:.0f} s accepted)")
-        # The doc's text says data.taskId, its sample reads data.task_id: accept either.
-        matches = [hmac.compare_digest(given.encode(), base64.b64encode(hmac.new(
-            self._hmac_key, f"{task_id}.{stamp}".encode(), hashlib.sha256).digest()))
-            for task_id in ids]
-        if not any(matches):
+        expected = base64.b64encode(hmac.new(
+            self._hmac_key, f"{task_id}.{stamp}".encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(given.encode(), expected):
             raise self._refused("callback signature does not match")
 
     def _refused(self, text: str) -> RequestRejected:

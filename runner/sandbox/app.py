@@ -17,7 +17,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.sandbox import aimlapi, control, elevenlabs, market, uploads
+from runner.sandbox.callbacks import CallbackDispatcher
 from runner.sandbox.config import SandboxConfig
+from runner.sandbox.redirects import Redirecting
 from runner.sandbox.web import JSON, Sandbox
 
 # kie's File Upload API: on its own host (FACTS §1.1), the sandbox's upload listener.
@@ -91,7 +93,8 @@ def _endpoint(scope: Scope) -> str:
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:
     """A fresh sandbox with its own state; `app.state.sandbox` reaches it from tests."""
-    sandbox = Sandbox(config or SandboxConfig())
+    sandbox = Sandbox(config or SandboxConfig(),
+                      lambda sb: CallbackDispatcher(sb, market.callback_body))
     routes: list[BaseRoute] = [
         *market.routes(""), *market.routes("/apikley"),
         *uploads.routes(""), *uploads.routes("/apikley/file-upload"), *uploads.file_routes(),
@@ -106,5 +109,6 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
     app.add_middleware(_Hosts, sandbox=sandbox)
+    app.add_middleware(Redirecting, sandbox=sandbox)  # the `redirects` knob
     app.add_middleware(_Counting, sandbox=sandbox)  # added last: outermost, counts the 404s
     return app

@@ -17,14 +17,13 @@ import hashlib
 import heapq
 import hmac
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from runner.sandbox.state import Task
-
-if TYPE_CHECKING:
-    from runner.sandbox.web import Sandbox
+from runner.sandbox.web import Sandbox, is_loopback_url
 
 _TICK_S = 0.01
 
@@ -35,8 +34,12 @@ def signature(task_id: str, timestamp: str, key: str) -> str:
 
 
 class CallbackDispatcher:
-    def __init__(self, sandbox: Sandbox) -> None:
+    """Posts each finished task's record to its `callBackUrl`, when the sandbox clock says."""
+
+    def __init__(self, sandbox: Sandbox,
+                 body: Callable[[Sandbox, Task], dict[str, Any]]) -> None:
         self._sandbox = sandbox
+        self._body = body  # what a callback carries (runner.sandbox.market.callback_body)
         self._queue: list[tuple[float, int, str, int]] = []  # (due, seq, task id, attempt)
         self._seq = 0
         self._runner: asyncio.Task[None] | None = None
@@ -82,14 +85,11 @@ class CallbackDispatcher:
         task = sandbox.state.tasks.get(task_id)
         if task is None or not task.callback_url:
             return  # forgotten by a reset
-        from runner.sandbox.market import callback_body
-        from runner.sandbox.web import is_loopback_url
-
         stats = sandbox.state.stats.callbacks
         if not is_loopback_url(task.callback_url):
             stats["refused_non_loopback"] += 1
             return
-        body = callback_body(sandbox, task)
+        body = self._body(sandbox, task)
         headers = {"content-type": "application/json", "user-agent": "runner-sandbox-callback"}
         key = sandbox.config.webhook_hmac_key
         if key:

@@ -23,7 +23,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 
-from runner.ffmpeg import ffmpeg_exe
+from runner.audio.ffmpeg import ffmpeg_exe
 from runner.sandbox import containers
 from runner.sandbox.formats import AudioFormat
 

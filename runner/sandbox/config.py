@@ -176,6 +176,18 @@ class SandboxConfig:
     seed: int = 0
     callback_timeout_s: float = 15.0
     callback_attempts: int = 3
+    # A new market task is not visible to recordInfo for this long: the documented
+    # `{"code": 422, "msg": "recordInfo is null"}`, or with `invisible_answer: "null"`
+    # `{"code": 200, "msg": "success", "data": null}`.
+    invisible_s: float = 0.0
+    invisible_answer: str = "422"
+    # Generation requests another client makes on every key in each rate-limit
+    # window: they fill the key's window, so this client meets 429s below the limit.
+    other_client_requests: int = 0
+    # Path prefix -> Location: a request under the prefix is answered with a redirect
+    # (307 for POST, 302 otherwise) unless it already came to the Location's host.
+    # `{path}` in the Location is the request's path and query (see redirects.py).
+    redirects: dict[str, str] = field(default_factory=dict)
     # Time as the sandbox sees it (seconds since the epoch); tests inject a fake one.
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -219,6 +231,10 @@ class SandboxConfig:
             "seed": self.seed,
             "callback_timeout_s": self.callback_timeout_s,
             "callback_attempts": self.callback_attempts,
+            "invisible_s": self.invisible_s,
+            "invisible_answer": self.invisible_answer,
+            "other_client_requests": self.other_client_requests,
+            "redirects": dict(self.redirects),
         }
 
 
@@ -268,10 +284,21 @@ def _parse_knob(name: str, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise KnobError("webhook_hmac_key: expected a string or null")
         return value
+    if name == "invisible_answer":
+        if value not in ("422", "null"):
+            raise KnobError("invisible_answer: expected \"422\" or \"null\"")
+        return value
+    if name == "redirects":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and k.startswith("/") and isinstance(v, str) and v
+                for k, v in value.items()):
+            raise KnobError("redirects: expected {\"/path/prefix\": \"LOCATION\", ...}")
+        return dict(value)
     optional = name in ("max_concurrent", "credits", "result_ttl_s")
     if value is None and optional:
         return None
-    kind = int if name in ("max_concurrent", "seed", "callback_attempts") else float
+    kind = int if name in ("max_concurrent", "seed", "callback_attempts",
+                           "other_client_requests") else float
     try:
         number = kind(value)
     except (TypeError, ValueError):

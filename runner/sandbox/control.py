@@ -1,5 +1,5 @@
 """Introspection under `/_sandbox/`, a prefix no real API uses: stats, reset, config, clock,
-hosts.
+hosts, the task log.
 
 Tests and benchmarks drive a sandbox in another process through these. Keys and
 the webhook secret can be set here but are never echoed back.
@@ -57,6 +57,13 @@ async def clock(request: Request) -> Response:
     return JSON({"now_s": state.now(), "offset_s": state.clock_offset_s})
 
 
+async def tasks(request: Request) -> Response:
+    """The task log, as a provider's dashboard shows it: every task created, oldest
+    first, with the digest of what it asked (`by_input_hash` of the stats)."""
+    state = sandbox_of(request).state
+    return JSON([{"task_id": t.task_id, "provider": t.provider, "model": t.model,
+                  "input_hash": t.input_hash, "created_s": t.created_s}
+                 for t in state.tasks.values()])
 async def hosts(request: Request) -> Response:
     """Where the upload listener is, for a client that only knows the API's URL."""
     return JSON({"upload_base_url": sandbox_of(request).upload_url})
@@ -72,6 +79,7 @@ def routes() -> list[Route]:
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/config", config, methods=["GET", "POST"]),
         Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
+        Route("/_sandbox/tasks", tasks, methods=["GET"]),
         Route("/_sandbox/hosts", hosts, methods=["GET"]),
         Route("/_sandbox/openapi.json", openapi, methods=["GET"]),
     ]

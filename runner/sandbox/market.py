@@ -321,8 +321,12 @@ async def record_info(request: Request) -> Response:
     task = sandbox.state.tasks.get(task_id)
     if task is None or task.account is not account:
         return _answer(sandbox, 404, "Task not found", msg)
-    # i12: the invisible task (`recordInfo is null` / `data: null` just after createTask)
-    # is answered here, before the record, when its quirk shows.
+    if sandbox.state.now() < task.created_s + sandbox.config.invisible_s:
+        # Created, not visible yet: the market's answer (knob `invisible_s`; not a quirk
+        # on by default, as most tests and clients read a new task once).
+        if sandbox.config.invisible_answer == "null":
+            return JSON({"code": 200, msg: "success", "data": None})
+        return _answer(sandbox, 422, "recordInfo is null", msg)
     return _answer(sandbox, 200, "success", msg, record(sandbox, task))
 
 

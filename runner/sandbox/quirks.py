@@ -50,9 +50,9 @@ _ALL = (
           "FACTS §1.3 (newer docs return both keys)"),
     Quirk("market_record_id", 1.0, "createTask's `data` carries `recordId` beside `taskId`",
           "FACTS §1.2; market-sound-effect-v2.openapi.txt"),
-    # i12 owns the invisible task: `recordInfo` answering {"code":422,"msg":"recordInfo is
-    # null"} or `data: null` for a short while after createTask. Its knob joins this table
-    # here, with its faithful rate, when that branch lands.
+    # The task not visible just after createTask (`recordInfo is null`, `data: null`) is
+    # not a quirk but the knob `invisible_s` (default 0): most tests and clients read a
+    # new task once, and the faithful mode is every test's default.
     Quirk("market_upload_host", 1.0,
           "the kie File Upload API is served only by the sandbox's upload listener (its own "
           "host); the API host answers 404 there",

@@ -189,7 +189,8 @@ class SandboxState:
         window = account.window
         while window and window[0] <= now - limit.window_s:
             window.popleft()
-        if len(window) >= limit.requests:
+        # Another client on the same key (`other_client_requests`) fills part of it.
+        if len(window) + self.config.other_client_requests >= limit.requests:
             return False
         window.append(now)
         return True

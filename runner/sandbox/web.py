@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -21,24 +22,30 @@ from starlette.types import Receive, Scope, Send
 
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.media import MediaStore
-from runner.sandbox.state import SandboxState
-
-if TYPE_CHECKING:
-    from runner.sandbox.callbacks import CallbackDispatcher
+from runner.sandbox.state import SandboxState, Task
 
 TRANSPORT_KEY = "runner.sandbox.transport"
+
+
+class Dispatcher(Protocol):
+    """Sends market callbacks (runner.sandbox.callbacks); the app chooses the one to use."""
+
+    def schedule(self, task: Task) -> None: ...
+
+    def reset(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Sandbox:
     """Everything the handlers share; one per app, reached as `request.app.state.sandbox`."""
 
-    def __init__(self, config: SandboxConfig) -> None:
-        from runner.sandbox.callbacks import CallbackDispatcher
-
+    def __init__(self, config: SandboxConfig,
+                 dispatcher: Callable[[Sandbox], Dispatcher]) -> None:
         self.config = config
         self.state = SandboxState(config)
         self.media = MediaStore()
-        self.callbacks: CallbackDispatcher = CallbackDispatcher(self)
+        self.callbacks = dispatcher(self)
         # kie's upload host: the listener(s) a server bound for it (server.py), by port.
         # Empty (no second listener, e.g. under httpx.ASGITransport): one host serves all.
         self.upload_ports: set[int] = set()

@@ -20,11 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import atomic
 from runner.errors import StoreError
-from runner.store import packs
+from runner.store import atomic, packs
 
-# The names `runner.atomic.temp_beside` gives temp files: `.NAME.xxxxxxxx.tmp`.
+# The names `runner.store.atomic.temp_beside` gives temp files: `.NAME.xxxxxxxx.tmp`.
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 
 

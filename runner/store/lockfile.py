@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import atomic
 from runner.errors import StoreError
+from runner.store import atomic
 from runner.store.cache import leftover_temps
 
 LOCK_VERSION = 1

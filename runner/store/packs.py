@@ -262,7 +262,7 @@ def compact(pack: Path, remove: set[tuple[str, str]]) -> bool:
 
     Returns False, touching nothing, when a live writer holds the pack. The records
     kept are read under the lock, so none appended since the caller looked is lost."""
-    from runner import atomic
+    from runner.store import atomic
 
     try:
         fd = os.open(pack, os.O_RDONLY)

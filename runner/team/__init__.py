@@ -6,7 +6,7 @@
     remote_cache.py  the run's remote cache: look before a paid request, record after one
     sync.py          `runner cache push` and `runner cache pull`
     gc.py            `runner cache gc`: mark from committed lockfiles, sweep past a grace period
-    cache_cli.py     the `runner cache` commands and `runner run --remote-cache-mode`
+    (the `runner cache` commands and `--remote-cache-mode` are in runner/cli/cache.py)
 
 Without a remote cache configured nothing here runs, and the runner behaves
 exactly as with its local cache alone.

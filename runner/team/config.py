@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
-    from runner.manifest import Pipeline
+    from runner.manifest.types import Pipeline
 
 URL_VARIABLE = "RUNNER_REMOTE_CACHE"
 MODE_VARIABLE = "RUNNER_REMOTE_CACHE_MODE"

@@ -9,7 +9,7 @@ The two halves of Bazel's remote cache (action cache over a content-addressed
 store). The bytes are always written first and the record last, create-only,
 so a record that exists names bytes that were complete when it was made; a
 reader still checks the digest, because objects can be damaged or deleted
-afterwards. The request key is the plan's cache key (runner.plan): the same
+afterwards. The request key is the plan's cache key (runner.plan.plan): the same
 request asked on any machine has the same key, and sandbox keys never equal
 live ones.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner import __version__
-from runner.plan import PlannedJob
+from runner.plan.plan import PlannedJob
 from runner.store.journal import AssetRow
 
 LAYOUT = "v1"

@@ -25,12 +25,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from runner.engine.events import Event, EventKind
+from runner.engine.job import Finish, RunContext
+from runner.engine.retry import JobOutcome
 from runner.errors import RemoteCacheError, StoreError
-from runner.events import Event, EventKind
-from runner.execute import Finish, RunContext
-from runner.manifest import Pipeline
-from runner.plan import PlannedJob
-from runner.retry import JobOutcome
+from runner.manifest.types import Pipeline
+from runner.plan.plan import PlannedJob
 from runner.store.journal import AssetRow
 from runner.team.config import RemoteCacheConfig, resolve
 from runner.team.records import RECORDS, Record

@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.layout import BuildLayout, Target, layout_for
-from runner.manifest import JobKind, load_pipeline
-from runner.plan import Plan, PlannedJob, State, make_plan
-from runner.results import record, write_files, write_output_from_memory
+from runner.engine.materialize import record, write_files, write_output_from_memory
+from runner.manifest.load import load_pipeline
+from runner.manifest.types import JobKind
+from runner.plan.plan import Plan, PlannedJob, State, make_plan
 from runner.store.cache import ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
+from runner.store.layout import BuildLayout, Target, layout_for
 from runner.team.config import RemoteCacheConfig, resolve
 from runner.team.objects import Bucket
 from runner.team.records import Record, blob_path

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.schema_build import stale_files
+from runner.cli.main import main
+from runner.schemas.build import stale_files
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import yamlsource
-from runner.cli import main
+from runner.cli.main import main
 from runner.errors import ManifestInvalid
+from runner.manifest import yaml_source as yamlsource
 
 HEAD = "version: 1\nname: t\njobs:\n"
 SFX = "elevenlabs/sound-effect-v2"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 CASES = sorted(p.stem for p in CASES_DIR.glob("*.yaml"))

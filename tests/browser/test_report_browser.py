@@ -82,7 +82,7 @@ jobs:
 
 
 def _run(manifest: Path) -> None:
-    from runner.run import RunOptions, run_pipeline
+    from runner.cli.run import RunOptions, run_pipeline
 
     code, _, _, _ = run_pipeline(manifest, RunOptions(sandbox=True))
     assert code == 1  # bad_voice fails; everything else is built
@@ -90,7 +90,7 @@ def _run(manifest: Path) -> None:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from runner.report import build_report
+    from runner.report.write import build_report
 
     root = tmp_path_factory.mktemp("tour")
     manifest = root / "tour.yaml"

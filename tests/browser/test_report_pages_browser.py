@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from audiogen import make
 
-from runner.report import build_report
-from runner.report_page import PAGE_CARDS
+from runner.report.page import PAGE_CARDS
+from runner.report.write import build_report
 from runner.testing.fake_build import make_fake_build
 
 CHROMIUM = os.environ.get("RUNNER_CHROMIUM", "/usr/bin/chromium")

@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 
-from runner.audioformat import FormatSpec, decode, verify_audio
-from runner.retry import RetryPolicy
-from runner.run import RunOptions, run_pipeline
+from runner.audio.decode import decode
+from runner.audio.formats import FormatSpec
+from runner.audio.verify import verify_audio
+from runner.cli.run import RunOptions, run_pipeline
+from runner.engine.retry import RetryPolicy
 
 # Fast polling: the sandbox answers at once (its clock is the test's), so the
 # runner need not wait the providers' advised 2 s before its first look.

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome, RetryPolicy
+from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
+from runner.engine.retry import JobOutcome, RetryPolicy
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
 from tests.engine.helpers import created, lockfile, output, run, write_manifest
@@ -130,7 +130,7 @@ def test_an_unreachable_account_is_reported_after_its_window_not_after_minutes(
     monkeypatch.setenv("RUNNER_KIE_BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("KIE_API_KEY", "k")
     manifest = write_manifest(tmp_path, JOBS)
-    from runner.run import RunOptions, run_pipeline
+    from runner.cli.run import RunOptions, run_pipeline
 
     # The loop's clock decides; a short window keeps the test short, and many more
     # attempts than the window allows are available, so only the window can end it.
@@ -151,7 +151,7 @@ def test_a_hand_edited_output_is_kept_until_asked(
     take = output(manifest, "hit_1.mp3")
     generated = take.read_bytes()
     # "Trimmed in an editor": the first half, encoded again as the same format.
-    from runner.ffmpeg import ffmpeg_exe
+    from runner.audio.ffmpeg import ffmpeg_exe
 
     trimmed_path = tmp_path / "trimmed.mp3"
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(take), "-t", "0.5",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
 from tests.engine.helpers import created, lockfile, output, provider_requests, run, write_manifest

@@ -7,11 +7,12 @@ import json
 import random
 from pathlib import Path
 
-from runner.audioformat import FormatSpec, decode
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.audio.decode import decode
+from runner.audio.formats import FormatSpec
+from runner.cli.exitcodes import ExitCode
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
-from runner.subtitles import parse_srt, parse_vtt
+from runner.text.subtitles import parse_srt, parse_vtt
 from tests.engine.helpers import assert_audio, created, output, run, stats, write_manifest
 
 WORDS = ("keeper lantern harbour storm gull tide reef signal rope boat bell stone "

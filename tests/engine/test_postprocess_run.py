@@ -14,16 +14,17 @@ from pathlib import Path
 
 from audiogen import loudness
 
-from runner.audioformat import decode_pcm, sniff
+from runner.audio.decode import decode_pcm
+from runner.audio.verify import sniff
+from runner.cli.summary import render_summary
+from runner.engine.retry import JobOutcome
 from runner.errors import ManifestInvalid
-from runner.housekeeping import clean
-from runner.layout import Target, layout_for
-from runner.manifest import load_pipeline
-from runner.plan import State, make_plan
-from runner.retry import JobOutcome
+from runner.manifest.load import load_pipeline
+from runner.plan.housekeeping import clean
+from runner.plan.plan import State, make_plan
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
-from runner.summary import render_summary
+from runner.store.layout import Target, layout_for
 from tests.engine.helpers import created, lockfile, output, run, write_manifest
 
 JOB = """

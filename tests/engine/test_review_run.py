@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from runner.engine.retry import JobOutcome
 from runner.errors import ManifestInvalid, UsageError
-from runner.export import export
-from runner.housekeeping import clean
-from runner.layout import Target, layout_for
-from runner.manifest import load_pipeline
-from runner.plan import State, make_plan
-from runner.retry import JobOutcome
-from runner.review_session import ReviewSession
+from runner.manifest.load import load_pipeline
+from runner.plan.export import export
+from runner.plan.housekeeping import clean
+from runner.plan.plan import State, make_plan
+from runner.report.review_session import ReviewSession
 from runner.sandbox import SandboxServer
 from runner.store.cache import ContentCache
 from runner.store.cache import file_digest as digest
+from runner.store.layout import Target, layout_for
 from tests.engine.helpers import created, lockfile, output, run, write_manifest
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner import download
-from runner.cli import main
+from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
+from runner.engine.retry import JobOutcome
 from runner.errors import DownloadError
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.providers import download
 from runner.sandbox import SandboxConfig, SandboxServer, parse_latency
 from runner.store.cache import ContentCache
 from tests.engine.helpers import created, run, stats, write_manifest

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.cli.exitcodes import ExitCode
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import assert_audio, lockfile, output, run, stats, write_manifest
 
@@ -101,7 +101,12 @@ def test_mixed_faults(tmp_path: Path, sandbox: SandboxServer) -> None:
     code, plan, result, tally = run(manifest, sandbox.url)
     assert tally.outcomes[JobOutcome.DONE] + tally.outcomes[JobOutcome.FAILED] == 30
     assert all("generation failed" in f.reason for f in tally.failures)
-    assert sum(tasks_per_input(sandbox)) == 30 + stats(sandbox.url)["faults"].get("501", 0)
+    # One task per job, plus one per failed generation, except the last of a job that
+    # failed three times (the third failure ends the job: no new task). Which job a
+    # 501 strikes depends on timing, so a job failing three times happens (~1 in 30).
+    failed_jobs = tally.outcomes[JobOutcome.FAILED]
+    assert sum(tasks_per_input(sandbox)) == \
+        30 + stats(sandbox.url)["faults"].get("501", 0) - failed_jobs
     assert_outputs_match_lock(manifest)
 
 
@@ -145,8 +150,10 @@ def test_a_callback_driven_run(tmp_path: Path, sandbox: SandboxServer) -> None:
     assert code == ExitCode.OK, tally.failures
     sandbox_stats = stats(sandbox.url)
     assert sandbox_stats["callbacks"]["delivered"] >= 6
-    # Every job learnt its result from a callback: polling (every 30 s) never ran.
-    assert "GET /api/v1/jobs/recordInfo" not in sandbox_stats["requests"]
+    # Every job heard of its result from a callback and confirmed it with one poll (the
+    # callback is a hint, the provider's answer is what counts); the polling schedule
+    # (every 30 s) never ran, and duplicated callbacks cost nothing more.
+    assert sandbox_stats["requests"]["GET /api/v1/jobs/recordInfo"] == {"200": 6}
 
 
 def test_a_budget_smaller_than_the_plan_stops_in_time(tmp_path: Path,

@@ -9,9 +9,15 @@ from typing import Any
 import pytest
 
 from runner.sandbox import SandboxServer
-
 from tests.engine.helpers import (
-    assert_audio, created, lockfile, output, provider_requests, run, stats, write_manifest,
+    assert_audio,
+    created,
+    lockfile,
+    output,
+    provider_requests,
+    run,
+    stats,
+    write_manifest,
 )
 
 AUDIO = Path(__file__).parents[2] / "pipelines" / "audio" / "interview_harbour_master.mp3"
@@ -108,7 +114,7 @@ def test_downloads_never_exceed_the_accounts_cap(tmp_path: Path, sandbox: Sandbo
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`limits.max_downloads`: a wave of tasks finishing together is downloaded and stored
     at most N at a time (real downloads; the spy only counts them)."""
-    from runner import download
+    from runner.providers import download
 
     active, peak = 0, 0
     real_fetch = download.fetch

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.accounts import BUILTIN, ProviderAccount
-from runner.audioformat import AudioInfo, verify_audio
-from runner.http import make_client
+from runner.audio.verify import AudioInfo, verify_audio
+from runner.catalog.accounts import BUILTIN, ProviderAccount
 from runner.providers.base import TaskState, TaskStatus
+from runner.providers.http import make_client
 from runner.sandbox import SandboxConfig, SandboxServer, provider_urls
 
 # Long and distinctive, so that tests can assert it never shows up in a message.

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from runner.accounts import BUILTIN, ProviderAccount
-from runner.http import USER_AGENT
+from runner.catalog.accounts import BUILTIN, ProviderAccount
+from runner.providers.http import USER_AGENT
 
 BASE = "https://provider.test"
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]

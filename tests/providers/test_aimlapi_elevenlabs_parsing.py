@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -19,7 +20,6 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
 from runner.providers.elevenlabs import Base64Field, ElevenLabsAdapter

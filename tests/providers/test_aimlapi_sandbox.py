@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     ProviderUnavailable,
@@ -15,7 +16,6 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.models import MODELS
 from runner.providers.aimlapi import AimlapiAdapter
 from runner.providers.base import Request, TaskState
 
@@ -140,5 +140,5 @@ async def test_what_is_not_offered(sandbox: Sandbox, client: httpx.AsyncClient,
     with pytest.raises(RequestRejected, match="asynchronous"):
         await aiml.generate(Request("m", STABLE, dict(MUSIC)), sink)
     with pytest.raises(RequestRejected, match="no callbacks"):
-        aiml.parse_callback(b"{}", {})
+        aiml.callback_task_id(b"{}", {})
     assert await aiml.refresh_url("https://cdn.aimlapi.com/x.wav") is None

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -19,10 +20,9 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.http import make_client
-from runner.models import MODELS
 from runner.providers.base import Request
 from runner.providers.elevenlabs import ElevenLabsAdapter
+from runner.providers.http import make_client
 from runner.providers.market import MarketAdapter
 
 from .conftest import API_KEY, Sandbox, Sink, closed_port_url, verify

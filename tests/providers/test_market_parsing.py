@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     GenerationFailed,
@@ -19,11 +20,11 @@ from runner.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
+    TaskUnknown,
     TransportError,
 )
-from runner.http import USER_AGENT
-from runner.models import MODELS
 from runner.providers.base import Request, TaskState, TaskStatus
+from runner.providers.http import USER_AGENT
 from runner.providers.market import MarketAdapter
 
 from .mock import BASE, Script, account, reply
@@ -141,7 +142,26 @@ async def test_success_without_a_result_yet_or_unreadable() -> None:
     with pytest.raises(ProviderUnavailable, match="not JSON"):
         await status_of(reply(record(state="success", resultJson="{oops")))
     with pytest.raises(ProviderUnavailable, match="without a task record"):
-        await status_of(reply({"code": 200, "msg": "success", "data": None}))
+        await status_of(reply({"code": 200, "msg": "success"}))
+
+
+@pytest.mark.parametrize("answer", [
+    {"code": 422, "msg": "recordInfo is null"},  # documented: created, not visible yet
+    {"code": 422, "message": "recordInfo is null"},
+    {"code": 200, "msg": "success", "data": None},  # the same, as a success with no record
+    {"code": 404, "msg": "Task not found"},
+])
+async def test_no_record_of_the_task(answer: dict[str, object]) -> None:
+    """The engine decides what "no record" means (a grace period after creation); the
+    adapter only says it, as TaskUnknown, not as a rejected or failed request."""
+    with pytest.raises(TaskUnknown, match="no record of the task"):
+        await status_of(reply(answer))
+
+
+async def test_another_422_is_still_a_rejection() -> None:
+    with pytest.raises(RequestRejected) as raised:
+        await status_of(reply({"code": 422, "msg": "taskId is required"}))
+    assert not isinstance(raised.value, TaskUnknown)
 
 
 @pytest.mark.parametrize(("answer", "kind", "words"), [

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from audiogen import make
 
+from runner.catalog.models import MODELS
 from runner.errors import (
     AccountRefused,
     ConcurrencyLimited,
@@ -19,9 +20,8 @@ from runner.errors import (
     RequestRejected,
     TransportError,
 )
-from runner.http import make_client
-from runner.models import MODELS
 from runner.providers.base import Request, TaskState, TaskStatus
+from runner.providers.http import make_client
 from runner.providers.market import MarketAdapter
 
 from .conftest import API_KEY, Sandbox, assert_final, closed_port_url, download, verify

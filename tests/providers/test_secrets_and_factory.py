@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.accounts import BUILTIN
+from runner.catalog.accounts import BUILTIN
+from runner.catalog.models import MODELS
 from runner.errors import ProviderError
-from runner.http import make_client
-from runner.models import MODELS
 from runner.providers import AimlapiAdapter, ElevenLabsAdapter, MarketAdapter, make_adapter
 from runner.providers.base import Adapter, Request
+from runner.providers.http import make_client
 
 from .conftest import API_KEY, Sandbox, Sink, closed_port_url
 from .mock import Script, account, reply

@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from runner.ffmpeg import ffmpeg_exe
+from runner.audio.ffmpeg import ffmpeg_exe
 
 KEY = {"Authorization": "Bearer test-key"}
 XI = {"xi-api-key": "test-key"}

@@ -243,7 +243,7 @@ def test_serve_documents_its_defaults() -> None:
 def test_the_embedded_sandbox_is_realistic() -> None:
     """`runner run --sandbox` starts the sandbox with the published limits and realistic
     latencies; `serve` prints the API's URL, then the upload host's."""
-    from runner.run import SANDBOX_ARGS
+    from runner.cli.run import SANDBOX_ARGS
 
     with SandboxProcess(SANDBOX_ARGS) as url:
         config = httpx.get(f"{url}/_sandbox/config").json()

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runner.audioparse import parse_wav
+from runner.audio.containers import parse_wav
 from runner.sandbox import SandboxServer
 from runner.sandbox.quirks import FAITHFUL, QUIRKS, QuirkError, parse_quirks
 from tests.sandbox.helpers import KEY, XI, Gate, sine_wav

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
-from runner.run import RunOptions, run_pipeline
+from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
+from runner.cli.run import RunOptions, run_pipeline
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from tests.conftest import RemoteCacheSetup
 from tests.engine.helpers import QUICK_RETRIES, created, lockfile, run

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ManifestInvalid, UsageError
-from runner.manifest import load_pipeline
+from runner.manifest.load import load_pipeline
 from runner.team.config import Mode, parse_url, resolve
 from runner.team.records import INLINE_MAX_BYTES, Record, RecordInvalid
 

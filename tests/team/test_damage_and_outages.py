@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.events import Event, EventKind
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.cli.exitcodes import ExitCode
+from runner.engine.events import Event, EventKind
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer
 from runner.team.records import INLINE_MAX_BYTES, blob_path, record_path
 from tests.conftest import RemoteCacheSetup
@@ -76,7 +76,7 @@ def test_the_bytes_a_machine_pushes_repair_a_blob_lost_under_its_record(
     entry = lockfile(a)["thunder"]
     view = RemoteView()
     view.delete(blob_path(entry["sha256"]))
-    from runner.cli import main
+    from runner.cli.main import main
 
     assert main(["cache", "push", str(a), "--sandbox"]) == ExitCode.OK
     assert view.blob(entry["sha256"]) == (a.parent / "out.sandbox" / "thunder.mp3").read_bytes()
@@ -123,7 +123,7 @@ def test_a_missing_bucket_is_an_error_not_a_miss(
           model: elevenlabs/sound-effect-v2
           input: {text: Door creak, duration_seconds: 1}
     """)
-    from runner.cli import main
+    from runner.cli.main import main
 
     code = main(["run", str(manifest), "--sandbox-url", sandbox.url, "--no-progress"])
     assert code == ExitCode.JOBS_FAILED

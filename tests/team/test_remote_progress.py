@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 
-from runner.events import Event, EventKind, Tally
-from runner.progress_plain import PlainLog
-from runner.retry import JobOutcome
-from runner.summary import remote_line
-from tests.test_progress import display_at, rendered
+from runner.cli.summary import remote_line
+from runner.engine.events import Event, EventKind, Tally
+from runner.engine.retry import JobOutcome
+from runner.progress.plain import PlainLog
+from tests.progress.helpers import display_at, rendered
 
 T0 = 1_760_000_000.0
 K = EventKind

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from runner.cli import main
-from runner.exitcodes import ExitCode
-from runner.retry import JobOutcome
+from runner.cli.exitcodes import ExitCode
+from runner.cli.main import main
+from runner.engine.retry import JobOutcome
 from runner.sandbox import SandboxServer, parse_latency
 from tests.conftest import FakeClock, RemoteCacheSetup
 from tests.engine.helpers import created, lockfile, provider_requests, run

@@ -1,0 +1,27 @@
+"""The one mapping from outcomes to process exit codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from runner import errors
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    JOBS_FAILED = 1
+    INVALID = 2  # invalid manifest, bad usage, or --locked with work to do
+    ACCOUNT_REFUSED = 3  # a key was refused or an account ran out of credits
+    BUILD_BUSY = 4  # another process holds the build (runner run --no-wait, runner clean)
+    INTERRUPTED = 130
+
+
+def exit_code_for(exc: errors.RunnerError) -> ExitCode:
+    """Exit code for an error that ended a command."""
+    if isinstance(exc, (errors.ManifestError, errors.UsageError, errors.LockedBuildError)):
+        return ExitCode.INVALID
+    if isinstance(exc, errors.BuildBusy):
+        return ExitCode.BUILD_BUSY
+    if isinstance(exc, errors.AccountRefused):
+        return ExitCode.ACCOUNT_REFUSED
+    return ExitCode.JOBS_FAILED

@@ -1,0 +1,248 @@
+"""Every file a job writes, checked before anything is paid for.
+
+An output (and each companion the runner writes beside it: a transcript's
+`.txt/.srt/.vtt`, a programme's `.json` sidecar and subtitles) must be a name a
+file system accepts, inside output_dir, outside the runner's own files (the
+state folder, the manifest, its lockfile, `.env`), and written by one job only,
+even where letter case and Unicode form are ignored (macOS, Windows).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from runner.catalog.models import Kind
+from runner.errors import Problem, shown
+from runner.manifest.filenames import collision_key, is_absolute, name_problem
+from runner.manifest.types import Job, JobKind, Pipeline
+from runner.store.layout import STATE_DIR
+
+# An output that may not be in normal form already (normpath costs more than this).
+_UNNORMAL = re.compile(r"\\|//|/$|(?:^|/)\.\.?(?:/|$)")
+
+
+def output_dir_of(manifest_dir: Path, data: dict[str, Any]) -> tuple[Path, str | None]:
+    """The build's output folder, and why the manifest's `output_dir` cannot be used
+    (then the default, `build/<name>`, stands in so that the outputs can be checked)."""
+    default = Path(os.path.normpath(manifest_dir / f"build/{data.get('name')}"))
+    given = data.get("output_dir")
+    if not isinstance(given, str) or not given:
+        return default, None
+    problem = name_problem(given, "output_dir")
+    if problem is not None:
+        return default, problem
+    return Path(os.path.normpath(manifest_dir / given)), None
+
+
+def companions(job: Job, output: str) -> list[tuple[str, str]]:
+    """The files a job writes beside its output (results.py), with what each one is;
+    the engine's own check before paying (results.output_conflicts) uses it too."""
+    if job.kind is not JobKind.STITCH and job.model.kind is not Kind.TRANSCRIPT:
+        return []
+    stem = posixpath.splitext(output)[0]
+    if job.kind is JobKind.STITCH:
+        files = [(f"{stem}.json", "its programme's sidecar")]
+        if job.narration is None or job.narration.subtitles:
+            files += [(f"{stem}.srt", "its programme's subtitles"),
+                      (f"{stem}.vtt", "its programme's subtitles")]
+        return files
+    if job.model.kind is Kind.TRANSCRIPT:
+        return [(f"{stem}.txt", "its transcript's text"),
+                (f"{stem}.srt", "its transcript's subtitles"),
+                (f"{stem}.vtt", "its transcript's subtitles")]
+    return []
+
+
+def _reserved(pipeline: Pipeline) -> dict[str, str]:
+    """Files of the build itself that no output may replace, by their real path's key."""
+    stem = pipeline.path.name.removesuffix(".yaml").removesuffix(".yml")
+    beside = pipeline.path.parent
+    sandbox_dir = pipeline.output_dir.with_name(pipeline.output_dir.name + ".sandbox")
+    named = {  # the later entry wins where two are one file (output_dir: .)
+        pipeline.output_dir / f"{stem}.lock.json": "the name of the sandbox build's lockfile",
+        sandbox_dir / f"{stem}.lock.json": "the sandbox build's lockfile",
+        pipeline.path: "the manifest itself",
+        beside / f"{stem}.lock.json": "the lockfile",
+        beside / ".env": "the .env file that holds the keys",
+    }
+    return {collision_key(os.path.realpath(p)): what for p, what in named.items()}
+
+
+def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
+    """Every file a job writes (its output and the companions beside it) is a usable
+    name inside output_dir, outside the runner's own files, and written by one job
+    only, even where letter case is ignored."""
+    doc = pipeline.document
+    root = pipeline.output_dir
+    root_real = os.path.realpath(root)
+    reserved = _reserved(pipeline)
+    # A reserved file is only a candidate when the last name matches (the key of a path
+    # ends with the key of its last name): most outputs skip the whole-path key.
+    reserved_names = {key.rpartition("/")[2] for key in reserved}
+    folders: dict[str, _Folder] = {}  # many outputs share a folder: look at each once
+    problems = []
+    owners: dict[str, tuple[Job, str, str]] = {}  # key -> (job, file, what it is)
+    spoilt: set[int] = set()  # templates whose output is reported: not again per segment
+    root_inside = root_real + os.sep
+
+    def refuse(job: Job, message: str) -> None:
+        problems.append(doc.problem(("jobs", job.template, "output"), message, job_id=job.id))
+        spoilt.add(job.template)
+
+    # The manifest's own outputs first: a segment's file derives from its programme's.
+    ordered = sorted(jobs, key=lambda j: j.segment is not None or j.verifies is not None)
+    for job in ordered:
+        generated = job.segment is not None or job.verifies is not None
+        if generated and job.template in spoilt:
+            continue
+        out = job.output
+        problem = name_problem(out, "output")
+        if problem is not None:
+            refuse(job, problem)
+            continue
+        if is_absolute(out):
+            refuse(job, f"output '{shown(out)}' is an absolute path; give a path relative to "
+                   "output_dir")
+            continue
+        normal = posixpath.normpath(out.replace("\\", "/")) if _UNNORMAL.search(out) else out
+        if normal == ".." or normal.startswith("../") or normal in (".", ""):
+            refuse(job, f"output '{shown(out)}' leaves output_dir ({os.path.relpath(root)})")
+            continue
+        folder, _, name = normal.rpartition("/")
+        first = folder.partition("/")[0] if folder else name
+        # STATE_DIR starts with '.', which no other character becomes under NFC and
+        # casefolding: other names need no key.
+        if first[:1] == STATE_DIR[:1] == "." and collision_key(first) == STATE_DIR:
+            refuse(job, f"output '{shown(normal)}' is inside the build's state folder "
+                   f"({STATE_DIR}/), where the runner keeps its journal and cache")
+            continue
+        place = folders.get(folder)
+        if place is None:
+            place = folders[folder] = _Folder(os.path.realpath(os.path.join(root, folder)))
+        real = place.real + name if place.real.endswith(os.sep) else place.real + os.sep + name
+        mode = place.mode(name, real) if place.entries or not place.listed else 0
+        if stat.S_ISLNK(mode):
+            real = os.path.realpath(real)
+            mode = stat.S_IFDIR if os.path.isdir(real) else 0
+        if real != root_real and not real.startswith(root_inside):
+            refuse(job, f"output '{shown(out)}' leaves output_dir through a symbolic link (it "
+                   f"resolves to {os.path.relpath(real)})")
+            continue
+        what = reserved.get(collision_key(real)) \
+            if collision_key(name) in reserved_names else None
+        if what is not None:
+            refuse(job, f"output '{shown(normal)}' would replace {what}; choose another name")
+            continue
+        if stat.S_ISDIR(mode):
+            refuse(job, f"output '{shown(normal)}' is an existing folder")
+            continue
+        job.output = normal
+        claim = (job, normal, "")
+        if owners.setdefault(collision_key(normal), claim) is not claim:
+            message = _claim(owners, job, normal, "")  # whose it is, in words
+            if message is not None:
+                refuse(job, message)
+                continue
+        if job.kind is JobKind.STITCH or job.model.kind is Kind.TRANSCRIPT:
+            for file, role in companions(job, normal):
+                message = _claim(owners, job, file, role)
+                if message is not None:
+                    refuse(job, message)
+                    break
+    problems += _file_in_place_of_folder(doc, owners)
+    return problems
+
+
+class _Folder:
+    """An output's folder: its real path, and what is in it, listed once (a folder of
+    thousands of outputs costs one listing, not one lstat each; a folder that does not
+    exist yet, the common case before a first run, costs nothing more)."""
+
+    __slots__ = ("entries", "keys", "listed", "real")
+
+    def __init__(self, real: str) -> None:
+        self.real = real
+        self.entries: dict[str, os.DirEntry[str]] = {}
+        self.keys: set[str] = set()
+        self.listed = True
+        try:
+            with os.scandir(real) as listing:
+                for entry in listing:
+                    self.entries[entry.name] = entry
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing in it exists
+        except OSError:  # not listable (a folder without read permission): ask per file
+            self.listed = False
+            return
+        self.keys = {collision_key(name) for name in self.entries}
+
+    def mode(self, name: str, real: str) -> int:
+        """What `os.lstat(real).st_mode` says of a link or a folder (any other file is
+        S_IFREG here), or 0 where nothing is."""
+        entry = self.entries.get(name)
+        if entry is None:
+            if self.listed and (not self.keys or collision_key(name) not in self.keys):
+                return 0
+            # Another name with this key: the same file where case or Unicode form
+            # is ignored (macOS, Windows). The file system says.
+            try:
+                return os.lstat(real).st_mode
+            except OSError:
+                return 0
+        try:  # the listing's file types: no call per file on most file systems
+            if entry.is_symlink():
+                return stat.S_IFLNK
+            return stat.S_IFDIR if entry.is_dir(follow_symlinks=False) else stat.S_IFREG
+        except OSError:
+            return 0
+
+
+def _claim(owners: dict[str, tuple[Job, str, str]], job: Job, file: str,
+           role: str) -> str | None:
+    """Record that `job` writes `file`; why it cannot when another file already has its key."""
+    problem = name_problem(file, "a file it writes") if role else None
+    if problem is not None:
+        return f"{problem} ({shown(file)}, {role})"
+    key = collision_key(file)
+    earlier = owners.setdefault(key, (job, file, role))
+    if earlier[0] is job and earlier[1:] == (file, role):
+        return None
+    owner, owner_file, owner_role = earlier
+    theirs = f"job '{owner.id}'" if owner is not job else "the job itself"
+    if owner_role:
+        theirs += f" ({owner_role})"
+    if owner_file != file:
+        mine = f"'{shown(file)}'" + (f" ({role})" if role else "")
+        if unicodedata.normalize("NFC", owner_file) == unicodedata.normalize("NFC", file):
+            return (f"{mine} is '{shown(owner_file)}' written by {theirs} with its accents "
+                    "composed differently (Unicode NFC/NFD): one file on macOS")
+        return (f"{mine} differs only in letter case from '{shown(owner_file)}' written by "
+                f"{theirs}: one file on macOS and Windows")
+    if not role:
+        return f"output '{shown(file)}' is also written by {theirs}; give each job its own file"
+    return (f"it writes '{shown(file)}' ({role}), which is also written by {theirs}; give the "
+            "outputs different names")
+
+
+def _file_in_place_of_folder(doc: Any, owners: dict[str, tuple[Job, str, str]]) -> list[Problem]:
+    """One job's file where another needs a folder (`a.mp3` and `a.mp3/b.mp3`)."""
+    problems = []
+    reported: set[str] = set()
+    for key, (job, file, _role) in owners.items():
+        parent = key.rpartition("/")[0]
+        while parent and parent not in reported:
+            holder = owners.get(parent)
+            if holder is not None:
+                reported.add(parent)
+                problems.append(doc.problem(("jobs", job.template, "output"), f"'{shown(file)}' "
+                                f"needs a folder '{shown(holder[1])}', which is the file of job "
+                                f"'{holder[0].id}'", job_id=job.id))
+                break
+            parent = parent.rpartition("/")[0]
+    return problems
