@@ -477,9 +477,31 @@ def parse_yaml(text: str, display: str, max_items: int | None = None) -> YamlDoc
         raise ManifestInvalid(builder.problems) from None
     except yaml.MarkedYAMLError as exc:
         raise ManifestInvalid([_syntax_problem(exc, text, display)]) from exc
+    except yaml.reader.ReaderError as exc:  # not a MarkedYAMLError: it has no mark
+        raise ManifestInvalid([_character_problem(exc, text, display)]) from exc
     if builder.problems:
         raise ManifestInvalid(builder.problems)
     return YamlDocument(display, text, data)
+
+
+def _character_problem(exc: yaml.reader.ReaderError, text: str, display: str) -> Problem:
+    """A character YAML allows nowhere in a file (NUL and the other control characters,
+    U+FFFE, U+FFFF), at its line and column. libyaml's position counts UTF-8 bytes, the
+    pure-Python reader's characters; both read in order, so the first occurrence of the
+    character is the one refused."""
+    character = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
+    at = text.find(character)
+    if at < 0:
+        line, column = 1, 1
+    else:
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+    code = ord(character)
+    what = "a control character" if code < 0x20 or 0x7F <= code <= 0x9F else "a non-character"
+    escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return Problem(display, line, column, "$",
+                   f"{what} (U+{code:04X}), which YAML does not allow in a file; remove it, or "
+                   f"write it as the escape \"{escape}\" inside a double-quoted string")
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, display: str) -> Problem:
