@@ -83,11 +83,15 @@ _HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
 _NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_END = frozenset(",[]{}")
 _UNSET: Any = object()
-# The start of the lines most manifests are made of (see _Reader._lines): maybe a
-# dash, a simple key, and a value that does not start with a space. The value is
-# looked at with str methods, which run at memory speed where a regular expression
-# steps through every character.
-_COMMON_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}): +(?=[^ \n])")
+# The lines most manifests are made of (see _Reader._lines): maybe a dash, a simple
+# key, and a value that does not start with a space, or nothing (a block follows:
+# `input:`, then its keys one level in); the value too when it is short
+# and ends the line (a possessive repeat: a longer one is given up after 200
+# characters, without stepping back through them). A long value is found with str
+# methods, which run at memory speed where a regular expression steps through every
+# character; a short one costs less in the match than in the calls that find it.
+_COMMON_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}):"
+                          r"(?:( +)(?=[^ \n])(?:([^\n]{1,200}+)\n)?|\n)")
 _COMMON_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./")
 # Plain values that start so are strings under the core schema whatever follows
 # (true, false, null and the numbers start otherwise).
@@ -166,6 +170,7 @@ class _Reader:
                  want: set[DocPath] | None = None, want_keys: set[DocPath] | None = None
                  ) -> None:
         self.resolve: Callable[[str], Any] = resolve_plain
+        self.known: dict[str, Any] = {}  # see _plain_value
         if "\r" in text:
             text = text.replace("\r\n", "\n")  # a break either way; columns are unchanged
         if "\t" in text or "\r" in text or not usable(text):
@@ -211,17 +216,18 @@ class _Reader:
 
         The common lines (see _COMMON_LINE) are `key: value` in the innermost mapping,
         and `- key: value` starting the next item of the list that holds it, with a
-        scalar or flat flow-mapping value on the line. They are taken only when the
-        frames are plain (no pending key, no merge, no anchor) and the value is one
-        `_value` would read the same way; otherwise nothing is changed and `_line`
-        reads the line (closing frames first, as `_line` would anyway). `current` is the
-        innermost frame when it is such a mapping."""
+        scalar or flat flow-mapping value on the line; or `key:` alone, whose value is
+        the mapping that the next common line, one level in, starts (`input:` and its
+        keys below it). They are taken only when the frames are plain (no merge, no
+        anchor) and the value is one `_value` would read the same way; otherwise
+        nothing is changed and `_line` reads the line (closing frames first, as `_line`
+        would anyway). `current` is the innermost frame when it is such a mapping."""
         text = self.text
         find = text.find
         size = len(text)
         stack = self.stack
         common = _COMMON_LINE.match
-        resolve = self.resolve
+        plain_value = self._plain_value
         flat_map = self._flat_map
         max_items = self.max_items
         string_start = _STRING_START
@@ -229,22 +235,33 @@ class _Reader:
         fast = self.window < 0 and not self.track
         pos = self.pos
         lineno = self.lineno
-        current = col = values = lines = None
+        current: _Frame | None = None
+        col = -1  # current's column, and its values and key lines
+        values: Any = None
+        lines: Any = None
         value: Any
         while pos < size:
             if fast:
                 if current is None and stack:
                     current = stack[-1]
-                    if not current.is_map or current.pend or current.merge_next:
+                    if not current.is_map or current.merge_next \
+                            or (current.pend and current.pend_anchor is not None):
                         current = None
                     else:
                         col, values, lines = current.col, current.value, current.key_lines
                 match = common(text, pos) if current is not None else None
                 if match is not None:
                     assert current is not None  # (a match is only tried with one)
-                    indent_text, dash, key = match.groups()
+                    indent_text, dash, key, spaces, item = match.groups()
                     indent = len(indent_text)
-                    if indent != col or dash is not None:
+                    opening = current.pend
+                    if opening:
+                        # `current` has a key without a value (`input:`): the line can
+                        # only be the first key of its mapping, as _open_pending reads it.
+                        if indent <= col or dash is not None or len(stack) >= MAX_DEPTH:
+                            match = None  # anything else: _line
+                            current = None
+                    elif indent != col or dash is not None:
                         # Another item of the list that holds `current`, or back out
                         # of `current`: close what the line closes, as _line would
                         # (the next item of the list of jobs, inline: the commonest).
@@ -254,7 +271,7 @@ class _Reader:
                                 and current.anchor is None:
                             stack.pop()
                             parent.value.append(values)
-                            parent.extra += len(values) + current.extra  # type: ignore[arg-type]
+                            parent.extra += len(values) + current.extra
                             top = parent
                             if (max_items is not None and len(top.value) >= max_items) \
                                     or len(stack) >= MAX_DEPTH:
@@ -277,61 +294,77 @@ class _Reader:
                             if match is None:
                                 current = None
                 if match is not None:
-                    start = match.end()
-                    end = find("\n", start)
-                    if end < 0:
-                        end = size
-                    item = text[start:end]
-                    first = item[0]
                     extra = 0
-                    if first in string_start:
-                        if ": " in item or " #" in item or item[-1] == ":":
-                            match = None  # _value declines it, or reads a comment
+                    if spaces is None:  # `key:` alone: its value is the block below
+                        value = _UNSET
+                        end = match.end() - 1
+                    else:
+                        if item is None:  # a long value, or the last line
+                            start = match.end()
+                            end = find("\n", start)
+                            if end < 0:
+                                end = size
+                            item = text[start:end]
                         else:
-                            value = item if item[-1] != " " else item.rstrip(" ")
-                    elif first == "'":
-                        close = item.find("'", 1)
-                        if close < 0 or item[close + 1:].strip(" "):
-                            match = None
-                        else:
-                            value = item[1:close]
-                    elif first == "{":
-                        value = flat_map(item)
-                        if value is None:
-                            match = None
-                        else:
-                            extra = len(value)
-                    elif first in common_start:
-                        if ": " in item or " #" in item or item[-1] == ":":
-                            match = None
-                        else:
-                            try:
-                                value = resolve(item.rstrip(" "))
-                            except ValueError:
+                            end = match.end() - 1  # its line break
+                        first = item[0]
+                        if first in string_start:
+                            if ": " in item or " #" in item or item[-1] == ":":
+                                match = None  # _value declines it, or reads a comment
+                            else:
+                                value = item if item[-1] != " " else item.rstrip(" ")
+                        elif first == "'":
+                            close = item.find("'", 1)
+                            if close < 0 or item[close + 1:].strip(" "):
                                 match = None
                             else:
-                                if value.__class__ is float and value - value != 0.0:
+                                value = item[1:close]
+                        elif first == "{":
+                            value = flat_map(item)
+                            if value is None:
+                                match = None
+                            else:
+                                extra = len(value)
+                        elif first in common_start:
+                            if ": " in item or " #" in item or item[-1] == ":":
+                                match = None
+                            else:
+                                value = plain_value(item.rstrip(" "))
+                                if value is _UNSET:
                                     match = None  # _value reports it
-                    else:
-                        match = None
+                        else:
+                            match = None
                     if match is not None:
+                        assert current is not None
                         lineno += 1
-                        if dash is not None:
+                        if opening:  # what _open_pending and _push do for a mapping
+                            current.pend = False
+                            col = indent
+                            current = _Frame(True, col, (lineno, col + 1), None, current.key)
+                            stack.append(current)
+                            values, lines = current.value, current.key_lines
+                        elif dash is not None:
                             top = stack[-1]
                             col = indent + len(dash)
                             current = _Frame(True, col, (lineno, col + 1), None, len(top.value))
                             stack.append(current)
                             values, lines = current.value, current.key_lines
-                        if key in lines:  # type: ignore[operator]
+                        if key in lines:
                             lineno -= 1
                             if dash is not None:
                                 stack.pop()
                             current = None
                         else:
-                            lines[key] = lineno  # type: ignore[index]
-                            values[key] = value  # type: ignore[index]
-                            if extra:
-                                current.extra += extra  # type: ignore[union-attr]
+                            lines[key] = lineno
+                            if value is _UNSET:  # as _entry leaves a key without a value
+                                current.key = key
+                                current.pend = True
+                                current.pend_loc = (lineno, col + len(key) + 2)
+                                current.pend_anchor = None
+                            else:
+                                values[key] = value
+                                if extra:
+                                    current.extra += extra
                             pos = end + 1
                             continue
                     else:
@@ -394,6 +427,7 @@ class _Reader:
     def _flat_pairs(self, text: str) -> dict[str, Any] | None:
         value: dict[str, Any] = {}
         find = text.find
+        size = len(text)
         i = 1
         while True:
             while text[i] == " ":
@@ -402,7 +436,7 @@ class _Reader:
             if colon < 0:
                 return None
             key = text[i:colon]
-            if not (key.isidentifier() and key.isascii() and len(key) <= 100) or key in value:
+            if not (key.isidentifier() and key.isascii() and colon - i <= 100) or key in value:
                 return None
             i = colon + 2
             while text[i] == " ":
@@ -413,9 +447,9 @@ class _Reader:
                     return None
                 value[key] = text[i + 1:close]
                 i = close + 1
-                while i < len(text) and text[i] == " ":
+                while i < size and text[i] == " ":
                     i += 1
-                if i == len(text) or text[i] not in ",}":
+                if i == size or text[i] not in ",}":
                     return None  # a quote doubled inside, or more after it
             else:
                 if text[i] not in _COMMON_START:
@@ -432,23 +466,37 @@ class _Reader:
                 if plain[0] in _STRING_START:
                     value[key] = plain
                 else:
-                    try:
-                        item = self.resolve(plain)
-                    except ValueError:
-                        return None
-                    if item.__class__ is float and item - item != 0.0:
+                    item = self._plain_value(plain)
+                    if item is _UNSET:
                         return None
                     value[key] = item
                 i = end
             if text[i] == "}":
                 break
             i += 1  # past the comma
-            while i < len(text) and text[i] == " ":
+            while i < size and text[i] == " ":
                 i += 1
-            if i < len(text) and text[i] == "}":
+            if i < size and text[i] == "}":
                 break  # a comma before the brace
-        if text[i + 1:].strip(" "):
+        if i + 1 < size and text[i + 1:].strip(" "):
             return None
+        return value
+
+    def _plain_value(self, raw: str) -> Any:
+        """The value of a plain scalar that the common path may take: _UNSET for one
+        that _value reports (a number too long, NaN or an infinity). Values repeat from
+        job to job (`2.5`, `true`): each text is resolved once."""
+        known = self.known.get(raw, _UNSET)
+        if known is not _UNSET:
+            return known
+        try:
+            value = self.resolve(raw)
+        except ValueError:
+            return _UNSET
+        if value.__class__ is float and value - value != 0.0:
+            return _UNSET
+        if len(self.known) < 4096:  # a bound: they are short texts, most of them alike
+            self.known[raw] = value
         return value
 
     def _line(self, line: str) -> None:

@@ -190,6 +190,10 @@ EDGES = [
     "b:\n  '<<': 1\n", "b:\n  \"<<\": 1\n", "a: &a [1]\nb:\n  <<: *a\n",
     "b:\n  <<: [{x: 1}, {x: 2}]\n", "b:\n  <<:\n    x: 1\n  y: 2\n", "b:\n  <<: &m\n    x: 1\nc: *m\n",
     "<<: {a: 1}\n", "- <<: {a: 1}\n  b: 2\n", "b:\n  << : {x: 1}\n",
+    # an anchor defined again: an alias means the latest, whatever it anchors
+    "a: &x 1\nb: &x\n  c: 2\nd: *x\n", "a: &x 1\nb: &x {c: 2}\nd: *x\n", "- &x a\n- &x b\n- *x\n",
+    "a: &x 1\nb:\n  - &x 2\nc: *x\n", "- a: &x 1\n  b: &x\n    c: 2\n  d: *x\n",
+    "a: &x\n  b: 1\nc: &x\nd: *x\n", "a: &x 1\nb: &x\n- 2\nc: *x\n",
     # quoted keys
     "'a b': 1\n\"c\\td\": 2\n'it''s': 3\n", "- 'a': 1\n  \"b\": 2\n", "'a':1\n", "'a'  :  1\n",
     "'a:b': 1\n", "\"a\" # c\n: 1\n",
@@ -385,6 +389,8 @@ class Generator:
         if rng.random() < 0.1:
             self.count += 1
             anchor = f" &a{self.count}"
+            if self.anchors and rng.random() < 0.2:  # defined again: aliases mean the latest
+                anchor = " &" + rng.choice(self.anchors)
         roll = rng.random() if depth <= 3 else 0.1
         if roll < 0.35:
             value = self.scalar()
