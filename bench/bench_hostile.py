@@ -47,6 +47,10 @@ def make(folder: Path, scale: float) -> list[tuple[str, Path]]:
     count = jobs_file(path, mb, f"  - id: line_N\n    model: {TTS}\n    input: {{voice: Brian, "
                                 f"text: '{sentence} N'}}\n")
     made.append((f"{mb / 1e6:.0f} MB, {count:,} TTS jobs (valid)", path))
+    path = folder / "valid_tts_blocks.yaml"  # inputs written as the examples write them
+    count = jobs_file(path, mb, f"  - id: line_N\n    model: {TTS}\n    input:\n"
+                                f"      voice: Brian\n      text: {sentence} N\n")
+    made.append((f"{mb / 1e6:.0f} MB, {count:,} TTS jobs, inputs as blocks (valid)", path))
     path = folder / "over_cap.yaml"
     count = jobs_file(path, mb, f"  - id: sfx_N\n    model: {SFX}\n    input: {{text: 'Steps on "
                                 "gravel N', duration_seconds: 2.5}\n    output: sfx/N.mp3\n")
