@@ -313,9 +313,11 @@ class _Reader:
                                 match = None  # _value declines it, or reads a comment
                             else:
                                 value = item if item[-1] != " " else item.rstrip(" ")
-                        elif first == "'":
-                            close = item.find("'", 1)
-                            if close < 0 or item[close + 1:].strip(" "):
+                        elif first == "'" or first == '"':
+                            # Quoted, without a doubled quote or an escape: the text itself.
+                            close = item.find(first, 1)
+                            if close < 0 or item[close + 1:].strip(" ") \
+                                    or (first == '"' and "\\" in item[:close]):
                                 match = None
                             else:
                                 value = item[1:close]
@@ -441,10 +443,11 @@ class _Reader:
             i = colon + 2
             while text[i] == " ":
                 i += 1
-            if text[i] == "'":
-                close = find("'", i + 1)
-                if close < 0:
-                    return None
+            quote = text[i]
+            if quote == "'" or quote == '"':
+                close = find(quote, i + 1)
+                if close < 0 or (quote == '"' and "\\" in text[i:close]):
+                    return None  # an escape: _flow reads it
                 value[key] = text[i + 1:close]
                 i = close + 1
                 while i < size and text[i] == " ":
