@@ -28,6 +28,7 @@ libyaml.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,20 @@ _UNSET: Any = object()
 _COMMON_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}):"
                           r"(?:( +)(?=[^ \n])(?:([^\n]{1,200}+)\n)?|\n)")
 _COMMON_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./")
+# A pair of a flat flow mapping (see _Reader._flat_map): a simple key; a quoted value
+# without a quote inside (nor a backslash, if double-quoted), or a plain one without
+# ':', '#', quotes or flow indicators.
+_FLAT_PAIR = (r"([A-Za-z_][A-Za-z0-9_]{0,99}): +(?:'([^'\n]*+)'|\"([^\"\\\n]*+)\""
+              r"|([A-Za-z0-9_./][^,\[\]{}#'\":\n]*+))")
+
+
+@functools.cache
+def _flat_pattern(pairs: int) -> re.Pattern[str]:
+    """A flat flow mapping of `pairs` pairs, with the spaces and the trailing comma
+    YAML allows."""
+    return re.compile(r"\{ *" + r" *, *".join([_FLAT_PAIR] * pairs) + r" *(?:, *)?\} *")
+
+
 # Plain values that start so are strings under the core schema whatever follows
 # (true, false, null and the numbers start otherwise).
 _STRING_START = frozenset("abcdeghijklmopqrsuvwxyzABCDEGHIJKLMOPQRSUVWXYZ_/")
@@ -418,13 +433,46 @@ class _Reader:
         return True
 
     def _flat_map(self, text: str) -> dict[str, Any] | None:
-        """A flow mapping of simple keys and plain or single-quoted values that fills
-        `text`: `{text: 'Steps on gravel', duration_seconds: 2.5}`, read with str methods.
-        None: anything else (left to `_flow`, which reads every flow collection)."""
+        """A flow mapping of simple keys and plain or quoted values that fills `text`:
+        `{text: 'Steps on gravel', duration_seconds: 2.5}`. A short one is matched
+        whole by one pattern; a long one (a quoted text of hundreds of characters, which
+        a pattern would step through) is read with str methods. None: anything else
+        (left to `_flow`, which reads every flow collection)."""
+        if len(text) <= 200:
+            pairs = text.count(": ")
+            if 0 < pairs <= 8:
+                match = _flat_pattern(pairs).fullmatch(text)
+                if match is not None:
+                    return self._flat_groups(match.groups())
         try:
             return self._flat_pairs(text)
         except IndexError:  # it ends too soon
             return None
+
+    def _flat_groups(self, groups: tuple[str | None, ...]) -> dict[str, Any] | None:
+        """The mapping _flat_pattern matched: (key, single-quoted, double-quoted, plain)
+        for each pair."""
+        value: dict[str, Any] = {}
+        for i in range(0, len(groups), 4):
+            key = groups[i]
+            assert key is not None
+            if key in value:
+                return None  # a duplicate key: _flow reports it
+            plain = groups[i + 3]
+            if plain is None:
+                single = groups[i + 1]
+                value[key] = single if single is not None else groups[i + 2]
+                continue
+            if plain[-1] == " ":
+                plain = plain.rstrip(" ")
+            if plain[0] in _STRING_START:
+                value[key] = plain
+                continue
+            item = self._plain_value(plain)
+            if item is _UNSET:
+                return None
+            value[key] = item
+        return value
 
     def _flat_pairs(self, text: str) -> dict[str, Any] | None:
         value: dict[str, Any] = {}
