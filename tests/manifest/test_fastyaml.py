@@ -269,7 +269,7 @@ def test_characters_libyaml_refuses_are_declined_and_then_located() -> None:
 def test_explicit_cases_read_as_libyaml_reads_them(text: str) -> None:
     compare(text)
     compare(text, 1)
-    compare("_p: 0\n" + text)  # by the common path (see test_edge_cases...)
+    compare("_p: 0\n" + text)  # by the common path (see test_edge_cases_read_as_libyaml_reads_them)
 
 
 def test_the_common_lines_of_a_large_manifest_are_read_without_libyaml() -> None:
