@@ -21,7 +21,8 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     │   └── GenerationFailed        the task ran and failed (501, state `fail`)
     ├── ExecutionError              a job could not be completed
     │   └── DownloadError           a result could not be fetched or failed verification
-    │       └── DownloadRefused     a result URL the runner will not fetch (scheme, address)
+    │       ├── DownloadRefused     a result URL the runner will not fetch (scheme, address)
+    │       └── ResultExpired       a result URL answered 403/404/410: expired or gone
     ├── StoreError                  the journal, cache or lockfile cannot be used
     │   ├── LockedBuildError        --locked, and something would be generated
     │   ├── BuildBusy               another process holds the build (runner run --no-wait)
@@ -29,6 +30,7 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     │   ├── CoordinatorError        the team's ledger of claims and budgets (PostgreSQL)
     │   └── SharedLimiterError      the team's shared rate limiter (Redis)
     └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
+        ├── InvalidAudio            a file is not the audio asked for (format, truncated)
         └── FfmpegNotFound
 """
 
@@ -190,6 +192,10 @@ class DownloadRefused(DownloadError):
     redirects. Repeating cannot help."""
 
 
+class ResultExpired(DownloadError):
+    """The result URL answered 403/404/410: it has expired or was never valid."""
+
+
 class StoreError(RunnerError):
     """The journal, cache or lockfile is unreadable or inconsistent."""
 
@@ -227,6 +233,26 @@ class SharedLimiterError(StoreError):
 
 class AudioError(RunnerError):
     """Audio could not be decoded, verified or encoded."""
+
+
+class InvalidAudio(AudioError):
+    """A file is not the audio that was asked for: wrong format, truncated or not audio.
+
+    `problem` is what was found, `path` the file (filled in by the caller that
+    knows it), `expected` the format that was asked for, when there was one.
+    """
+
+    def __init__(self, problem: str, *, path: str | None = None, expected: str | None = None):
+        self.problem = problem
+        self.path = path
+        self.expected = expected
+        super().__init__(problem)
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        said = self.problem.startswith("expected")
+        wanted = f" (expected {self.expected})" if self.expected and not said else ""
+        return f"{where}{self.problem}{wanted}"
 
 
 class FfmpegNotFound(AudioError):

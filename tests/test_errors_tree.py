@@ -55,3 +55,15 @@ def test_the_drawn_tree_names_every_class() -> None:
     drawn = {line.split("── ")[1].split()[0] for line in doc.splitlines() if "── " in line}
     drawn.add("RunnerError")
     assert drawn == set(_error_classes())
+
+
+def test_no_error_class_is_defined_outside_errors_py() -> None:
+    """One tree in one module: a stage that needs a new error adds it there, where the
+    drawn tree shows it (ResultExpired and InvalidAudio once lived beside their raisers)."""
+    import runner.cli.main  # noqa: F401  (imports every stage)
+
+    elsewhere = sorted(f"{cls.__module__}.{cls.__qualname__}"
+                       for cls in _all_subclasses(errors.RunnerError)
+                       if cls.__module__ != "runner.errors"
+                       and cls.__module__.startswith("runner."))
+    assert elsewhere == []

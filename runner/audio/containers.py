@@ -17,29 +17,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from runner.errors import AudioError
+from runner.errors import InvalidAudio
 
 Buffer = bytes | bytearray | memoryview
-
-
-class InvalidAudio(AudioError):
-    """A file is not the audio that was asked for: wrong format, truncated or not audio.
-
-    `problem` is what was found, `path` the file (filled in by the caller that
-    knows it), `expected` the format that was asked for, when there was one.
-    """
-
-    def __init__(self, problem: str, *, path: str | None = None, expected: str | None = None):
-        self.problem = problem
-        self.path = path
-        self.expected = expected
-        super().__init__(problem)
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        said = self.problem.startswith("expected")
-        wanted = f" (expected {self.expected})" if self.expected and not said else ""
-        return f"{where}{self.problem}{wanted}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.audio.containers import InvalidAudio, parse_wav
+from runner.audio.containers import parse_wav
 from runner.audio.ffmpeg import ffmpeg_exe
-from runner.errors import AudioError
+from runner.errors import AudioError, InvalidAudio
 
 if TYPE_CHECKING:
     from pydub import AudioSegment

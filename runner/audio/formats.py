@@ -31,10 +31,10 @@ from runner.audio.containers import (
     WAVE_FORMAT_MULAW,
     WAVE_FORMAT_PCM,
     Buffer,
-    InvalidAudio,
 )
+from runner.errors import InvalidAudio
 
-__all__ = ["Codec", "FormatSpec", "InvalidAudio", "WavWriter", "carries_wav_header",
+__all__ = ["Codec", "FormatSpec", "WavWriter", "carries_wav_header",
            "wav_header", "wrap_raw"]
 
 

@@ -17,7 +17,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.audio.containers import Buffer, InvalidAudio, StreamInfo
+from runner.audio.containers import Buffer, StreamInfo
+from runner.errors import InvalidAudio
 
 _MPEG1, _MPEG2, _MPEG25 = 3, 2, 0  # the 2-bit version field
 _VERSION_NAME = {_MPEG1: "MPEG-1", _MPEG2: "MPEG-2", _MPEG25: "MPEG-2.5"}

@@ -14,7 +14,6 @@ from typing import Self
 
 from runner.audio.containers import (
     Buffer,
-    InvalidAudio,
     StreamInfo,
     ogg_codec,
     parse_ogg_opus,
@@ -23,8 +22,9 @@ from runner.audio.containers import (
 from runner.audio.decode import decode_pcm
 from runner.audio.formats import Codec, FormatSpec, carries_wav_header, check_raw_size
 from runner.audio.mp3frames import RELEASE_BEHIND, mp3_header_description, parse_mp3
+from runner.errors import InvalidAudio
 
-__all__ = ["AudioInfo", "InvalidAudio", "Sniffed", "sniff", "verify_audio", "verify_audio_bytes"]
+__all__ = ["AudioInfo", "Sniffed", "sniff", "verify_audio", "verify_audio_bytes"]
 
 
 @dataclass(frozen=True, slots=True)

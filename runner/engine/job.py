@@ -33,6 +33,7 @@ from runner.errors import (
     GenerationFailed,
     ProviderError,
     RequestRejected,
+    ResultExpired,
     RunnerError,
     TaskUnknown,
     TransportError,
@@ -754,7 +755,7 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
 
     async def expired(error: RunnerError) -> bool:
         nonlocal url, refreshed
-        if not isinstance(error, download.ResultExpired):
+        if not isinstance(error, ResultExpired):
             return False
         fresh = None if refreshed else await account.adapter.refresh_url(url)
         if fresh is None:

@@ -305,8 +305,9 @@ def _sound(path: Path, job: Job) -> bool:
         except (OSError, ValueError):
             return False
         return True
-    from runner.audio.formats import FormatSpec, InvalidAudio
+    from runner.audio.formats import FormatSpec
     from runner.audio.verify import sniff, verify_audio
+    from runner.errors import InvalidAudio
 
     if job.post is not None:  # processed: not in the provider's format any more
         try:

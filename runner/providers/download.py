@@ -26,7 +26,7 @@ import httpx
 
 from runner.audio.formats import FormatSpec, carries_wav_header, wav_header
 from runner.audio.verify import AudioInfo, verify_audio, verify_audio_bytes
-from runner.errors import AudioError, DownloadError, DownloadRefused
+from runner.errors import AudioError, DownloadError, DownloadRefused, ResultExpired
 from runner.providers.http import translate_errors
 from runner.store.cache import Blob, ContentCache, file_digest
 
@@ -39,10 +39,6 @@ DEFAULT_MAX_BYTES = 1 << 30
 MAX_REDIRECTS = 5  # storage front ends redirect once or twice; more is a loop
 _PROGRESS_ABOVE_BYTES = 8 << 20
 Progress = Callable[[int, int], None]
-
-
-class ResultExpired(DownloadError):
-    """The result URL answered 403/404/410: it has expired or was never valid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.audio.containers import InvalidAudio, parse_wav
+from runner.audio.containers import parse_wav
 from runner.audio.ffmpeg import ffmpeg_exe
 from runner.audio.loudness import Measurement, parse_summary
 from runner.audio.verify import sniff
-from runner.errors import AudioError
+from runner.errors import AudioError, InvalidAudio
 from runner.store import atomic
 
 PEAKS = 300  # bars per waveform: enough for a card a few hundred pixels wide

@@ -14,14 +14,13 @@ from runner.audio.decode import decode, decode_many, decode_pcm, duration_s
 from runner.audio.formats import (
     Codec,
     FormatSpec,
-    InvalidAudio,
     WavWriter,
     carries_wav_header,
     wav_header,
     wrap_raw,
 )
 from runner.audio.verify import sniff, verify_audio
-from runner.errors import AudioError
+from runner.errors import AudioError, InvalidAudio
 
 
 @pytest.mark.parametrize(("name", "codec", "rate", "kbps", "ext"), [

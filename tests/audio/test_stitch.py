@@ -11,9 +11,10 @@ import pytest
 from audiogen import loudness, make, sound_spans
 
 from runner.audio.decode import decode_pcm
-from runner.audio.formats import FormatSpec, InvalidAudio
+from runner.audio.formats import FormatSpec
 from runner.audio.stitch import SegmentInput, StitchSettings, _Programme, stitch
 from runner.audio.verify import verify_audio
+from runner.errors import InvalidAudio
 
 # (format, tone Hz, tone seconds, paragraph): mixed formats and rates on purpose.
 PLAN = [
