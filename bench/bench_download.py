@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import runbench as rb  # noqa: F401  (puts the project on sys.path)
+import runbench as rb
 
 from runner.audio.ffmpeg import ffmpeg_exe
 

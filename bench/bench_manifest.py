@@ -56,8 +56,8 @@ def generate(path: Path, jobs: int, explicit: bool = False) -> None:
                       f"    matrix: {{surface: [{', '.join(surfaces)}]}}",
                       f"    variants: {variants}",
                       "    output: steps/" + str(i) + "/{surface}_{variant}.mp3",
-                      "    input: {text: 'Footsteps on {surface}, steady pace', loop: true, "
-                      "duration_seconds: 3}"]
+                      ("    input: {text: 'Footsteps on {surface}, steady pace', loop: true, "
+                      "duration_seconds: 3}")]
             made += len(surfaces) * variants
         i += 1
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -65,7 +65,8 @@ def generate(path: Path, jobs: int, explicit: bool = False) -> None:
 
 def timed(cmd: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            check=False)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stderr.decode()[-2000:]}")

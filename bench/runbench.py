@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.sandbox import SandboxProcess  # noqa: E402
+from runner.sandbox import SandboxProcess
 
 CREATE = "POST /api/v1/jobs/createTask"
 
@@ -59,8 +59,8 @@ def write_manifest(folder: Path, jobs: int, *, limits: dict[str, Any],
     for i in range(first, first + jobs):
         lines += [f"  - id: sfx_{i}", "    model: elevenlabs/sound-effect-v2",
                   f"    output: sfx/{i // 100}/sfx_{i}.mp3",
-                  f"    input: {{text: 'Impact {i}, a crate dropped on stone', "
-                  f"duration_seconds: {duration_s}}}"]
+                  (f"    input: {{text: 'Impact {i}, a crate dropped on stone', "
+                  f"duration_seconds: {duration_s}}}")]
     path = folder / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -13,21 +13,21 @@ translated into this tree at one boundary each, with `raise ... from exc`.
     ├── ProviderError               a provider answered with an error, or could not be reached
     │   ├── TransportError          no usable answer (connect error, timeout, connection lost)
     │   ├── RateLimited             429 and kin: nothing was created, try later
+    │   │   └── ConcurrencyLimited  too many requests in flight, not too many per second
     │   ├── ProviderUnavailable     455, 503, 5xx before work was done: try later
     │   ├── AccountRefused          401, 402, out-of-credits 403: stop this account
     │   ├── RequestRejected         400, 404, 422, 505: this request will never work
     │   │   └── TaskUnknown         the provider has no record of a task (yet, or any more)
     │   └── GenerationFailed        the task ran and failed (501, state `fail`)
     ├── ExecutionError              a job could not be completed
-    │   ├── UncertainSubmission     a createTask may or may not have reached the provider
-    │   ├── DeadlineExceeded        a task did not finish within its deadline
-    │   ├── BudgetExceeded          submitting would exceed --max-credits
     │   └── DownloadError           a result could not be fetched or failed verification
     │       └── DownloadRefused     a result URL the runner will not fetch (scheme, address)
     ├── StoreError                  the journal, cache or lockfile cannot be used
     │   ├── LockedBuildError        --locked, and something would be generated
     │   ├── BuildBusy               another process holds the build (runner run --no-wait)
-    │   └── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
+    │   ├── RemoteCacheError        the team's remote cache (S3) cannot be used or reached
+    │   ├── CoordinatorError        the team's ledger of claims and budgets (PostgreSQL)
+    │   └── SharedLimiterError      the team's shared rate limiter (Redis)
     └── AudioError                  ffmpeg is missing, or audio cannot be decoded/encoded
         └── FfmpegNotFound
 """
@@ -144,9 +144,9 @@ class ConcurrencyLimited(RateLimited):
     """A 429 that says too many requests are *in flight*, not too many per second.
 
     The adapter that read the answer knows its provider's wording (ElevenLabs
-    `concurrent_limit_exceeded`, FACTS §3.7; AI/ML API's "concurrency limit"; the
-    market's "running tasks") and raises this; the limiter then lowers the
-    account's in-flight cap instead of backing off its request rate.
+    `concurrent_limit_exceeded`, docs/providers.md "ElevenLabs: errors"; AI/ML API's
+    "concurrency limit"; the market's "running tasks") and raises this; the limiter
+    then lowers the account's in-flight cap instead of backing off its request rate.
     """
 
 
@@ -180,18 +180,6 @@ class ExecutionError(RunnerError):
         super().__init__(message)
 
 
-class UncertainSubmission(ExecutionError):
-    """A createTask was sent but its answer was lost: the task may exist and be billed."""
-
-
-class DeadlineExceeded(ExecutionError):
-    """A task did not reach a final state within its deadline."""
-
-
-class BudgetExceeded(ExecutionError):
-    """Submitting the job would exceed the run's credit budget."""
-
-
 class DownloadError(ExecutionError):
     """A result could not be downloaded, or the file is not the audio that was asked for."""
 
@@ -222,6 +210,19 @@ class RemoteCacheError(StoreError):
     (`--remote-cache-mode off` is the explicit way round). `str()` names the cache,
     what failed and what to check; it never carries a credential.
     """
+
+
+class CoordinatorError(StoreError):
+    """The team's ledger of claims and budgets (PostgreSQL, RUNNER_COORDINATOR) refused a
+    request or could not be reached. A job whose claim cannot be taken is not bought:
+    the ledger is what keeps two machines from buying the same request. `str()` names
+    the server (never its password), what failed and what to check."""
+
+
+class SharedLimiterError(StoreError):
+    """The team's shared rate limiter (Redis, RUNNER_LIMITER) could not be reached or
+    refused a command. No request is sent without its slot: the account's limit is the
+    team's, and a machine that cannot see the others' use of it cannot keep it."""
 
 
 class AudioError(RunnerError):

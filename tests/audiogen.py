@@ -16,7 +16,8 @@ import pytest
 from runner.audio.ffmpeg import ffmpeg_exe
 from runner.audio.formats import FormatSpec
 
-# Every format name the providers document (FACTS §1.4, §3), plus stable-audio's WAV.
+# Every format name the providers document (docs/providers.md, "Market API: sound-effect-v2"
+# and "ElevenLabs: text to speech"), plus stable-audio's WAV.
 PROVIDER_FORMATS = [
     "mp3_22050_32", "mp3_44100_32", "mp3_44100_64", "mp3_44100_96", "mp3_44100_128",
     "mp3_44100_192", "pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100",

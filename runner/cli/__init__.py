@@ -6,6 +6,7 @@
                   to the engine
     exitcodes.py  the one mapping from outcomes to exit codes
     summary.py    the end-of-run summary; plan_view.py renders `runner plan`
+    claims.py     `--budget` and what `runner status` shows of other machines' claims
     report.py, review.py, cache.py, starter.py   the report, review/export, remote cache,
                   init and completion commands
 """

@@ -13,7 +13,10 @@ class ExitCode(IntEnum):
     INVALID = 2  # invalid manifest, bad usage, or --locked with work to do
     ACCOUNT_REFUSED = 3  # a key was refused or an account ran out of credits
     BUILD_BUSY = 4  # another process holds the build (runner run --no-wait, runner clean)
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
+    # The reader of the output went away (`runner status | head`): 128 + SIGPIPE, what a
+    # process killed by SIGPIPE reports (as `git log | head` does under pipefail).
+    BROKEN_PIPE = 141
 
 
 def exit_code_for(exc: errors.RunnerError) -> ExitCode:

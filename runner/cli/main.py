@@ -120,8 +120,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     add_run_option(run)  # runner run --report
     configure_report(commands)  # runner report FILE [--sandbox] [--out PATH]
     from runner.cli import cache as cache_cli
+    from runner.cli import claims as claims_cli
 
     cache_cli.add_run_option(run)  # runner run --remote-cache-mode
+    claims_cli.add_run_option(run)  # runner run --budget NAME[=CAP]
     cache_cli.configure(commands)  # runner cache push|pull|gc
     from runner.cli.review import configure as configure_review
 
@@ -129,7 +131,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status", help="what the build holds: done, failed, in flight, cached, modified",
-        description="Each job's state from the journal and the lockfile (no network).",
+        description="Each job's state from the journal and the lockfile; with "
+                    "RUNNER_COORDINATOR, also what other machines hold for it (claims, by "
+                    "whom, since when). No provider is asked.",
     )
     status.add_argument("file", metavar="FILE", type=Path)
     status.add_argument("--sandbox", action="store_true", help="the sandbox build")
@@ -199,8 +203,15 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         # Only `runner sandbox ...` pays for importing the sandbox package.
         from runner.sandbox import cli as sandbox_cli
 
-        sandbox_cli.configure(sandbox)
+        sandbox_cli.configure(sandbox, handler=cmd_sandbox_serve)
     return parser
+
+
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from runner.sandbox import cli as sandbox_cli
+
+    sandbox_cli.run_serve(args)
+    return int(ExitCode.OK)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -291,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         callback_url=args.callback_url, callback_listen=args.callback_listen,
         grace_s=args.grace, observers=observers, recontext=args.recontext,
         wait_for_lock=args.wait, on_lock_wait=_say_waiting,
-        remote_cache_mode=args.remote_cache_mode,
+        remote_cache_mode=args.remote_cache_mode, budget=args.budget,
     )
     try:
         code, plan, result, tally = run_pipeline(args.file, options)
@@ -313,15 +324,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from runner.catalog.environment import environment
+    from runner.cli import claims as claims_cli
     from runner.plan.housekeeping import build_status, render_status
     from runner.store.layout import describe
 
     statuses, layout = build_status(args.file, sandbox=args.sandbox)
+    # What other machines hold for this build, when the team's ledger is configured.
+    team = claims_cli.team_status(args.file, sandbox=args.sandbox,
+                                  env=environment(args.file))
     if args.json:
-        print(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
+        rows = [dataclasses.asdict(s) for s in statuses]
+        if team is not None:
+            claims = claims_cli.claims_json(team)
+            rows = [{**row, "claim": claims.get(row["job_id"])} for row in rows]
+        print(json.dumps(rows, indent=2))
     else:
         print(describe(layout))
         print(render_status(statuses))
+        if team is not None:
+            print(claims_cli.render_team_status(team))
     return int(ExitCode.OK)
 
 
@@ -387,10 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone shows here, not as a traceback at exit
         return code
     except BrokenPipeError:
-        # `runner status | head`: the reader has what it wanted. 141 is what a
-        # process killed by SIGPIPE reports (as `git log | head` does under pipefail).
+        # `runner status | head`: the reader has what it wanted.
         _silence_stdout()
-        return 128 + 13
+        return int(ExitCode.BROKEN_PIPE)
     except ManifestInvalid as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -8,9 +8,7 @@ load only when a review starts.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import webbrowser
 from pathlib import Path
 
 from runner.cli.exitcodes import ExitCode
@@ -69,6 +67,11 @@ def _check_build(file: Path, sandbox: bool, what: str) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    # asyncio and webbrowser here, not at the top: every command imports this module to
+    # build the parser, and asyncio was a third of `runner validate`'s start-up.
+    import asyncio
+    import webbrowser
+
     from runner.report.review_app import ReviewApp, serve
     from runner.report.review_session import ReviewSession
 

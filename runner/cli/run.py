@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.catalog.accounts import ProviderAccount
 from runner.catalog.environment import environment
@@ -35,6 +36,9 @@ from runner.store.cache import ContentCache
 from runner.store.journal import Journal
 from runner.store.layout import BuildLayout, Target, layout_for
 from runner.store.lockfile import LockEntry, write_lockfile
+
+if TYPE_CHECKING:
+    from runner.team.shared_build import Team
 
 # Knobs of the embedded sandbox for `--sandbox`: every documented quirk (the default),
 # the providers' published rate limits and realistic latencies, so that the main
@@ -65,6 +69,7 @@ class RunOptions:
     recontext: bool = False  # regenerate segments whose neighbours' text changed
     observers: list[Observer] = field(default_factory=list)
     remote_cache_mode: str | None = None  # --remote-cache-mode: read | readwrite | off
+    budget: str | None = None  # --budget NAME[=CAP]: shared through RUNNER_COORDINATOR
     # Programmatic knobs (tests and benchmarks): the retry policy and the HTTP read timeout.
     retry_policy: RetryPolicy | None = None
     read_timeout_s: float = 60.0
@@ -144,7 +149,7 @@ def run_pipeline(manifest: Path, options: RunOptions) -> tuple[int, Plan, RunRes
                          outputs=journal.outputs(), restore=options.restore,
                          in_cache=takes_in(journal, ContentCache(layout.cache_dir(env))))
         conflicts = output_conflicts(plan, layout.cache_dir(env))
-        if conflicts:  # before anything is paid for: see results.output_conflicts
+        if conflicts:  # before anything is paid for: see engine.materialize.output_conflicts
             raise ManifestInvalid(conflicts)
         if options.locked and plan.to_generate:
             names = ", ".join(p.job.id for p in plan.to_generate[:20])
@@ -194,14 +199,29 @@ def exit_code(result: RunResult, tally: Tally) -> int:
 async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
                accounts: dict[str, ProviderAccount], keys: dict[str, str], options: RunOptions,
                observers: list[Observer], env: Mapping[str, str]) -> RunResult:
+    from runner.team import shared_build
+
+    bus = Bus(observers)
+    shared = shared_build.shared_budget(options.budget, options.max_credits)
+    # Checked before anything is journaled: a wrong URL or key stops the run here.
+    team = await shared_build.connect(
+        plan.pipeline, env, target=layout.target.value,
+        remote_cache_mode=options.remote_cache_mode, budget=shared, announce=bus.emit)
+    try:
+        return await _run_with(plan, layout, journal, accounts, keys, options, env, bus, team,
+                               None if shared is not None else options.max_credits)
+    finally:
+        await team.close()
+
+
+async def _run_with(plan: Plan, layout: BuildLayout, journal: Journal,
+                    accounts: dict[str, ProviderAccount], keys: dict[str, str],
+                    options: RunOptions, env: Mapping[str, str], bus: Bus, team: Team,
+                    max_credits: float | None) -> RunResult:
     from runner.engine.callbacks import CallbackHub
-    from runner.engine.limits import AccountLimiter
     from runner.providers import make_adapter
     from runner.providers.http import make_client
-    from runner.team.remote_cache import connect
 
-    # Checked before anything is journaled: a wrong key for it stops the run here.
-    remote = await connect(plan.pipeline, env, options.remote_cache_mode)
     journal.start_run(layout.target.value)
     journal.preload()
     cache = ContentCache(layout.cache_dir(env))
@@ -213,7 +233,7 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
             hmac_key = env.get(f"{config.api_key_env.removesuffix('_API_KEY')}_WEBHOOK_HMAC_KEY")
             runtime[name] = Account(config, make_adapter(config, key, client,
                                                          webhook_hmac_key=hmac_key),
-                                    AccountLimiter(config.limits))
+                                    team.account_limiter(config, key))
         hub = None
         if options.callback_url or options.callback_listen:
             market = [a.adapter for a in runtime.values() if a.config.family is Family.MARKET]
@@ -222,11 +242,10 @@ async def _run(plan: Plan, layout: BuildLayout, journal: Journal,
             await hub.start()
         ctx = RunContext(client=client, journal=journal, cache=cache, layout=layout,
                          accounts=runtime, policy=options.retry_policy or RetryPolicy(),
-                         budget=Budget(options.max_credits), bus=Bus(observers),
-                         stopping=asyncio.Event(),
+                         budget=Budget(max_credits), bus=bus, stopping=asyncio.Event(),
                          resubmit_uncertain=set(options.resubmit_uncertain),
-                         adopt=dict(options.adopt), callbacks=hub, remote=remote,
-                         prices=plan.prices)
+                         adopt=dict(options.adopt), callbacks=hub, remote=team.remote,
+                         claims=team.claims, prices=plan.prices)
         engine = Engine(plan, ctx, only=options.only, fail_fast=options.fail_fast,
                         max_active_jobs=options.max_active_jobs, grace_s=options.grace_s)
         loop = asyncio.get_running_loop()

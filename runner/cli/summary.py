@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from runner.engine.events import RemoteTally, Tally
+from runner.engine.events import RemoteTally, Tally, TeamTally
 from runner.engine.retry import JobOutcome
 from runner.engine.scheduler import RunResult
 from runner.plan.plan import Plan, State
@@ -61,6 +61,8 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
                  f"lockfile {os.path.relpath(plan.layout.lockfile)}")
     if tally.remote is not None:
         lines.append(remote_line(tally.remote))
+    if tally.team is not None:
+        lines.append(team_line(tally.team))
     for account, reason in tally.stopped_accounts.items():
         lines.append(f"account '{account}' stopped: {reason}")
     if tally.budget_stop:
@@ -92,6 +94,16 @@ def render_summary(plan: Plan, result: RunResult, tally: Tally, manifest: Path,
                      "collect one with --adopt-task ID=TASK_ID, or send again with: "
                      + shlex.join([*base, "--resubmit-uncertain", *uncertain[:50]]))
     return "\n".join(lines)
+
+
+def team_line(team: TeamTally) -> str:
+    """The team's ledger in the summary: what other machines did for this run."""
+    parts = [f"{team.waited} waited for another machine",
+             f"{team.taken} built by another machine (not bought here)"]
+    if team.adopted:
+        parts.append(f"{team.adopted} adopted from a machine that stopped (collected, not "
+                     "bought again)")
+    return "team: " + ", ".join(parts)
 
 
 def remote_line(remote: RemoteTally) -> str:

@@ -1,12 +1,14 @@
 """Running a plan: every job against its provider, within each account's limits.
 
     scheduler.py    every job that needs work, concurrently, in dependency order
-    job.py          one job: submit (or resume), wait, fetch, store; journal before network
+    job.py          one job: submit (or resume), wait, fetch, store; journal before network;
+                    one retry loop (`retrying`) for every request it repeats
     retry.py        the one place an error becomes a decision (retry, stop, fail, resubmit)
     limits/         one limiter per account: request window, in-flight tasks, polls
     budget.py       `--max-credits`, reserved before a request and settled after
     callbacks.py    the local receiver of provider callbacks (a hint to poll, never a result)
-    materialize.py  from a stored asset to the output files and the lockfile entry
+    materialize.py  from a stored asset (and its bytes, when in hand) to the output files
+                    and the lockfile entry
     narrate.py      a narration's stitch job; postprocess.py a job's post-processing step
     events.py       what happens, as events for observers (progress, logs, the tally)
     loop.py         the event loop a run runs on

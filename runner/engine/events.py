@@ -37,6 +37,11 @@ class EventKind(StrEnum):
     REMOTE_MISS = "remote_miss"  # not there: the job goes to its provider
     REMOTE_STORED = "remote_stored"  # this machine's result is recorded for the team
     REMOTE_ADOPTED = "remote_adopted"  # another machine recorded the request first: its take
+    # The team's ledger of claims (runner.team.claims): machines that share an account.
+    CLAIM_HELD = "claim_held"  # another machine holds the request: this job waits for it
+    CLAIM_TAKEN = "claim_taken"  # another machine bought it: its result, nothing bought here
+    CLAIM_ADOPTED = "claim_adopted"  # its machine stopped after the provider answered: this
+    #                                 one collects the task it recorded
     RUN_FINISHED = "run_finished"
 
 
@@ -108,6 +113,27 @@ class RemoteTally:
         self.busy_s = max(self.busy_s, event.busy_s or 0.0)
 
 
+CLAIM_KINDS = frozenset({EventKind.CLAIM_HELD, EventKind.CLAIM_TAKEN, EventKind.CLAIM_ADOPTED})
+
+
+@dataclass
+class TeamTally:
+    """What the team's ledger did in a run: jobs that waited for another machine, took
+    its result, or adopted the task of a machine that stopped."""
+
+    waited: int = 0
+    taken: int = 0
+    adopted: int = 0
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.CLAIM_HELD:
+            self.waited += 1
+        elif event.kind is EventKind.CLAIM_TAKEN:
+            self.taken += 1
+        elif event.kind is EventKind.CLAIM_ADOPTED:
+            self.adopted += 1
+
+
 @dataclass
 class Tally:
     """Counts built from events, once each: the source of the end-of-run summary."""
@@ -122,6 +148,8 @@ class Tally:
     budget_stop: str | None = None
     warnings: list[str] = field(default_factory=list)
     remote: RemoteTally | None = None  # set by the first remote cache event
+    team: TeamTally | None = None  # set by the first claim event
+    taken_jobs: set[str] = field(default_factory=set)  # built (and paid) by another machine
     started_s: float = field(default_factory=time.time)
     finished_s: float | None = None
 
@@ -140,6 +168,8 @@ class Tally:
             self.retries += 1
             counter["retries"] += 1
         elif event.kind is EventKind.SUCCEEDED and event.credits:
+            if event.job_id in self.taken_jobs:
+                return  # another machine bought it: collecting it here costs nothing
             self.credits += event.credits
             counter["credits"] += round(event.credits)
         elif event.kind is EventKind.ACCOUNT_STOPPED and event.provider:
@@ -154,6 +184,11 @@ class Tally:
         elif event.kind in REMOTE_KINDS:
             self.remote = self.remote or RemoteTally()
             self.remote(event)
+        elif event.kind in CLAIM_KINDS:
+            self.team = self.team or TeamTally()
+            self.team(event)
+            if event.kind is EventKind.CLAIM_TAKEN and event.job_id is not None:
+                self.taken_jobs.add(event.job_id)
 
     @property
     def elapsed_s(self) -> float:

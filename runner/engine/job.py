@@ -4,7 +4,8 @@ The order of every step is the rule the design rests on: the journal records
 a request before it is sent and its answer before anything else happens, so a
 crash at any moment leaves a journal from which the next run continues without
 sending the same request twice. Errors become decisions in one place
-(`runner.engine.retry.RetryPolicy`); this module only carries them out.
+(`runner.engine.retry.RetryPolicy`); this module carries them out, in one loop
+for every request a job repeats (`retrying`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -26,7 +27,7 @@ from runner.catalog.accounts import ProviderAccount
 from runner.catalog.models import Kind
 from runner.engine.budget import Budget
 from runner.engine.events import Bus, Event, EventKind
-from runner.engine.materialize import iso, json_blob
+from runner.engine.materialize import Produced, iso, json_bytes
 from runner.engine.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
 from runner.errors import (
     GenerationFailed,
@@ -45,6 +46,9 @@ from runner.providers.base import Adapter, Request, TaskResult, TaskState, TaskS
 from runner.store.cache import ContentCache
 from runner.store.journal import AssetRow, Journal, TaskRowState
 from runner.store.layout import BuildLayout
+
+T = TypeVar("T")
+P = TypeVar("P")
 
 # An upstream job's result URL is used directly by a transcription job when it
 # is younger than this (kie result URLs "typically expire after 24 hours").
@@ -133,6 +137,32 @@ class SharedResults(Protocol):
         """Share a result this machine made; returns the take to keep (the team's first)."""
 
 
+Build = Callable[[PlannedJob], Awaitable[AssetRow]]
+Take = Callable[[PlannedJob], Awaitable[AssetRow | None]]
+
+
+class SharedClaims(Protocol):
+    """The team's ledger of requests (runner.team.claims): machines sharing an account
+    claim each request before paying for it, so that no two of them buy it. The engine
+    knows only this interface; the command that assembles a run hands it an
+    implementation, and the shared budget (`--budget`) lives behind it."""
+
+    def applies(self, pj: PlannedJob) -> bool:
+        """Whether the job's request is the team's to claim (it may buy something)."""
+
+    async def produce(self, ctx: RunContext, pj: PlannedJob, build: Build,
+                      take: Take) -> tuple[AssetRow, JobOutcome]:
+        """Build the job as the holder of its claim (`build`), or take what another
+        machine bought (`take`: the team's remote cache, or nothing)."""
+
+    async def sending(self, pj: PlannedJob) -> None:
+        """Before the request leaves (journal before network, and the team's ledger too).
+        Raises `Finish` when this process no longer holds the claim: nothing is sent."""
+
+    async def submitted(self, ctx: RunContext, pj: PlannedJob, task_id: str) -> None:
+        """The provider gave a task id: any machine can collect it from now on."""
+
+
 @dataclass
 class RunContext:
     client: httpx.AsyncClient
@@ -157,6 +187,7 @@ class RunContext:
     # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
     locked_keys: dict[str, str] = field(default_factory=dict)
     remote: SharedResults | None = None  # the team's remote cache, when one is configured
+    claims: SharedClaims | None = None  # the team's ledger of requests (RUNNER_COORDINATOR)
     # What a job that is not submitted because of `stopping` ends as, and why.
     stop_outcome: tuple[JobOutcome, str] = (JobOutcome.INTERRUPTED,
                                             "not submitted: the run was interrupted")
@@ -189,7 +220,7 @@ def job_ext(pj: PlannedJob) -> str:
     return extension_for(pj.job.format)
 
 
-async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow:
+async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> Produced:
     """Get the job's asset into the cache and the journal, resuming what a previous run began."""
     account = ctx.accounts[pj.job.provider]
     if pj.job.id in ctx.adopt:
@@ -212,10 +243,6 @@ async def produce(ctx: RunContext, pj: PlannedJob, request: Request) -> AssetRow
         # A synchronous answer cut off after the request id: the audio is lost.
         ctx.journal.set_task(live.id, TaskRowState.UNCERTAIN, error="answer cut off")
         raise Finish(JobOutcome.UNCERTAIN, uncertain_message(pj, live.created_at), live.task_id)
-    if live is not None and live.state is TaskRowState.SUCCEEDED and live.result:
-        result = TaskResult(live.task_id or "", tuple(live.result.get("urls", ())),
-                            live.result.get("payload"), live.result.get("credits"))
-        return await store(ctx, account, pj, result, live.id)
     if account.adapter.synchronous:
         return await generate_sync(ctx, account, pj, request)
     generation = ctx.journal.failed_generations(pj.key) if seen else 0
@@ -277,12 +304,14 @@ def _result_json(result: TaskResult) -> dict[str, Any]:
 
 
 async def _backoff(ctx: RunContext, account: Account, pj: PlannedJob, decision: Decision,
-                   error: RunnerError, *, holds_permit: bool = False) -> None:
+                   error: RunnerError, *, holds_permit: bool = False,
+                   task_id: str | None = None) -> None:
     """Wait before a retry. A job that `holds_permit` (an in-flight place, taken before
     its request) has nothing at the provider while it waits, so it lends its place to
     another job meanwhile: after a burst of 429s, dozens of jobs backing off would
     otherwise hold the places the recovered rate needs (bench_429)."""
-    ctx.emit(EventKind.RETRY, pj, message=str(error), delay_s=round(decision.delay_s, 3))
+    ctx.emit(EventKind.RETRY, pj, task_id=task_id, message=str(error),
+             delay_s=round(decision.delay_s, 3))
     lent = account.limiter.in_flight.lent() if holds_permit else contextlib.nullcontext()
     async with lent:
         if decision.spend_budget:  # a failing provider is not hammered (runner.engine.limits)
@@ -290,11 +319,92 @@ async def _backoff(ctx: RunContext, account: Account, pj: PlannedJob, decision: 
         await ctx.sleep(decision.delay_s)
 
 
-def _stop_account(ctx: RunContext, account: Account, error: ProviderError) -> None:
+def _stop_account(ctx: RunContext, account: Account, error: RunnerError) -> None:
     if account.stopped is None:
         account.stopped = str(error)
         ctx.bus.emit(Event(EventKind.ACCOUNT_STOPPED, provider=account.config.name,
                            message=str(error)))
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """What differs between the requests a job repeats; `retrying` is the one loop.
+
+    `failure` opens the job's message when the request is given up ("upload of a.wav"),
+    and `task_id` is named in its retry events and its outcome."""
+
+    phase: Phase
+    failure: str = ""
+    task_id: str | None = None
+    generation: int = 0  # tasks already replaced after failed generations (submit)
+    # What counts as a failed attempt. Adapters raise ProviderError; a download's own
+    # checks (the size cap, audio that is not what was asked for, the cache) raise other
+    # RunnerErrors, and a download may be repeated whatever went wrong.
+    errors: tuple[type[RunnerError], ...] = (ProviderError,)
+    # Sent before the job has a task (submit, upload): connect failures count toward
+    # stopping an account nobody can reach (`reachability`), any answer shows it is
+    # reachable, and an account that stops skips the job (nothing was bought; it runs
+    # once the account is fixed). A poll or a download serves a task already paid for:
+    # it keeps to its own attempts whatever other requests meet (a result URL is often
+    # another host), and a stop fails it with the reason; its task stays journaled.
+    before_task: bool = False
+    # The job holds an in-flight place with nothing at the provider (submit): it lends
+    # the place while it backs off. A poll holds one too, but for its task.
+    holds_permit: bool = False
+
+
+async def _ready(attempt: int) -> None:
+    """`retrying`'s `prepare` for a request that needs nothing first."""
+
+
+async def retrying(ctx: RunContext, account: Account, pj: PlannedJob, how: Retrying,
+                   send: Callable[[P], Awaitable[T]], *,
+                   prepare: Callable[[int], Awaitable[P]],
+                   intercept: Callable[[RunnerError], Awaitable[bool]] | None = None,
+                   failed: Callable[[RunnerError, Decision, P], None] | None = None) -> T:
+    """Send one request until it succeeds, or a decision ends the job (`Finish`): the
+    retry skeleton of submit, poll, download and upload.
+
+    Each attempt is `prepare(attempt)`, what must hold before the request is sent (the
+    account not stopped, the budget reserved, a rate-window slot, the journal written;
+    it may end the job), then `send(prepared)`. An error of `how.errors` is offered to
+    `intercept` first, for the answers one request reads its own way (a task not visible
+    yet, an expired result URL): True sends again at once, the attempt not counted.
+    Otherwise the policy decides (with `reachability` before a task), `failed` records
+    the failed attempt (the journal; it may end the job), a stopped account or a request
+    given up ends the job, and a retry waits (`_backoff`) and counts."""
+    attempt = 0
+    while True:
+        prepared = await prepare(attempt)
+        sent_at = ctx.clock()
+        try:
+            value = await send(prepared)
+        except how.errors as error:
+            if intercept is not None and await intercept(error):
+                continue
+            decision = ctx.policy.decide(error, how.phase, attempt, how.generation)
+            if how.before_task and isinstance(error, ProviderError):
+                decision = reachability(ctx, account, error, sent_at, decision)
+            if failed is not None:
+                failed(error, decision, prepared)
+            if decision.verdict is Verdict.STOP_ACCOUNT:
+                _stop_account(ctx, account, error)
+                if how.before_task:
+                    said = error.message if isinstance(error, ProviderError) else error
+                    why = decision.reason if account.unreachable_since is not None else \
+                        f"refused it ({said})"
+                    raise Finish(JobOutcome.SKIPPED, f"not run: account "
+                                 f"'{account.config.name}' {why}") from error
+            if decision.verdict is not Verdict.RETRY:
+                raise Finish(JobOutcome.FAILED, f"{how.failure}: {decision.reason}"
+                             if how.failure else decision.reason, how.task_id) from error
+            await _backoff(ctx, account, pj, decision, error, holds_permit=how.holds_permit,
+                           task_id=how.task_id)
+            attempt += 1
+            continue
+        if how.before_task:
+            account.unreachable_since = None
+        return value
 
 
 def _check_can_submit(ctx: RunContext, account: Account, pj: PlannedJob) -> None:
@@ -305,12 +415,18 @@ def _check_can_submit(ctx: RunContext, account: Account, pj: PlannedJob) -> None
         raise Finish(*ctx.stop_outcome)
 
 
+def job_worst_case(ctx: RunContext, pj: PlannedJob) -> float | None:
+    """The most the job's request can cost (plan.pricing.worst_case): what a budget
+    reserves for it, here (`--max-credits`) or in the team's ledger (`--budget`)."""
+    return worst_case(pj.job, ctx.prices, _source_duration(ctx, pj))
+
+
 async def _reserve(ctx: RunContext, pj: PlannedJob) -> None:
     """Reserve the most the job's request can cost (`--max-credits`), or end the job."""
     budget = ctx.budget
     if budget.limit is None:
         return
-    worst = worst_case(pj.job, ctx.prices, _source_duration(ctx, pj))
+    worst = job_worst_case(ctx, pj)
     if await budget.reserve(pj.job.id, worst, ctx.stopping):
         return
     _check_can_submit(ctx, ctx.accounts[pj.job.provider], pj)  # stopped while waiting
@@ -327,13 +443,12 @@ async def _reserve(ctx: RunContext, pj: PlannedJob) -> None:
 
 
 async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: int,
-                call: Callable[[], Awaitable[Any]]) -> tuple[int, Any]:
+                call: Callable[[], Awaitable[T]]) -> tuple[int, T]:
     """Send one generation request through the account's window, journaled first.
 
-    Returns (journal row id, the adapter's answer). Decides retries here.
-    """
-    attempt = 0
-    while True:
+    Returns (journal row id, the adapter's answer)."""
+
+    async def prepare(attempt: int) -> tuple[Any, int, int]:
         _check_can_submit(ctx, account, pj)
         await _reserve(ctx, pj)
         slot = await account.limiter.submit.acquire()
@@ -341,39 +456,38 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
             slot.unsent()  # stopped while this job waited for its turn
             ctx.budget.release(pj.job.id)
             _check_can_submit(ctx, account, pj)
+        if ctx.claims is not None:
+            try:
+                await ctx.claims.sending(pj)  # the team's ledger, before the network
+            except BaseException:
+                slot.unsent()  # nothing left: the window's slot and the budget go back
+                ctx.budget.release(pj.job.id)
+                raise
         row_id = ctx.journal.begin_submit(pj.key, pj.job.id, account.config.name, generation)
         await ctx.journal.durable()  # journal before network
-        sent_at = ctx.clock()
-        try:
-            with slot:  # resolves the rate window from how the call ended (a 429 or not)
-                answer = await call()
-        except ProviderError as error:
-            phase = Phase.GENERATE if account.adapter.synchronous else Phase.SUBMIT
-            decision = reachability(ctx, account, error, sent_at,
-                                    ctx.policy.decide(error, phase, attempt, generation))
-            if decision.verdict is Verdict.UNCERTAIN:
-                ctx.journal.set_task(row_id, TaskRowState.UNCERTAIN, error=str(error))
-                raise Finish(JobOutcome.UNCERTAIN, f"{error}: the request may have reached "
-                             "the provider and been billed; check the provider's task log, then "
-                             f"run with --resubmit-uncertain {pj.job.id} to send it again"
-                             ) from error
-            ctx.journal.set_task(row_id, TaskRowState.FAILED, error=f"not created: {error}")
-            ctx.budget.release(pj.job.id)
-            if decision.verdict is Verdict.STOP_ACCOUNT:
-                # The job is not at fault: it runs once the account is fixed.
-                _stop_account(ctx, account, error)
-                why = decision.reason if account.unreachable_since is not None \
-                    else f"refused it ({error.message})"
-                raise Finish(JobOutcome.SKIPPED, f"not run: account '{account.config.name}' "
-                             f"{why}") from error
-            if decision.verdict is not Verdict.RETRY:
-                raise Finish(JobOutcome.FAILED, decision.reason or str(error)) from error
-            await _backoff(ctx, account, pj, decision, error, holds_permit=True)
-            attempt += 1
-            continue
+        return slot, row_id, attempt
+
+    async def send(sending: tuple[Any, int, int]) -> tuple[int, T]:
+        slot, row_id, attempt = sending
+        with slot:  # resolves the rate window from how the call ended (a 429 or not)
+            answer = await call()
         account.limiter.succeeded(was_retry=attempt > 0)
-        account.unreachable_since = None
         return row_id, answer
+
+    def failed(error: RunnerError, decision: Decision, sending: tuple[Any, int, int]) -> None:
+        row_id = sending[1]
+        if decision.verdict is Verdict.UNCERTAIN:
+            ctx.journal.set_task(row_id, TaskRowState.UNCERTAIN, error=str(error))
+            raise Finish(JobOutcome.UNCERTAIN, f"{error}: the request may have reached "
+                         "the provider and been billed; check the provider's task log, then "
+                         f"run with --resubmit-uncertain {pj.job.id} to send it again"
+                         ) from error
+        ctx.journal.set_task(row_id, TaskRowState.FAILED, error=f"not created: {error}")
+        ctx.budget.release(pj.job.id)
+
+    phase = Phase.GENERATE if account.adapter.synchronous else Phase.SUBMIT
+    how = Retrying(phase, generation=generation, before_task=True, holds_permit=True)
+    return await retrying(ctx, account, pj, how, send, prepare=prepare, failed=failed)
 
 
 def reachability(ctx: RunContext, account: Account, error: ProviderError, sent_at: float,
@@ -414,6 +528,8 @@ async def submit(ctx: RunContext, account: Account, pj: PlannedJob, request: Req
                                     lambda: account.adapter.submit(request))
     ctx.journal.set_task(row_id, TaskRowState.SUBMITTED, task_id=submitted.task_id)
     await ctx.journal.durable()  # the task id is safe before anything else is asked
+    if ctx.claims is not None:  # ... and the team's: another machine can collect it
+        await ctx.claims.submitted(ctx, pj, str(submitted.task_id))
     ctx.emit(EventKind.SUBMITTED, pj, task_id=submitted.task_id)
     return row_id, str(submitted.task_id)
 
@@ -480,10 +596,13 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
     deadline = started + account.config.poll.deadline_s
     waiter = ctx.callbacks.waiter(task_id, account.adapter) \
         if ctx.callbacks is not None else None
-    attempt = 0
     latency = account.latency
     prober, probes = False, 0
-    try:
+
+    async def when_due(attempt: int) -> Any:
+        """Wait until the next look is due (after a failed one too), then take a place
+        in the account's poll rate."""
+        nonlocal prober, probes
         while True:
             elapsed = ctx.clock() - started
             delay = poll_delay(elapsed, latency.mean_s, account.config, random.random(),
@@ -507,35 +626,32 @@ async def wait_for(ctx: RunContext, account: Account, pj: PlannedJob, task_id: s
                 # finish: look now)
             else:
                 await ctx.sleep(delay)
-            if ctx.clock() > deadline:
-                raise Finish(JobOutcome.FAILED, f"task {task_id} is not finished after "
-                             f"{account.config.poll.deadline_s:g} s; it stays in the journal: run "
-                             "again to collect it", task_id)
-            slot = await account.limiter.polls.acquire()
-            try:
-                with slot:
-                    status = await account.adapter.status(task_id)
-            except ProviderError as error:
-                decision = ctx.policy.decide(error, Phase.POLL, attempt)
-                if decision.verdict is Verdict.STOP_ACCOUNT:
-                    _stop_account(ctx, account, error)
-                if _task_unknown(error):
-                    if not seen and time.time() - submitted_at < \
-                            account.config.poll.visibility_grace_s:
-                        ctx.emit(EventKind.POLLED, pj, task_id=task_id,
-                                 message="not visible yet")
-                        continue  # created moments ago: its record is not visible yet
-                    raise _unknown_task(ctx, account, pj, task_id, row_id, seen,
-                                        error) from error
-                if decision.verdict is not Verdict.RETRY:
-                    raise Finish(JobOutcome.FAILED, f"while waiting for task {task_id}: "
-                                                    f"{error}", task_id) from error
-                ctx.emit(EventKind.RETRY, pj, task_id=task_id, message=str(error),
-                         delay_s=round(decision.delay_s, 3))
-                await ctx.sleep(decision.delay_s)
-                attempt += 1
-                continue
-            attempt = 0
+            break
+        if ctx.clock() > deadline:
+            raise Finish(JobOutcome.FAILED, f"task {task_id} is not finished after "
+                         f"{account.config.poll.deadline_s:g} s; it stays in the journal: run "
+                         "again to collect it", task_id)
+        return await account.limiter.polls.acquire()
+
+    async def look(slot: Any) -> TaskStatus:
+        with slot:
+            return await account.adapter.status(task_id)
+
+    async def not_visible_yet(error: RunnerError) -> bool:
+        if not isinstance(error, ProviderError) or not _task_unknown(error):
+            return False
+        if not seen and time.time() - submitted_at < account.config.poll.visibility_grace_s:
+            ctx.emit(EventKind.POLLED, pj, task_id=task_id, message="not visible yet")
+            return True  # created moments ago: its record is not visible yet
+        raise _unknown_task(ctx, account, pj, task_id, row_id, seen, error) from error
+
+    # Its attempts count the failed polls in a row: each answer starts them again. A
+    # failed look waits its backoff and then, like every look, until the next is due.
+    how = Retrying(Phase.POLL, f"while waiting for task {task_id}", task_id)
+    try:
+        while True:
+            status = await retrying(ctx, account, pj, how, look, prepare=when_due,
+                                    intercept=not_visible_yet)
             seen = True
             ctx.emit(EventKind.POLLED, pj, task_id=task_id, message=status.provider_state)
             if status.state is not TaskState.PENDING:
@@ -554,17 +670,19 @@ def _finished(account: Account, status: TaskStatus, waited_s: float) -> TaskStat
 
 
 async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskResult,
-                row_id: int) -> AssetRow:
+                row_id: int) -> Produced:
     """Fetch or serialise the task's result into the cache; record it as the job's asset."""
     url: str | None = None
     duration_s: float | None = None
+    data: bytes | None  # the stored bytes, when in memory: the output is written from them
     if pj.job.model.kind is Kind.TRANSCRIPT:
         payload = result.payload
         if payload is None and result.urls:
             payload = await _fetch_json(ctx, account, pj, result.urls[0], result.task_id)
         if payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript", result.task_id)
-        blob = await json_blob(ctx.cache, payload)
+        text = json_bytes(payload)
+        blob, data = await ctx.cache.put_bytes(text, "json"), text
         upstream = pj.job.audio
         duration_s = _source_duration(ctx, pj) if upstream is not None else None
     else:
@@ -573,7 +691,8 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
                          result.task_id)
         url = result.urls[0]
         fetched = await fetch_result(ctx, account, pj, url, result.task_id)
-        blob, duration_s = fetched.blob, fetched.info.duration_s if fetched.info else None
+        blob, data = fetched.blob, fetched.data
+        duration_s = fetched.info.duration_s if fetched.info else None
     asset = ctx.journal.record_asset(
         pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext, duration_s=duration_s,
         credits=result.credits, task_id=result.task_id, result_url=url,
@@ -583,7 +702,7 @@ async def store(ctx: RunContext, account: Account, pj: PlannedJob, result: TaskR
     ctx.journal.commit_soon()  # paid for and stored: a kill must not cost a second download
     ctx.budget.settle(pj.job.id, result.credits)
     ctx.emit(EventKind.STORED, pj, task_id=result.task_id)
-    return asset
+    return Produced(asset, data)
 
 
 async def _fetch_json(ctx: RunContext, account: Account, pj: PlannedJob, url: str,
@@ -591,7 +710,8 @@ async def _fetch_json(ctx: RunContext, account: Account, pj: PlannedJob, url: st
     """A transcript delivered as a file instead of inline (a shape some clients meet)."""
     fetched = await fetch_result(ctx, account, pj, url, task_id)
     try:
-        return json.loads(ctx.cache.read_bytes(fetched.blob))
+        return json.loads(fetched.data if fetched.data is not None
+                          else ctx.cache.read_bytes(fetched.blob))
     except (ValueError, UnicodeDecodeError) as error:
         raise Finish(JobOutcome.FAILED, f"the transcript file of task {task_id} is not JSON",
                      task_id) from error
@@ -607,63 +727,80 @@ def _source_duration(ctx: RunContext, pj: PlannedJob) -> float | None:
 
 async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: str,
                        task_id: str) -> download.Fetched:
-    attempt = 0
-    refreshed = False
-    while True:
+    # Every task the provider finished may queue here for one of the account's download
+    # places: thousands in a large run. Each waits in this frame alone, before the retry
+    # loop and its closures exist (bench_scale's peak memory), and its first attempt uses
+    # the place it waited for; a retry waits for one again (none is held while backing off).
+    places = account.limiter.downloads
+    await places.acquire()
+    held, refreshed = True, False
+
+    async def get(_: None) -> download.Fetched:
+        nonlocal held
+        if not held:
+            await places.acquire()
+        held = ok = False
         try:
-            async with account.limiter.downloads:
-                return await download.fetch(
-                    ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
-                    provider=account.config.name, job_id=pj.job.id, task_id=task_id,
-                    max_bytes=ctx.max_download_bytes, allow_private=await account.allows_private(),
-                    progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
-                                                          done=done, total=total))
-        except download.ResultExpired as error:
-            fresh = None if refreshed else await account.adapter.refresh_url(url)
-            if fresh is None:
-                raise Finish(JobOutcome.FAILED, f"the result of task {task_id} can no longer "
-                             f"be downloaded ({error})", task_id) from error
-            url, refreshed = fresh, True
-        except (RunnerError, ProviderError) as error:
-            decision = ctx.policy.decide(error, Phase.DOWNLOAD, attempt)
-            if decision.verdict is not Verdict.RETRY:
-                raise Finish(JobOutcome.FAILED, f"download of task {task_id}'s result: {error}",
-                             task_id) from error
-            ctx.emit(EventKind.RETRY, pj, task_id=task_id, message=str(error),
-                     delay_s=round(decision.delay_s, 3))
-            await ctx.sleep(decision.delay_s)
-            attempt += 1
+            fetched = await download.fetch(
+                ctx.client, url, ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
+                provider=account.config.name, job_id=pj.job.id, task_id=task_id,
+                max_bytes=ctx.max_download_bytes, allow_private=await account.allows_private(),
+                progress=lambda done, total: ctx.emit(EventKind.DOWNLOAD_PROGRESS, pj,
+                                                      done=done, total=total))
+            ok = True
+            return fetched
+        finally:
+            places.release(ok=ok)  # as `async with places` would: a failure is not "ok"
+
+    async def expired(error: RunnerError) -> bool:
+        nonlocal url, refreshed
+        if not isinstance(error, download.ResultExpired):
+            return False
+        fresh = None if refreshed else await account.adapter.refresh_url(url)
+        if fresh is None:
+            raise Finish(JobOutcome.FAILED, f"the result of task {task_id} can no longer "
+                         f"be downloaded ({error})", task_id) from error
+        url, refreshed = fresh, True
+        return True  # a fresh URL: fetched at once
+
+    how = Retrying(Phase.DOWNLOAD, f"download of task {task_id}'s result", task_id,
+                   errors=(RunnerError,))
+    try:
+        return await retrying(ctx, account, pj, how, get, prepare=_ready, intercept=expired)
+    finally:
+        if held:  # ended before the first attempt took the place
+            places.release(ok=False)
 
 
 async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
-                        request: Request) -> AssetRow:
+                        request: Request) -> Produced:
     """ElevenLabs direct: the answer is the audio, streamed straight into the cache."""
     async with account.limiter.in_flight:
-        fetched_holder: list[Any] = []
 
-        async def call() -> Any:
+        async def call() -> tuple[Any, download.Fetched | None]:
             if pj.job.model.kind is Kind.TRANSCRIPT:
                 async def discard(chunk: bytes) -> None:
                     return None
-                return await account.adapter.generate(request, discard)
+                return await account.adapter.generate(request, discard), None
             async with download.CacheWriter(ctx.cache, spec=job_spec(pj), ext=job_ext(pj),
                                             max_bytes=ctx.max_download_bytes,
                                             job_id=pj.job.id) as writer:
                 answer = await account.adapter.generate(request, writer.write)
-            fetched_holder.append(writer.fetched)
-            return answer
+            return answer, writer.fetched
 
-        row_id, answer = await _send(ctx, account, pj, 0, call)
+        row_id, (answer, fetched) = await _send(ctx, account, pj, 0, call)
     ctx.emit(EventKind.SUBMITTED, pj, task_id=answer.request_id)
     ctx.emit(EventKind.SUCCEEDED, pj, task_id=answer.request_id, credits=answer.credits)
-    if pj.job.model.kind is Kind.TRANSCRIPT:
+    data: bytes | None  # the stored bytes, when in memory: the output is written from them
+    if fetched is None:  # a transcript: the answer carries it
         if answer.payload is None:
             raise Finish(JobOutcome.FAILED, "the provider returned no transcript")
-        blob, duration_s = await json_blob(ctx.cache, answer.payload), _source_duration(ctx, pj)
-        payload = None
+        text = json_bytes(answer.payload)
+        blob, data = await ctx.cache.put_bytes(text, "json"), text
+        duration_s, payload = _source_duration(ctx, pj), None
     else:
-        fetched = fetched_holder[0]
-        blob, duration_s = fetched.blob, fetched.info.duration_s if fetched.info else None
+        blob, data = fetched.blob, fetched.data
+        duration_s = fetched.info.duration_s if fetched.info else None
         payload = answer.payload
     asset = ctx.journal.record_asset(
         pj.key, sha256=blob.sha256, size=blob.size, ext=blob.ext, duration_s=duration_s,
@@ -673,7 +810,7 @@ async def generate_sync(ctx: RunContext, account: Account, pj: PlannedJob,
     ctx.journal.commit_soon()
     ctx.budget.settle(pj.job.id, answer.credits)
     ctx.emit(EventKind.STORED, pj, task_id=answer.request_id)
-    return asset
+    return Produced(asset, data)
 
 
 async def prepare_audio(ctx: RunContext, pj: PlannedJob, request: Request) -> Request:
@@ -715,22 +852,13 @@ def _with_input(request: Request, field_name: str, value: str) -> Request:
 
 async def _upload(ctx: RunContext, account: Account, pj: PlannedJob, path: Path,
                   name: str) -> str:
-    attempt = 0
-    while True:
+    async def not_stopped(attempt: int) -> None:
         _check_can_submit(ctx, account, pj)
-        sent_at = ctx.clock()
-        try:
-            url = await account.adapter.upload(path, name)
-        except ProviderError as error:
-            decision = reachability(ctx, account, error, sent_at,
-                                    ctx.policy.decide(error, Phase.UPLOAD, attempt))
-            if decision.verdict is Verdict.STOP_ACCOUNT:
-                _stop_account(ctx, account, error)
-            if decision.verdict is not Verdict.RETRY:
-                raise Finish(JobOutcome.FAILED, f"upload of {name}: {error}") from error
-            await _backoff(ctx, account, pj, decision, error)
-            attempt += 1
-            continue
-        account.unreachable_since = None
-        ctx.emit(EventKind.UPLOADED, pj, message=name)
-        return url
+
+    async def upload(_: None) -> str:
+        return await account.adapter.upload(path, name)
+
+    how = Retrying(Phase.UPLOAD, f"upload of {name}", before_task=True)
+    url = await retrying(ctx, account, pj, how, upload, prepare=not_stopped)
+    ctx.emit(EventKind.UPLOADED, pj, message=name)
+    return url

@@ -1,13 +1,15 @@
 """From a stored asset to the files a person uses: outputs, companions, lock entries.
 
 Every output is copied from the content-addressed cache (digest checked on the
-way) into a temp file beside it, fsynced and renamed: a crash leaves the old
-file or the new one. Transcripts also get `.txt`, `.srt` and `.vtt` beside
+way), or from the bytes the step that stored it hands along (`Produced`), into a
+temp file beside it, fsynced and renamed: a crash leaves the old file or the new
+one. Transcripts also get `.txt`, `.srt` and `.vtt` beside
 their JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -22,7 +24,7 @@ from runner.manifest.postprocess import raw_of
 from runner.manifest.types import JobKind
 from runner.plan.plan import Plan, PlannedJob, context_digest
 from runner.store import atomic
-from runner.store.cache import Blob, ContentCache, file_digest
+from runner.store.cache import ContentCache, file_digest
 from runner.store.journal import AssetRow, Journal
 from runner.store.layout import BuildLayout
 from runner.store.lockfile import LockEntry
@@ -76,6 +78,18 @@ def iso(ts: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Produced:
+    """A job's asset, handed from the step that stored it to the step that writes its
+    output. `data` is the asset's bytes when that step still holds them (a small result
+    verified in memory, a transcript just serialised): the output is written from them,
+    with no read of the cache and no second hash. Handed along, never kept: what the
+    run keeps of a job (`RunContext.assets`) is its asset alone."""
+
+    asset: AssetRow
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Written:
     """Files written for one job: (relative path, sha256, size, mtime_ns) each."""
 
@@ -83,20 +97,36 @@ class Written:
     companions: dict[str, tuple[str, str, int, int]]  # kind -> file
 
 
+async def write_outputs(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
+                        layout: BuildLayout, data: bytes | None = None) -> Written:
+    """Write the job's output and companions; from `data`, the asset's bytes, when the
+    caller holds them (`Produced.data`). An output without companions written from
+    `data` is written on the event loop with its fsync in a worker thread; anything
+    else entirely in a worker thread (`write_files`): fsyncs never stall the loop."""
+    job = pj.job
+    if data is not None and job.model.kind is not Kind.TRANSCRIPT and \
+            job.kind is not JobKind.STITCH:  # (those two have companions to write)
+        mtime_ns = await cache.materialize_bytes(data, layout.output_path(job.output))
+        return Written((job.output, asset.sha256, len(data), mtime_ns), {})
+    return await asyncio.to_thread(write_files, pj, asset, cache, layout, data)
+
+
 def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
-                layout: BuildLayout) -> Written:
-    """Write the job's output and companions from the cache. Pure file work (no
-    journal), so the engine runs it in a worker thread: fsyncs never stall the loop."""
+                layout: BuildLayout, data: bytes | None = None) -> Written:
+    """Write the job's output and companions from the cache, or from `data` (the
+    asset's bytes, when the caller holds them). Pure file work (no journal): the
+    engine runs it in a worker thread."""
     job = pj.job
     blob = cache.get(asset.sha256, asset.ext)
     if blob is None:
         raise StoreError(f"cache file for {job.id} ({asset.sha256[:12]}) is missing")
     dest = layout.output_path(job.output)
-    mtime_ns = cache.materialize(blob, dest)
+    mtime_ns = cache.materialize(blob, dest, data)
     paths: dict[str, Path] = {}
     if job.model.kind is Kind.TRANSCRIPT:
-        # From the output just written (its digest checked on the way): no second hash.
-        paths = write_transcript_companions(dest, dest.read_bytes(), asset.duration_s)
+        # From the bytes just written (their digest known): no second hash.
+        paths = write_transcript_companions(dest, dest.read_bytes() if data is None else data,
+                                            asset.duration_s)
     elif job.kind is JobKind.STITCH and asset.payload:
         paths = write_programme_companions(dest, asset.payload)
     companions = {}
@@ -108,33 +138,12 @@ def write_files(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
     return Written((job.output, blob.sha256, blob.size, mtime_ns), companions)
 
 
-async def write_output_from_memory(pj: PlannedJob, asset: AssetRow, cache: ContentCache,
-                                   layout: BuildLayout) -> Written | None:
-    """`write_files` for an audio job whose bytes were just stored from memory
-    (`ContentCache.take_recent`): written from those bytes, the fsync in a worker
-    thread. None when this is not such a job (then use `write_files`)."""
-    job = pj.job
-    if job.model.kind is Kind.TRANSCRIPT or job.kind is JobKind.STITCH:
-        return None  # these have companions to write
-    data = cache.take_recent(asset.sha256)
-    if data is None:
-        return None
-    mtime_ns = await cache.materialize_recent(data, layout.output_path(job.output))
-    return Written((job.output, asset.sha256, len(data), mtime_ns), {})
-
-
 def record(pj: PlannedJob, asset: AssetRow, written: Written, journal: Journal) -> LockEntry:
     """Journal what was written (so `runner clean` knows the runner wrote it) and
     return the job's lock entry."""
     for relative, sha, size, mtime_ns in (written.output, *written.companions.values()):
         journal.record_output(relative, sha, size, mtime_ns)
     return lock_entry(pj, asset, {kind: f[0] for kind, f in written.companions.items()})
-
-
-def materialize(pj: PlannedJob, asset: AssetRow, cache: ContentCache, layout: BuildLayout,
-                journal: Journal) -> LockEntry:
-    """`write_files` then `record`, in the calling thread."""
-    return record(pj, asset, write_files(pj, asset, cache, layout), journal)
 
 
 def lock_entry(pj: PlannedJob, asset: AssetRow, companions: dict[str, str]) -> LockEntry:
@@ -169,7 +178,7 @@ def write_programme_companions(dest: Path, payload: dict[str, Any]) -> dict[str,
     return written
 
 
-async def json_blob(cache: ContentCache, payload: Any) -> Blob:
-    """A JSON result (a transcript) as a cache blob, byte-stable for the same content."""
+def json_bytes(payload: Any) -> bytes:
+    """A JSON result (a transcript) as the bytes stored, byte-stable for the same content."""
     text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    return await cache.put_bytes(text.encode("utf-8"), "json")
+    return text.encode("utf-8")

@@ -1,6 +1,6 @@
 """A narration's last step: its segments, stitched into one programme with subtitles.
 
-The segments are ordinary TTS jobs (expand.py gives each its neighbours as
+The segments are ordinary TTS jobs (manifest/programmes.py gives each its neighbours as
 `previous_text`/`next_text`); this is the local job that depends on all of
 them. The programme is built in a worker thread (runner.audio.stitch: linear in the
 number of segments), stored in the content cache like any provider result, and
@@ -21,7 +21,7 @@ from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
 from runner.manifest.expansion import extension_for
 from runner.plan.plan import Plan, PlannedJob
-from runner.store.cache import file_digest
+from runner.store.cache import Blob, ContentCache, file_digest
 from runner.store.journal import AssetRow
 
 
@@ -73,21 +73,19 @@ def _alignment(payload: Any) -> dict[str, Any] | None:
     return None
 
 
-def _verify(ctx: RunContext, pj: PlannedJob, checks: list[PlannedJob],
-            texts: dict[str, str], max_wer: float) -> dict[str, Any]:
-    """Each segment's word error rate against its own transcript; warns above `max_wer`."""
-    from runner.text.transcripts import parse_stt
-    from runner.text.wer import wer
+async def _verify(ctx: RunContext, pj: PlannedJob, checks: list[PlannedJob],
+                  texts: dict[str, str], max_wer: float) -> dict[str, Any]:
+    """Each segment's word error rate against its own transcript; warns above `max_wer`.
 
-    by_segment: dict[str, float] = {}
+    The cache is looked up here, the transcripts read and compared in a worker
+    thread: a long segment's comparison must not hold up the other jobs' requests."""
+    heard: dict[str, Blob] = {}
     for check in checks:
-        segment_id = str(check.job.verifies)
         asset = ctx.asset_of(check.job.id)
         blob = ctx.cache.get(asset.sha256, asset.ext) if asset else None
-        if blob is None:
-            continue
-        heard = parse_stt(ctx.cache.read_bytes(blob)).text
-        by_segment[segment_id] = round(wer(texts[segment_id], heard), 4)
+        if blob is not None:
+            heard[str(check.job.verifies)] = blob
+    by_segment = await asyncio.to_thread(_error_rates, ctx.cache, heard, texts)
     above = {s: w for s, w in by_segment.items() if w > max_wer}
     if above:
         worst = ", ".join(f"{s} ({w:.0%})" for s, w in sorted(above.items()))
@@ -95,6 +93,16 @@ def _verify(ctx: RunContext, pj: PlannedJob, checks: list[PlannedJob],
             f"{len(above)} segment(s) above the word error rate {max_wer:.0%}: {worst}; "
             f"listen, and regenerate with --force {' '.join(sorted(above))}"))
     return {"max_wer": max_wer, "wer": by_segment, "above": sorted(above)}
+
+
+def _error_rates(cache: ContentCache, heard: dict[str, Blob],
+                 texts: dict[str, str]) -> dict[str, float]:
+    """Word error rate of each segment's transcript (blob) against its text; blocking."""
+    from runner.text.transcripts import parse_stt
+    from runner.text.wer import wer
+
+    return {segment_id: round(wer(texts[segment_id], parse_stt(cache.read_bytes(blob)).text), 4)
+            for segment_id, blob in heard.items()}
 
 
 async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
@@ -148,7 +156,7 @@ async def stitch_job(ctx: RunContext, pj: PlannedJob, plan: Plan) -> AssetRow:
         ctx.emit(EventKind.WARNING, pj, message=f"loudness: {missed}")
     if checks:
         texts = {seg.job.id: str(seg.job.input.get("text", "")) for seg in segments}
-        result.sidecar["verify"] = _verify(ctx, pj, checks, texts, spec.max_wer)
+        result.sidecar["verify"] = await _verify(ctx, pj, checks, texts, spec.max_wer)
     if spec.subtitles:
         payload["subtitles"] = _subtitles(ctx, segments, result.sidecar, result.info.duration_s,
                                           spec.is_dialogue)

@@ -5,10 +5,9 @@ Adapters raise the `ProviderError` that says what an answer means
 Nothing else retries. The HTTP client's transport retries nothing, because
 only this policy knows whether repeating a request can cost money twice.
 
-    error                                 submit / generate       poll / download / upload / callback
+    error                                 submit / generate       poll / download / upload
     TransportError(request_sent=False)    retry                   retry
     TransportError(request_sent=True)     uncertain               retry
-    UncertainSubmission                   uncertain               uncertain
     RateLimited, ProviderUnavailable      retry, >= Retry-After   retry, >= Retry-After
     DownloadRefused (scheme, address)     fail                    fail
     DownloadError                         retry                   retry
@@ -47,7 +46,6 @@ from runner.errors import (
     RequestRejected,
     RunnerError,
     TransportError,
-    UncertainSubmission,
 )
 
 
@@ -57,7 +55,6 @@ class Phase(StrEnum):
     DOWNLOAD = "download"
     UPLOAD = "upload"  # a local file sent for transcription
     GENERATE = "generate"  # synchronous ElevenLabs call that returns the audio: billed
-    CALLBACK = "callback"
 
 
 class Verdict(StrEnum):
@@ -88,7 +85,6 @@ DEFAULT_MAX_ATTEMPTS: Mapping[Phase, int] = MappingProxyType({
     Phase.POLL: 20,  # consecutive failed polls of one task; free to repeat
     Phase.DOWNLOAD: 6,
     Phase.UPLOAD: 6,
-    Phase.CALLBACK: 3,
 })
 
 
@@ -130,8 +126,6 @@ class RetryPolicy:
             case TransportError(request_sent=True) if phase in BILLED_PHASES:
                 return Decision(Verdict.UNCERTAIN, 0.0,
                                 f"{reason}; the task may have been created")
-            case UncertainSubmission():
-                return Decision(Verdict.UNCERTAIN, 0.0, reason)
             case AccountRefused():
                 return Decision(Verdict.STOP_ACCOUNT, 0.0, reason)
             case RequestRejected() | DownloadRefused():

@@ -1,7 +1,7 @@
 """The scheduler: every job that needs work, concurrently, in dependency order.
 
 Each job runs as one asyncio task that waits for the jobs it depends on, then
-restores its asset from the cache or produces it (execute.py), then writes its
+restores its asset from the cache or produces it (engine/job.py), then writes its
 output. Concurrency is bounded by each account's limiter (rate window,
 in-flight cap) and optionally by `-j`. Every job ends in exactly one outcome,
 emitted once as a FINISHED event.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from runner.catalog.models import Family
 from runner.engine.events import Event, EventKind
 from runner.engine.job import Finish, RunContext, prepare_audio, produce
-from runner.engine.materialize import record, write_files, write_output_from_memory
+from runner.engine.materialize import Produced, record, write_outputs
 from runner.engine.retry import JobOutcome
 from runner.errors import RunnerError
 from runner.manifest.types import JobKind
@@ -33,8 +33,9 @@ from runner.store.journal import AssetRow
 from runner.store.lockfile import LockEntry
 
 GOOD = (JobOutcome.DONE, JobOutcome.CACHED)
-# ElevenLabs accepts request ids for stitching only if they are this recent (FACTS.md §3.4),
-# with a margin for the time the request spends queued.
+# ElevenLabs accepts request ids for stitching only if they are this recent
+# (docs/providers.md, "ElevenLabs: request stitching"), with a margin for the time the
+# request spends queued.
 REQUEST_ID_MAX_AGE_S = 2 * 3600.0 - 300.0
 
 
@@ -157,13 +158,14 @@ class Engine:
         asset = None if pj.state.new_take else (
             ctx.journal.asset(pj.key) or self._adopt_locked(pj))
         outcome = JobOutcome.DONE
+        made = None
         if asset is not None and ctx.cache.get(asset.sha256, asset.ext) is not None:
-            outcome = JobOutcome.CACHED  # the same request was built before: no request
+            made, outcome = Produced(asset), JobOutcome.CACHED  # built before: no request
         elif pj.key in self.producing:
             # Another job of this run makes exactly the same request: share its asset.
             owner, future = self.producing[pj.key]
             try:
-                asset = await asyncio.shield(future)
+                made = Produced(await asyncio.shield(future))
             except Finish as finish:
                 raise Finish(JobOutcome.SKIPPED, f"same request as job '{owner}', which "
                              f"did not finish: {finish.message}", finish.task_id) from None
@@ -173,26 +175,47 @@ class Engine:
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no warning
             self.producing[pj.key] = (pj.job.id, future)
             try:
-                asset, outcome = await self._produce_shared(pj)
+                made, outcome = await self._produce_shared(pj)
             except BaseException as error:
                 future.set_exception(error if isinstance(error, Finish) else Finish(
                     JobOutcome.FAILED, str(error) or type(error).__name__))
                 raise
-            future.set_result(asset)
-        await self._finish(pj, asset, outcome)
+            future.set_result(made.asset)
+        await self._finish(pj, made, outcome)
         return outcome
 
-    async def _produce_shared(self, pj: PlannedJob) -> tuple[AssetRow, JobOutcome]:
-        """`_produce`, with the team's remote cache (runner.team) looked in before any
-        request and told of the result after: a take another machine bought is not
-        bought again."""
-        remote = self.ctx.remote
-        if remote is None:
-            return await self._produce(pj), JobOutcome.DONE
-        asset = await remote.restore(self.ctx, pj)
-        if asset is not None:
-            return asset, JobOutcome.CACHED
-        return await remote.record(self.ctx, pj, await self._produce(pj)), JobOutcome.DONE
+    async def _produce_shared(self, pj: PlannedJob) -> tuple[Produced, JobOutcome]:
+        """`_produce`, with the team (runner.team) when it is configured: its remote
+        cache looked in before any request and told of the result after, and the
+        request claimed in its ledger so that no two machines buy it. The engine knows
+        both only as Protocols (`SharedResults`, `SharedClaims`); without them,
+        `_produce` alone."""
+        ctx = self.ctx
+        remote, claims = ctx.remote, ctx.claims
+        if remote is not None:
+            asset = await remote.restore(ctx, pj)
+            if asset is not None:
+                return Produced(asset), JobOutcome.CACHED
+        built: list[Produced] = []  # what this machine made, with the bytes in hand
+
+        async def build(job: PlannedJob) -> AssetRow:
+            made = await self._produce(job)
+            built.append(made)
+            return made.asset if remote is None else await remote.record(ctx, job, made.asset)
+
+        def handed(asset: AssetRow) -> Produced:
+            # The team's take may replace this one: the bytes in hand are this one's.
+            same = [m for m in built if m.asset.sha256 == asset.sha256 and m.asset.ext == asset.ext]
+            return Produced(asset, same[0].data if same else None)
+
+        if claims is None or not claims.applies(pj):
+            return handed(await build(pj)), JobOutcome.DONE
+
+        async def take(job: PlannedJob) -> AssetRow | None:
+            return None if remote is None else await remote.restore(ctx, job)
+
+        asset, outcome = await claims.produce(ctx, pj, build, take)
+        return handed(asset), outcome
 
     def _adopt_locked(self, pj: PlannedJob) -> AssetRow | None:
         """The lockfile names this request's file and a cache holds it (a shared
@@ -210,18 +233,21 @@ class Engine:
             credits=entry.credits, task_id=entry.task_id, result_url=entry.result_url,
             created_at=made)
 
-    async def _produce(self, pj: PlannedJob) -> AssetRow:
+    async def _produce(self, pj: PlannedJob) -> Produced:
         if pj.job.kind is JobKind.STITCH:
             from runner.engine.narrate import stitch_job
 
-            return await stitch_job(self.ctx, pj, self.plan)
+            return Produced(await stitch_job(self.ctx, pj, self.plan))
         if pj.raw_key is not None:  # post-processed: the provider's take, then the steps
             from runner.engine.postprocess import produce_processed
 
-            return await produce_processed(self.ctx, pj, self._generate)
+            async def raw(raw_pj: PlannedJob) -> AssetRow:
+                return (await self._generate(raw_pj)).asset  # read back as a file by ffmpeg
+
+            return Produced(await produce_processed(self.ctx, pj, raw))
         return await self._generate(pj)
 
-    async def _generate(self, pj: PlannedJob) -> AssetRow:
+    async def _generate(self, pj: PlannedJob) -> Produced:
         request = await self._request(pj)
         try:
             return await produce(self.ctx, pj, request)
@@ -260,12 +286,10 @@ class Engine:
                 ids.append(asset.task_id)
         return ids[-3:]
 
-    async def _finish(self, pj: PlannedJob, asset: AssetRow, outcome: JobOutcome) -> None:
+    async def _finish(self, pj: PlannedJob, made: Produced, outcome: JobOutcome) -> None:
         ctx = self.ctx
-        # A small result's bytes are still in memory: its output is written from them.
-        written = await write_output_from_memory(pj, asset, ctx.cache, ctx.layout)
-        if written is None:
-            written = await asyncio.to_thread(write_files, pj, asset, ctx.cache, ctx.layout)
+        asset = made.asset
+        written = await write_outputs(pj, asset, ctx.cache, ctx.layout, made.data)
         self.result.lock_entries[pj.job.id] = record(pj, asset, written, ctx.journal)
         ctx.journal.record_outcome(pj.job.id, pj.key, outcome.value, "", asset.task_id)
         ctx.assets[pj.job.id] = asset

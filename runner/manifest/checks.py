@@ -73,9 +73,12 @@ def check_jobs(pipeline: Pipeline, jobs: list[Job], *, partial: bool = False) ->
         *_check_defaults(pipeline),
         *_check_prices(pipeline),
         *_check_inputs(pipeline, jobs),
-        *check_outputs(pipeline, [j for j in jobs if shown(j.id, 40) not in refused]),
+        *check_outputs(pipeline, [j for j in jobs if shown(j.id, 40) not in refused]
+                       if refused else jobs),
         *_check_dependencies(pipeline, jobs, partial),
-        *check_templates(pipeline, jobs),  # `approved:` paths
+        # `approved:` paths (nothing to check where no job has one)
+        *(check_templates(pipeline, jobs) if any(j.approved is not None for j in jobs)
+          else ()),
     ]
 
 
@@ -101,10 +104,13 @@ def _check_providers(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     doc = pipeline.document
     problems = []
     reported: set[tuple[int, str]] = set()
+    accounts = pipeline.accounts
     for job in jobs:
+        account = accounts.get(job.provider)
+        if account is not None and account.family is job.model.family:
+            continue  # the common case, first
         if (job.template, job.provider) in reported:
             continue
-        account = pipeline.accounts.get(job.provider)
         path = ("jobs", job.template, "provider")
         if account is None:
             hint = suggest(job.provider, list(pipeline.accounts))
@@ -176,9 +182,13 @@ def _check_inputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     doc = pipeline.document
     problems = []
     templates = doc.data["jobs"]
+    validators: dict[str, Any] = {}  # by model id: hashing a ModelInfo costs more than a str
     for job in jobs:
         if job.kind is JobKind.STITCH:
             continue
+        validator = validators.get(job.model.id)
+        if validator is None:
+            validator = validators[job.model.id] = model_validator(job.model)
         request = job.input
         if job.model.kind is Kind.TRANSCRIPT:
             # The runner fills the audio field at run time (URL, upload or file part);
@@ -187,9 +197,10 @@ def _check_inputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
                 or job.audio.kind is AudioKind.URL or job.model.audio_file_field is None \
                 else job.model.audio_file_field
             request = {**request, str(field): _PLACEHOLDER_URL}
-        template = templates[job.template]
-        for issue in check(model_validator(job.model), request):
-            located = _locate_input(job, template, issue.path, issue.message)
+        if validator.fast is not None and validator.fast(request):
+            continue  # the common case: certainly valid
+        for issue in check(validator, request):
+            located = _locate_input(job, templates[job.template], issue.path, issue.message)
             if located is not None:
                 problems.append(doc.problem(located[0], located[1], key=issue.at_key,
                                             job_id=job.id))
@@ -263,6 +274,8 @@ def _matrix_origin(job: Job, template: dict[str, Any], where: DocPath,
 
 
 def _check_dependencies(pipeline: Pipeline, jobs: list[Job], partial: bool) -> list[Problem]:
+    if not any(job.depends_on or job.audio is not None for job in jobs):
+        return []  # nothing depends on anything: no reference to check, no cycle
     doc = pipeline.document
     by_id = {job.id: job for job in jobs}
     variants_of: dict[str, list[str]] = {}
@@ -295,8 +308,9 @@ def _check_dependencies(pipeline: Pipeline, jobs: list[Job], partial: bool) -> l
 
 
 def find_cycles(jobs: list[Job]) -> list[list[str]]:
-    """Each cycle once, as a list of job ids (depth-first search, iterative)."""
-    graph = {job.id: [d for d in job.depends_on] for job in jobs}
+    """Each cycle once, as a list of job ids (depth-first search, iterative). A job that
+    depends on nothing ends every path through it: only the others are walked."""
+    graph = {job.id: list(job.depends_on) for job in jobs if job.depends_on}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
     cycles = []
     for start in graph:
@@ -325,6 +339,8 @@ def find_cycles(jobs: list[Job]) -> list[list[str]]:
 
 def in_dependency_order(jobs: list[Job]) -> dict[str, Job]:
     """Jobs keyed by id, each after everything it depends on, otherwise in manifest order."""
+    if not any(job.depends_on for job in jobs):
+        return {job.id: job for job in jobs}
     by_id = {job.id: job for job in jobs}
     waiting = {job.id: sum(1 for d in job.depends_on if d in by_id) for job in jobs}
     dependents: dict[str, list[str]] = {}

@@ -21,12 +21,11 @@ from runner.manifest.expansion import ExpansionContext, extension_for, merged, p
 from runner.manifest.filenames import local_file
 from runner.manifest.postprocess import declared
 from runner.manifest.programmes import programme_jobs
-from runner.manifest.types import AudioKind, AudioSource, Job, JobKind, Pipeline
+from runner.manifest.types import AudioKind, AudioSource, Job, Pipeline, generate_job
 from runner.schemas.validate import suggest
 
 DocPath = tuple[str | int, ...]
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_WHOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}\Z")
 # Fields of a TTS request that carry the neighbours' text: sent, but (by default)
 # not part of the cache key, so editing one paragraph regenerates that paragraph only.
 CONTEXT_FIELDS = ("previous_text", "next_text")
@@ -42,12 +41,25 @@ def expand_jobs(pipeline: Pipeline, data: dict[str, Any],
     matrix's size is computed from its lists' lengths before anything is built."""
     ctx = ExpansionContext(pipeline, data, [])
     jobs: list[Job] = []
+    defaults = data.get("defaults") or {}
+    # Entries of one job with nothing to expand (no matrix, variants, programme, audio
+    # or post-processing): most of a large manifest. They take a short way.
+    simple = "variants" not in defaults and "postprocess" not in defaults
     for index, template in enumerate(data["jobs"]):
         if not isinstance(template, dict) or not isinstance(template.get("model"), str) \
                 or template["model"] not in MODELS or not isinstance(template.get("id"), str):
             continue  # the structure check has reported it
-        would_make, how = job_count(template, data.get("defaults") or {})
+        if simple and template.keys() <= _SINGLE_KEYS and len(jobs) < max_jobs:
+            model = MODELS[template["model"]]
+            if model.kind is not Kind.TRANSCRIPT:
+                job = _single_job(ctx, index, template, model)
+                if job is not None:
+                    jobs.append(job)
+                continue
+        would_make = 1 if "matrix" not in template and "variants" not in template \
+            and "variants" not in defaults else job_count(template, defaults)[0]
         if len(jobs) + would_make > max_jobs:
+            how = job_count(template, defaults)[1]
             where = ("jobs", index, "matrix") if "matrix" in template else ("jobs", index)
             before = f" after the {len(jobs):,} of the entries above" if jobs else ""
             what = f"this entry would make {would_make:,} jobs ({how}){before}" \
@@ -86,6 +98,13 @@ def job_count(template: dict[str, Any], defaults: dict[str, Any]) -> tuple[int, 
 
 
 def _default_provider(ctx: ExpansionContext, model: ModelInfo) -> str:
+    known = ctx.providers.get(model.id)
+    if known is None:
+        known = ctx.providers[model.id] = _preferred_provider(ctx, model)
+    return known
+
+
+def _preferred_provider(ctx: ExpansionContext, model: ModelInfo) -> str:
     defaults = ctx.data.get("defaults") or {}
     preferred = defaults.get("provider")
     account = ctx.pipeline.accounts.get(str(preferred)) if preferred else None
@@ -109,29 +128,81 @@ def matrix_rows(matrix: Any) -> list[dict[str, Any]]:
     return [{}]
 
 
+@functools.lru_cache(maxsize=4096)
+def _segments(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`text` cut at its placeholders: the literal pieces (with `{{` and `}}` made single
+    braces), and the names between them (one fewer). Outputs and ids repeat: cached."""
+    pieces: list[str] = []
+    names: list[str] = []
+    literal: list[str] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(text):
+        literal.append(text[last:match.start()])
+        last = match.end()
+        name = match.group(1)
+        if name is None:
+            literal.append(match.group(0)[0])
+            continue
+        pieces.append("".join(literal))
+        literal = []
+        names.append(name)
+    literal.append(text[last:])
+    pieces.append("".join(literal))
+    return tuple(pieces), tuple(names)
+
+
 def substitute(value: Any, row: dict[str, Any], unknown: set[str]) -> Any:
     """Matrix values into strings; a string that is exactly `{name}` takes the value's type."""
     if isinstance(value, str):
-        whole = _WHOLE.match(value)
-        if whole and whole.group(1) in row:
-            return row[whole.group(1)]
-
-        def repl(m: re.Match[str]) -> str:
-            token = m.group(0)
-            if token in ("{{", "}}"):
-                return token[0]
-            name = m.group(1)
-            if name not in row:
+        if "{" not in value and "}" not in value:
+            return value
+        pieces, names = _segments(value)
+        if len(names) == 1 and pieces == ("", "") and names[0] in row:
+            return row[names[0]]  # exactly `{name}`
+        out = [pieces[0]]
+        for name, piece in zip(names, pieces[1:], strict=True):
+            if name in row:
+                out.append(str(row[name]))
+            else:
                 unknown.add(name)
-                return token
-            return str(row[name])
-
-        return _PLACEHOLDER.sub(repl, value) if "{" in value or "}" in value else value
+                out.append(f"{{{name}}}")
+            out.append(piece)
+        return "".join(out)
     if isinstance(value, dict):
         return {k: substitute(v, row, unknown) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute(v, row, unknown) for v in value]
     return value
+
+
+# The keys of an entry that makes one job with nothing to expand (see _single_job).
+_SINGLE_KEYS = frozenset({"id", "model", "input", "output", "provider", "notes", "freeze"})
+
+
+def _single_job(ctx: ExpansionContext, index: int, t: dict[str, Any], model: ModelInfo) -> Job | None:
+    """The one job of an entry with nothing to expand: what `_expand_template` makes of
+    it (no matrix: every value as written; one variant; no audio; no post-processing),
+    in the fewest steps."""
+    own_input = t.get("input") or {}
+    if not isinstance(own_input, dict):
+        return None
+    model_defaults = ctx.model_defaults.get(model.id)
+    if model_defaults is None:
+        defaults = ctx.data.get("defaults") or {}
+        found = defaults.get(model.id)
+        model_defaults = ctx.model_defaults[model.id] = found if isinstance(found, dict) else {}
+    job_id: str = t["id"]
+    provider = t.get("provider")
+    request = merged(model_defaults, own_input) if model_defaults else own_input
+    fmt = _format(model, request)
+    if "output" not in t:
+        path = f"{job_id}.{extension_for(fmt)}"
+    else:
+        path = str(_output(ctx, t, _identity, ("jobs", index), job_id, 1, 1, fmt))
+    return generate_job(job_id, index, model,
+                        str(provider) if provider else _default_provider(ctx, model),
+                        plain_copy(request), path, fmt, 1, 1, bool(t.get("freeze")), None, (), {},
+                        str(t.get("notes", "")), None, None)
 
 
 def _expand_template(ctx: ExpansionContext, index: int, t: dict[str, Any]) -> Iterator[Job]:
@@ -147,6 +218,12 @@ def _expand_template(ctx: ExpansionContext, index: int, t: dict[str, Any]) -> It
         ctx.problem((*base, "id"), "a matrix job's id must use a matrix variable, e.g. "
                     f"'{t['id']}_{{{next(iter(rows[0]), 'name')}}}', or every job gets the same id")
         return
+    programme = "narration" in t or "dialogue" in t
+    post, post_problem = declared(t, defaults, model, programme) \
+        if "postprocess" in t or "postprocess" in defaults else (None, None)
+    # The request is built in place of the template's input only where something may
+    # change it (a transcript's audio field is taken out, programmes split it).
+    shared_input = not model_defaults and not programme and model.kind is not Kind.TRANSCRIPT
     for row in rows:
         unknown: set[str] = set()
         sub: Any = functools.partial(substitute, row=row, unknown=unknown) if has_matrix \
@@ -156,38 +233,38 @@ def _expand_template(ctx: ExpansionContext, index: int, t: dict[str, Any]) -> It
         own_input = sub(t.get("input") or {})
         if not isinstance(own_input, dict):
             continue
-        request = merged(model_defaults, own_input)
+        request = own_input if shared_input else merged(model_defaults, own_input)
         for name in sorted(unknown):
             hint = suggest(name, list(row))
             ctx.problem(base, f"unknown matrix variable {{{name}}}{hint}; matrix variables: "
                         f"{', '.join(row) or 'none'} (write {{{{ and }}}} for literal braces)",
                         job_id)
-        audio = _audio_source(ctx, model, t, sub, request, base, job_id)
-        post, problem = declared(t, defaults, model, "narration" in t or "dialogue" in t)
-        if problem:
-            ctx.problem((*base, "postprocess"), problem, job_id, key=True)
-        common = {"template": index, "model": model, "provider": provider,
-                  "freeze": bool(t.get("freeze")), "matrix": row, "notes": str(t.get("notes", "")),
-                  "post": post,
-                  "approved": str(sub(t["approved"])) if isinstance(t.get("approved"), str)
-                  else None}
-        if "narration" in t or "dialogue" in t:
+        audio = _audio_source(ctx, model, t, sub, request, base, job_id) \
+            if model.kind is Kind.TRANSCRIPT or "audio" in t else None
+        if post_problem:
+            ctx.problem((*base, "postprocess"), post_problem, job_id, key=True)
+        freeze = bool(t.get("freeze"))
+        notes = str(t.get("notes", ""))
+        approved = str(sub(t["approved"])) if isinstance(t.get("approved"), str) else None
+        if programme:
+            common = {"template": index, "model": model, "provider": provider,
+                      "freeze": freeze, "matrix": row, "notes": notes, "post": post,
+                      "approved": approved}
             yield from programme_jobs(
                 ctx, t, sub, request, job_id, base, common, variants,
                 output_for=functools.partial(_output, ctx, t, sub, base, job_id, 1, 1),
                 format_of=functools.partial(_format, model))
             continue
         fmt = _format(model, request)
+        depends_on = (audio.value,) if audio and audio.kind is AudioKind.FROM else ()
         for variant in range(1, variants + 1):
             vid = job_id if variants == 1 else f"{job_id}#{variant}"
             output = _output(ctx, t, sub, base, job_id, variant, variants, fmt, post)
             if output is None:
                 continue
-            yield Job(id=vid, kind=JobKind.GENERATE, input=plain_copy(request),
-                      output=output, format=fmt, variant=variant, variants=variants,
-                      audio=audio,
-                      depends_on=(audio.value,) if audio and audio.kind is AudioKind.FROM else (),
-                      **common)  # type: ignore[arg-type]
+            yield generate_job(vid, index, model, provider, plain_copy(request), output, fmt,
+                               variant, variants, freeze, audio, depends_on, row, notes, post,
+                               approved)
 
 
 def _format(model: ModelInfo, request: dict[str, Any]) -> str:
@@ -207,6 +284,8 @@ def _output(ctx: ExpansionContext, t: dict[str, Any], sub: Any, base: DocPath, j
                         "no {variant} placeholder: every take would overwrite the others", job_id)
         return None
     ext = post.extension(extension_for(fmt)) if post else extension_for(fmt)
+    if template == "{id}.{ext}":  # the default: what substitute makes of it, made directly
+        return f"{job_id}.{ext}"
     values = {"id": job_id, "variant": str(variant), "ext": ext}
     unknown: set[str] = set()
     path = substitute(template, values, unknown)

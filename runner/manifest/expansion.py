@@ -8,7 +8,7 @@ so that programmes.py (narrations and dialogues) can use them without a loop.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import Problem
@@ -34,6 +34,8 @@ class ExpansionContext:
     pipeline: Pipeline
     data: dict[str, Any]
     problems: list[Problem]
+    providers: dict[str, str] = field(default_factory=dict)  # model id -> default account
+    model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # by model id
 
     def problem(self, path: DocPath, message: str, job_id: str | None = None,
                 key: bool = False) -> None:
@@ -44,9 +46,9 @@ class ExpansionContext:
 def plain_copy(value: Any) -> Any:
     """A deep copy of plain YAML data (dicts, lists, scalars): much cheaper than `copy.deepcopy`."""
     if isinstance(value, dict):
-        return {k: plain_copy(v) for k, v in value.items()}
+        return {k: plain_copy(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [plain_copy(v) for v in value]
+        return [plain_copy(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 

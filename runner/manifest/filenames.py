@@ -51,6 +51,8 @@ def name_problem(text: str, what: str) -> str | None:
 def collision_key(relative: str) -> str:
     """Two outputs with the same key are one file somewhere: macOS and Windows ignore
     letter case, and macOS stores names decomposed (NFD)."""
+    if relative.isascii():  # NFC leaves ASCII as it is
+        return relative.lower()
     return unicodedata.normalize("NFC", relative).casefold()
 
 

@@ -5,7 +5,7 @@ A narration's text is split at paragraph, sentence and clause boundaries
 voice and settings. Every segment hears its neighbours: as `previous_text` /
 `next_text`, or, on the ElevenLabs API, as `previous_request_ids` (then each
 segment waits for the one before it, whose request id it needs). The
-neighbours' text is not part of a segment's cache key (see plan.py), so editing
+neighbours' text is not part of a segment's cache key (see plan/plan.py), so editing
 one paragraph regenerates that paragraph, not the ones around it.
 
 With `verify: transcript`, each segment is also transcribed (a job of its own)
@@ -32,7 +32,8 @@ from runner.manifest.types import (
 )
 
 DocPath = tuple[str | int, ...]
-# ElevenLabs request stitching takes at most this many ids (FACTS.md §3.4).
+# ElevenLabs request stitching takes at most this many ids (docs/providers.md,
+# "ElevenLabs: request stitching").
 MAX_REQUEST_IDS = 3
 # The transcription model of each family, for `verify: transcript`.
 VERIFY_MODEL = {Family.MARKET: "elevenlabs/speech-to-text", Family.ELEVENLABS: "speech-to-text"}
@@ -51,7 +52,8 @@ class _Piece:
 def uses_request_ids(spec: NarrationSpec, model: ModelInfo, request: dict[str, Any]) -> bool:
     if spec.context == "text" or model.family is not Family.ELEVENLABS:
         return False
-    # Request stitching is not available for eleven_v3 (FACTS.md §3.4).
+    # Request stitching is not available for eleven_v3 (docs/providers.md,
+    # "ElevenLabs: request stitching").
     return str(request.get("model_id", "")) != "eleven_v3"
 
 

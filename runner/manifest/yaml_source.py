@@ -1,7 +1,10 @@
 """Reading YAML manifests safely, fast, and with line numbers for every problem.
 
-Values are built straight from libyaml's parse events (no PyYAML constructor),
-which lets this module:
+`runner.manifest.fastyaml` reads the block-style YAML manifests are made of, about four
+times faster than libyaml's events reach Python; it builds exactly what the
+builder below would, or declines. Whatever it declines is read here: values
+built straight from libyaml's parse events (no PyYAML constructor), which lets
+this module:
 - accept plain data only: any tag other than the core ones (`!!python/...`,
   local `!tags`) is a problem, never a constructed object;
 - resolve scalars by the YAML 1.2 core schema, so `no`, `on` and `yes` stay
@@ -12,9 +15,10 @@ which lets this module:
 - refuse what no later stage could use: numbers that are not finite (`.nan`,
   `.inf`, `1e999`), integers too long to convert, and nesting deeper than any
   manifest needs (later stages walk values recursively);
-- record nothing about positions on the fast path. When a problem needs a line,
-  `YamlDocument.locate` parses the text once more with positions tracked: valid
-  manifests, the common case, never pay for that index.
+- record nothing about positions while reading. When a problem needs a line,
+  `YamlDocument.locate` reads the text once more with positions tracked (with the
+  fast reader where it can): valid manifests, the common case, never pay for that
+  index.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 import yaml
 
 from runner.errors import ManifestInvalid, Problem, shown
+from runner.manifest import fastyaml
+from runner.manifest.scalars import SPECIAL, resolve_plain
 
 Loc = tuple[int, int]  # 1-based line and column
 DocPath = tuple[str | int, ...]
@@ -45,36 +51,6 @@ MAX_DEPTH = 64
 
 _CORE = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {f"{_CORE}{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
-_INT = re.compile(r"[-+]?[0-9]+\Z")
-_INT_OCT = re.compile(r"0o[0-7]+\Z")
-_INT_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
-_SPECIAL = {
-    "~": None, "null": None, "Null": None, "NULL": None, "": None,
-    "true": True, "True": True, "TRUE": True,
-    "false": False, "False": False, "FALSE": False,
-    ".inf": float("inf"), ".Inf": float("inf"), ".INF": float("inf"),
-    "+.inf": float("inf"), "+.Inf": float("inf"), "+.INF": float("inf"),
-    "-.inf": float("-inf"), "-.Inf": float("-inf"), "-.INF": float("-inf"),
-    ".nan": float("nan"), ".NaN": float("nan"), ".NAN": float("nan"),
-}
-
-
-def resolve_plain(text: str) -> Any:
-    """The value of an untagged plain scalar under the YAML 1.2 core schema."""
-    if text in _SPECIAL:
-        return _SPECIAL[text]
-    first = text[0]
-    if first.isdigit() or first in "+-.":
-        if _INT.match(text):
-            return int(text)
-        if _FLOAT.match(text):
-            return float(text)
-        if _INT_HEX.match(text):
-            return int(text, 16)
-        if _INT_OCT.match(text):
-            return int(text, 0)  # "0o17": the pattern allows nothing else
-    return text
 
 
 class _Stop(Exception):
@@ -187,8 +163,7 @@ class _Builder:
 
     def _check_length(self, parent: _Frame, event: yaml.Event, path: list[str | int]) -> None:
         if self.max_items is not None and len(parent.value) >= self.max_items:
-            self.problem(_loc(event), f"a list of more than {self.max_items:,} items: more than "
-                         "the jobs a manifest may make (RUNNER_MAX_JOBS)", _render(path))
+            self.problem(_loc(event), _too_many(self.max_items), _render(path))
             raise _Stop
 
     def _record(self, table: dict[DocPath, Loc], at: DocPath, event: yaml.Event) -> None:
@@ -204,16 +179,14 @@ class _Builder:
         try:
             value = resolve_plain(event.value)
         except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
-            self.problem(_loc(event), f"a number of {len(event.value):,} digits is too long "
-                         "to be a value", _render(path))
+            self.problem(_loc(event), _long_number(event.value), _render(path))
             return None
         if value.__class__ is float and not math.isfinite(value):
             self._non_finite(event, path)
         return value
 
     def _non_finite(self, event: yaml.ScalarEvent, path: list[str | int]) -> None:
-        self.problem(_loc(event), f"{_short(event.value)} is not a finite number: NaN and "
-                     "infinities are not values any model accepts", _render(path))
+        self.problem(_loc(event), _non_finite(event.value), _render(path))
 
     def _value_event(self, event: Any, stack: list[_Frame], path: list[str | int],
                      root: Any) -> Any:
@@ -275,8 +248,7 @@ class _Builder:
             parent.pending_merge = True
             return
         if key in parent.key_marks:
-            self.problem(_loc(event), f"duplicate key '{_short(key)}' (first defined at line "
-                                      f"{parent.key_marks[key].line + 1})",
+            self.problem(_loc(event), _duplicate_key(key, parent.key_marks[key].line + 1),
                          _render([*path, key]))
         parent.key_marks[key] = event.start_mark
         parent.key = key
@@ -320,7 +292,7 @@ class _Builder:
             sources = source if isinstance(source, list) else [source]
             for item in sources:
                 if not isinstance(item, dict):
-                    self.problem(loc, "a merge key '<<' takes a mapping or a list of mappings")
+                    self.problem(loc, _BAD_MERGE)
                     continue
                 for key, value in item.items():
                     frame.value.setdefault(key, value)
@@ -333,7 +305,7 @@ class _Builder:
             if name == "int":
                 return int(text, 0)
             if name == "float":
-                special = _SPECIAL.get(text)
+                special = SPECIAL.get(text)
                 return special if isinstance(special, float) else float(text)
             if name == "bool":
                 return {"true": True, "false": False}[text.lower()]
@@ -343,6 +315,46 @@ class _Builder:
             pass
         self.problem(loc, f"'{_short(text)}' is not a valid !!{name}", _render(path))
         return text
+
+
+# The builder's words for what it finds while building (the fast reader finds the same).
+_BAD_MERGE = "a merge key '<<' takes a mapping or a list of mappings"
+
+
+def _too_many(max_items: int) -> str:
+    return (f"a list of more than {max_items:,} items: more than the jobs a manifest may "
+            "make (RUNNER_MAX_JOBS)")
+
+
+def _long_number(text: str) -> str:
+    return f"a number of {len(text):,} digits is too long to be a value"
+
+
+def _non_finite(text: str) -> str:
+    return f"{_short(text)} is not a finite number: NaN and infinities are not values any " \
+        "model accepts"
+
+
+def _duplicate_key(key: str, first_line: int) -> str:
+    return f"duplicate key '{_short(key)}' (first defined at line {first_line})"
+
+
+def _worded(display: str, found: tuple[Any, ...], max_items: int | None) -> Problem:
+    """A problem the fast reader found, in the builder's words."""
+    kind, (line, column) = found[0], found[1]
+    if kind == fastyaml.BAD_MERGE:
+        return Problem(display, line, column, "$", _BAD_MERGE)
+    path = _render(found[2])
+    if kind == fastyaml.TOO_MANY:
+        assert max_items is not None
+        message = _too_many(max_items)
+    elif kind == fastyaml.NON_FINITE:
+        message = _non_finite(found[3])
+    elif kind == fastyaml.LONG_NUMBER:
+        message = _long_number(found[3])
+    else:
+        message = _duplicate_key(found[3], found[4])
+    return Problem(display, line, column, path, message)
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -419,17 +431,24 @@ class YamlDocument:
         prefixes = {path[:end] for path, _ in wanted for end in range(len(path) + 1)}
         # Every prefix is recorded once (and each key asked for): then the pass can stop.
         keys = {path for path, key in wanted if key}
-        builder = _Builder(self.display, track=True, only=prefixes, only_keys=keys,
-                           targets=len(prefixes) + len(keys))
-        with contextlib.suppress(_Found):
-            builder.build(yaml.parse(self.text, Loader=_loader()))
+        positions: dict[DocPath, Loc]
+        key_positions: dict[DocPath, Loc]
+        try:
+            found = fastyaml.locate(self.text, prefixes, keys)
+            positions, key_positions = found.positions, found.key_positions
+        except fastyaml.Declined:
+            builder = _Builder(self.display, track=True, only=prefixes, only_keys=keys,
+                               targets=len(prefixes) + len(keys))
+            with contextlib.suppress(_Found):
+                builder.build(yaml.parse(self.text, Loader=_loader()))
+            positions, key_positions = builder.positions, builder.key_positions
         out: dict[tuple[DocPath, bool], Loc] = {}
         for path, key in wanted:
-            loc = builder.key_positions.get(path) if key else None
+            loc = key_positions.get(path) if key else None
             for end in range(len(path), -1, -1):
                 if loc is not None:
                     break
-                loc = builder.positions.get(path[:end])
+                loc = positions.get(path[:end])
             out[(path, key)] = loc or (1, 1)
         return out
 
@@ -443,6 +462,14 @@ def parse_yaml(text: str, display: str, max_items: int | None = None) -> YamlDoc
 
     `max_items`: no list may be longer (no list of a manifest holds more than the jobs
     it may make), so a file of too many jobs is refused before it is all in memory."""
+    try:
+        found = fastyaml.read(text, max_items, MAX_ALIASED_VALUES)
+    except fastyaml.Declined:
+        pass  # YAML the fast reader leaves to libyaml
+    else:
+        if found.problems:
+            raise ManifestInvalid([_worded(display, p, max_items) for p in found.problems])
+        return YamlDocument(display, text, found.data)
     builder = _Builder(display, track=False, max_items=max_items)
     try:
         data = builder.build(yaml.parse(text, Loader=_loader()))
@@ -450,9 +477,31 @@ def parse_yaml(text: str, display: str, max_items: int | None = None) -> YamlDoc
         raise ManifestInvalid(builder.problems) from None
     except yaml.MarkedYAMLError as exc:
         raise ManifestInvalid([_syntax_problem(exc, text, display)]) from exc
+    except yaml.reader.ReaderError as exc:  # not a MarkedYAMLError: it has no mark
+        raise ManifestInvalid([_character_problem(exc, text, display)]) from exc
     if builder.problems:
         raise ManifestInvalid(builder.problems)
     return YamlDocument(display, text, data)
+
+
+def _character_problem(exc: yaml.reader.ReaderError, text: str, display: str) -> Problem:
+    """A character YAML allows nowhere in a file (NUL and the other control characters,
+    U+FFFE, U+FFFF), at its line and column. libyaml's position counts UTF-8 bytes, the
+    pure-Python reader's characters; both read in order, so the first occurrence of the
+    character is the one refused."""
+    character = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
+    at = text.find(character)
+    if at < 0:
+        line, column = 1, 1
+    else:
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+    code = ord(character)
+    what = "a control character" if code < 0x20 or 0x7F <= code <= 0x9F else "a non-character"
+    escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return Problem(display, line, column, "$",
+                   f"{what} (U+{code:04X}), which YAML does not allow in a file; remove it, or "
+                   f"write it as the escape \"{escape}\" inside a double-quoted string")
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, display: str) -> Problem:

@@ -101,7 +101,7 @@ def canonical_json(value: Any) -> bytes:
 
 def key_document(job: Job, target: str, upstream: list[str],
                  audio_digest: str | None) -> dict[str, Any]:
-    """What a job's cache key is the hash of (shown by `runner plan --json --explain`)."""
+    """What a job's cache key is the hash of (`runner plan --json` shows the key)."""
     doc: dict[str, Any] = {
         "v": KEY_VERSION,
         "target": target,

@@ -8,12 +8,12 @@ Defaults and their sources (override any of them with `prices:` in a manifest):
   Audio page ("consuming a total of 252 AI/ML Tokens per step"); steps default 100.
 - sound-generation (ElevenLabs direct): 25 credits per second of set duration,
   100 per generation when the model picks the duration (ElevenLabs'
-  sound-generation pricing note, FACTS.md §3.6), i.e. an assumed 4 s.
+  sound-generation pricing note, docs/providers.md "Prices"), i.e. an assumed 4 s.
 - text-to-speech (ElevenLabs direct): 1 credit per character (ElevenLabs bills
   characters; Flash/Turbo models cost half, set `prices:` when you use them).
 - speech-to-text (ElevenLabs direct): billed by audio hours on ElevenLabs plans;
-  no credit figure is published in the docs here, so no default.
-- market models (kie.ai, apikley): the provider docs available here publish no
+  no credit figure is published (docs/providers.md, "Prices"), so no default.
+- market models (kie.ai, apikley): the provider documents (docs/providers.md) publish no
   price list (their callback examples show `consumeCredits: 100`, a
   placeholder). The defaults are the sandbox's own price list (docs/sandbox.md):
   12 credits per 1,000 characters of speech, 1.2 per second of sound effect,

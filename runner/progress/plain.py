@@ -10,8 +10,10 @@ the verbosity (-1 quiet, 0 normal, 1 verbose):
 |   account stopped, budget stopped                   |            |            |
 | stitch progress                                     | every 10 % | normal, -v |
 |                                                     | (all: -v)  |            |
+| claim adopted (a stopped machine's task collected)  | normal, -v | normal, -v |
 | queued, uploaded, succeeded, stored, remote cache   | -v         | normal, -v |
-|   hit / miss / recorded / adopted                   |            |            |
+|   hit / miss / recorded / adopted, claim held /     |            |            |
+|   taken (another machine's request)                 |            |            |
 | polled                                              | -v         | -v         |
 
 JSON leaves out polls at normal verbosity because a long task is polled many
@@ -38,7 +40,7 @@ QUIET, NORMAL, VERBOSE = -1, 0, 1
 _NORMAL_KINDS = frozenset({
     EventKind.RUN_STARTED, EventKind.SUBMITTED, EventKind.RETRY, EventKind.FINISHED,
     EventKind.ACCOUNT_STOPPED, EventKind.BUDGET_STOPPED, EventKind.RUN_FINISHED,
-    EventKind.WARNING,
+    EventKind.WARNING, EventKind.CLAIM_ADOPTED,
 })
 # Stitch progress lines at normal verbosity: about this many per stitch.
 _STITCH_STEPS = 10

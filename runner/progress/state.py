@@ -118,6 +118,7 @@ class RunState:
         self.budget_stop: str | None = None
         self.title = "runner"  # the pipeline's name, if RUN_STARTED's message carries it
         self.remote: RemoteTally | None = None  # the team's remote cache, once it is used
+        self.taken: set[str] = set()  # jobs another machine bought (the team's ledger)
         self.version = 0
 
     def row(self, provider: str | None) -> AccountRow:
@@ -155,6 +156,8 @@ class RunState:
             self.remote = self.remote or RemoteTally()
             self.remote(event)
             return
+        if kind is EventKind.CLAIM_TAKEN and event.job_id is not None:
+            self.taken.add(event.job_id)  # collected here, paid for there
         row = self.row(event.provider)
         if kind is EventKind.QUEUED:
             self._move(event.job_id, row, Phase.WAITING)
@@ -163,7 +166,8 @@ class RunState:
             row.submits.add(event.time_s)
             self._move(event.job_id, row, Phase.AT_PROVIDER)
         elif kind is EventKind.SUCCEEDED:
-            row.credits += event.credits or 0.0
+            if event.job_id not in self.taken:  # as the summary counts them (Tally)
+                row.credits += event.credits or 0.0
             self._move(event.job_id, row, Phase.FETCHING)
         elif kind is EventKind.STORED:
             self._move(event.job_id, row, None)

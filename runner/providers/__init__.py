@@ -1,9 +1,13 @@
 """Provider adapters: one small class per protocol over an injected httpx client.
 
+    base.py       the interface the engine sees: the Adapter protocol, Request, TaskStatus, ...
     market.py     kie.ai and apikley (the market jobs API)
     aimlapi.py    AI/ML API (stable-audio)
     elevenlabs.py ElevenLabs direct (synchronous)
     common.py     what they share: answer reading, Retry-After, keeping keys out
+    http.py       the HTTP boundary: one client per run, httpx errors translated once
+    transport.py  HTTP over aiohttp's connection pool, behind httpx's interface
+    download.py   fetching results: streamed, capped, verified, kept by digest
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""AI/ML API Stable Audio (FACTS.md §2): an asynchronous generation over plain HTTP statuses.
+"""AI/ML API Stable Audio: an asynchronous generation over plain HTTP statuses.
 
     submit   POST {base}/v2/generate/audio {model: "stable-audio", ...input} → {id, status}
     status   GET  {base}/v2/generate/audio?generation_id= → queued | generating | completed | error
 
 Unlike the market API, the HTTP status is the truth here, and running out of
 credits is 403, not 402. There is no file upload, no download-link service and
-no callback: those methods say so.
+no callback: those methods say so. What the provider documents: docs/providers.md,
+"AI/ML API: Stable Audio" and "AI/ML API: errors, limits and billing".
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ class AimlapiAdapter:
         if status_code in (401, 402, 403):  # bad key; out of credits is 403 here
             meaning = "API key refused" if status_code == 401 else "out of credits"
             return AccountRefused(f"{meaning}: {text}", **context)
-        if status_code == 429:  # "a rate limit or a concurrency limit" (FACTS §2)
+        if status_code == 429:  # "a rate limit or a concurrency limit"
             if "concurren" in text.lower():
                 return ConcurrencyLimited(f"too many concurrent requests: {text}",
                                           retry_after_s=retry_after_s(response), **context)

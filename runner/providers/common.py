@@ -29,7 +29,7 @@ def ua_headers(client: httpx.AsyncClient) -> dict[str, str]:
 
     `runner.providers.http.make_client` sets it; a bare `httpx.AsyncClient` would send
     `python-httpx/...`, which Cloudflare answers with a 403 "error code: 1010"
-    on the kie.ai hosts (FACTS §1.5).
+    on the kie.ai hosts (docs/providers.md, "Market API: hosts and auth").
     """
     agent = client.headers.get("user-agent", "")
     return {} if agent and not agent.startswith("python-httpx/") else {"User-Agent": USER_AGENT}
@@ -70,7 +70,7 @@ def excerpt(response: httpx.Response) -> str:
 def cloudflare_block(response: httpx.Response, *, provider: str, job_id: str | None = None,
                      task_id: str | None = None) -> RequestRejected | None:
     """Cloudflare's bare 403 "error code: 1010" (a banned User-Agent), which is not an auth
-    failure: the key was never looked at (FACTS §1.5)."""
+    failure: the key was never looked at (docs/providers.md, "Market API: hosts and auth")."""
     if response.status_code == 403 and b"error code: 1010" in response.content[:512]:
         return RequestRejected(
             "Cloudflare refused the request because of its User-Agent (HTTP 403 \"error code: "

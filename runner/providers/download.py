@@ -49,6 +49,10 @@ class ResultExpired(DownloadError):
 class Fetched:
     blob: Blob
     info: AudioInfo | None
+    # The blob's bytes when the result was small enough to be verified in memory: the
+    # engine writes the job's output from them (no read, no second hash). None for a
+    # result that went through a temp file.
+    data: bytes | None = None
 
 
 def check_url(url: str, job_id: str | None) -> None:
@@ -224,7 +228,7 @@ class CacheWriter:
                 raise DownloadError(f"the result is not the audio that was asked for: {exc}",
                                     job_id=self.job_id) from exc
         sha = hashlib.sha256(data).hexdigest()
-        return Fetched(await self.cache.put_verified(data, sha, self.ext), info)
+        return Fetched(await self.cache.put_verified(data, sha, self.ext), info, data)
 
 
 def _patch_header(path: Path, header: bytes) -> None:

@@ -1,4 +1,4 @@
-"""ElevenLabs direct (FACTS.md §3): synchronous, the answer is the asset; `xi-api-key` auth.
+"""ElevenLabs direct: synchronous, the answer is the asset; `xi-api-key` auth.
 
     text-to-speech                   POST /v1/text-to-speech/{voice_id}?output_format=  → audio
     text-to-speech-with-timestamps   POST .../{voice_id}/with-timestamps → {audio_base64, alignment, ...}
@@ -9,7 +9,7 @@ A job's input holds the path and query parameters next to the body fields
 (schemas/openapi/elevenlabs/elevenlabs.yaml, `x-runner-input: body-and-parameters`);
 `generate` splits them apart again. Audio is streamed into the engine's sink
 chunk by chunk, base64 audio decoded as it arrives, so memory stays flat
-however long the speech.
+however long the speech. What the API documents: docs/providers.md, "ElevenLabs".
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ _TTS_QUERY = ("output_format", "enable_logging", "optimize_streaming_latency")
 _SFX_QUERY = ("output_format", "enable_logging")
 _STT_QUERY = ("enable_logging",)
 _ACCOUNT_CODES = frozenset({"invalid_api_key", "quota_exceeded"})
-# "wait for in-flight requests to finish", not "slow down" (FACTS §3.7).
+# "wait for in-flight requests to finish", not "slow down" (docs/providers.md,
+# "ElevenLabs: errors").
 _CONCURRENCY_CODES = frozenset({"concurrent_limit_exceeded", "too_many_concurrent_requests"})
 _MIME = {"mp3": "audio/mpeg", "opus": "audio/ogg", "wav": "audio/wav", "pcm": "audio/pcm",
          "ulaw": "audio/basic", "alaw": "audio/x-alaw-basic"}
@@ -201,7 +202,8 @@ class ElevenLabsAdapter:
         raise self._error(response, job_id)
 
     def _error(self, response: httpx.Response, job_id: str) -> ProviderError:
-        """The one table from an ElevenLabs answer to an exception (FACTS §3.7)."""
+        """The one table from an ElevenLabs answer to an exception (docs/providers.md,
+        "ElevenLabs: errors")."""
         status_code = response.status_code
         body = read_json(response)
         code, message = _detail(body) if isinstance(body, dict) else ("", excerpt(response))

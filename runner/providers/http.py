@@ -18,7 +18,8 @@ from runner.errors import RequestRejected, TransportError
 from runner.providers.transport import AiohttpTransport
 
 # The kie.ai hosts sit behind Cloudflare, which answers a bare 403 "error code:
-# 1010" to clients without a browser-like User-Agent (FACTS.md §1.5).
+# 1010" to clients without a browser-like User-Agent (docs/providers.md,
+# "Market API: hosts and auth").
 USER_AGENT = f"Mozilla/5.0 (compatible; runner/{__version__}; +https://runner.invalid)"
 
 

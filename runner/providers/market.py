@@ -1,4 +1,4 @@
-"""The market jobs API of kie.ai and apikley (same paths, same shapes; FACTS.md §1).
+"""The market jobs API of kie.ai and apikley (same paths, same shapes; docs/providers.md).
 
     submit        POST {base}/api/v1/jobs/createTask {model, input, callBackUrl?}
     status        GET  {base}/api/v1/jobs/recordInfo?taskId=
@@ -61,7 +61,8 @@ from runner.providers.common import (
 )
 from runner.providers.http import translate_errors
 
-# Words of the body codes, for messages (market ApiResponse enum, FACTS §1.2, §1.10).
+# Words of the body codes, for messages (the market's ApiResponse enum and the other
+# codes seen: docs/providers.md, "Market API: answers and error codes").
 _MEANING = {
     400: "request rejected", 401: "API key refused", 402: "out of credits",
     403: "access refused", 404: "not found", 405: "method not allowed", 408: "upstream timeout",
@@ -70,7 +71,8 @@ _MEANING = {
 }
 # A body code 500 is usually transient, but the market also answers 500 to a request
 # that can never work ("This voice is not within the range of allowed options",
-# FACTS §1.4). Transient wording wins over invalid-request wording.
+# docs/providers.md, "Market API: answers and error codes"). Transient wording wins over
+# invalid-request wording.
 _TRANSIENT_WORDS = ("try again", "server exception", "timeout", "timed out", "busy", "maintenance")
 _INVALID_WORDS = ("not within the range", "allowed options", "not supported", "is required",
                   "must be", "invalid", "validation", "too long", "exceeds")
@@ -157,9 +159,10 @@ class MarketAdapter:
         """Stream `path` to the file-upload API under a name of its own.
 
         Reusing a name overwrites the stored file, and a cache may serve the old copy
-        for a while (FACTS §1.5): two jobs uploading `take.mp3` from different folders
-        would hear the same audio. So the stored name is `file_name` behind a random
-        prefix, unique per upload; the provider's answer says where it is."""
+        for a while (docs/providers.md, "Market API: file upload"): two jobs uploading
+        `take.mp3` from different folders would hear the same audio. So the stored name
+        is `file_name` behind a random prefix, unique per upload; the provider's answer
+        says where it is."""
         mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
         file_name = f"{secrets.token_hex(8)}-{file_name}"
         try:
@@ -175,7 +178,7 @@ class MarketAdapter:
                 files={"file": (file_name, handle, mime)})
         data = self._answer(response).get("data")
         found = data if isinstance(data, dict) else {}
-        url = found.get("downloadUrl") or found.get("fileUrl")  # FACTS §1.5: both are seen
+        url = found.get("downloadUrl") or found.get("fileUrl")  # both are documented
         if not isinstance(url, str) or not url:
             raise ProviderUnavailable("the upload answer holds neither downloadUrl nor fileUrl",
                                       provider=self.account.name, status=response.status_code)
@@ -314,7 +317,8 @@ class MarketAdapter:
         urls = _urls(result.get("resultUrls"))
         payload = _decode(result.get("resultObject"))
         if not payload and ("text" in result or "transcripts" in result):
-            # FACTS §1.4: a client falls back to top-level `text` and `transcripts[]`.
+            # A public client falls back to top-level `text` and `transcripts[]`
+            # (docs/providers.md, "Market API: speech-to-text").
             payload = {k: v for k, v in result.items() if k not in ("resultUrls", "resultObject")}
         if not urls and not payload:
             raise ProviderUnavailable("the task succeeded but reported no result yet",

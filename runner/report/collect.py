@@ -1,13 +1,13 @@
 """`runner report`: one HTML page to listen to, compare and check a build.
 
-    build_report(manifest)
+    build_report(manifest)                                          report/write.py
       load the pipeline, its lockfile and its journal (read-only)   collect()
       → one Take per job: its locked asset, its last outcome, whether the
         last run made it, its review decision (runner.store.reviews), its
         loudness target and what was reached, its text, subtitles or transcript
       → Cards: variants of one job side by side, a narration with its segments
-      → waveforms, loudness and playable previews, cached by sha256  report_audio.py
-      → the page and its parts: escaped HTML, CSS and a little script  report_page.py
+      → waveforms, loudness and playable previews, cached by sha256  report/audio.py
+      → the page and its parts: escaped HTML, CSS and a little script  report/page.py
       → written atomically: <output_dir>/report.html, and for a build of more
         than one page of cards, report.parts/NNNN.js beside it
 

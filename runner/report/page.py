@@ -1,10 +1,14 @@
 """The report's HTML: every value escaped, every file referenced relative to the page.
 
 Manifest text (prompts, narration, ids) is user text and outcome messages quote
-providers, so every value goes through `esc` (html.escape with quotes) on its
-way into text or an attribute; the only unescaped markup is built here from
-numbers. File references are percent-encoded relative URLs, which work from
-file:// and from any static server that serves the output folder.
+providers, so no value reaches the page but through an escaping tool: the page
+is a Jinja2 template with autoescape (templates/report.html), and the cards are
+markupsafe `Markup` fragments made by `markup.html`, which escapes every value
+that is not itself `Markup` (text and attributes alike, quotes included). JSON
+inside a `<script>` is the one thing HTML escaping cannot protect (a script's
+text is not HTML): `script_json` writes `<` as `\u003c`, so no `</script>` ends
+it. File references are percent-encoded relative URLs, which work from file://
+and from any static server that serves the output folder.
 
 Size: a card is rendered once, as a string, into a numbered part of `PART_CARDS`
 cards; the page holds an index of every card (what the filters need) and the
@@ -18,7 +22,6 @@ SVG paths. A 10,000-asset build so makes a page of about 2 MB instead of 56 MB
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import os
 import re
@@ -27,10 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from markupsafe import Markup
+
 from runner.catalog.models import Kind
 from runner.manifest.types import AudioKind, Job, JobKind
 from runner.report.audio import PEAKS, WAVE_HEIGHT, AudioView
 from runner.report.collect import BAD_OUTCOMES, Build, Card, Take
+from runner.report.markup import html, render_template
 from runner.report.static import CSS, JS
 from runner.text.subtitles import Cue
 
@@ -40,8 +46,9 @@ PAGE_CARDS = 50  # cards the page shows at a time
 FAILED, CHANGED, APPROVED, REJECTED, UNREVIEWED, MISSED = 1, 2, 4, 8, 16, 32
 
 
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+def join(pieces: Iterable[Markup | str]) -> Markup:
+    """Fragments one after the other; plain text among them is escaped."""
+    return Markup("").join(pieces)
 
 
 def anchor(job_id: str) -> str:
@@ -113,9 +120,11 @@ def fmt_lufs(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "?"
 
 
-def script_json(value: object) -> str:
-    """JSON safe inside a <script> element: no `</script>` can end it early."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+def script_json(value: object) -> Markup:
+    """JSON safe inside a <script> element: no `</script>` (nor `<!--`) can end it early.
+    Not HTML-escaped: a script's text is read as it is, entities and all."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    return Markup(text)  # safe: JSON with every "<" written as \u003c
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,82 +150,85 @@ class Page:
         return quote(Path(os.path.relpath(path, self.root)).as_posix(), safe="/")
 
     # --- pieces ---------------------------------------------------------------------
-    def facts(self, pairs: Iterable[tuple[str, str | None]]) -> str:
-        """A <dl> of label/value pairs; values are already-escaped HTML, None is left out."""
-        items = "".join(f"<div><dt>{esc(k)}</dt><dd>{v}</dd></div>" for k, v in pairs
-                        if v is not None)
-        return f'<dl class="facts">{items}</dl>' if items else ""
+    def facts(self, pairs: Iterable[tuple[str, Markup | str | None]]) -> Markup:
+        """A <dl> of label/value pairs: text is escaped, Markup kept, None left out."""
+        items = join(html("<div><dt>{}</dt><dd>{}</dd></div>", k, v)
+                     for k, v in pairs if v is not None)
+        return html('<dl class="facts">{}</dl>', items) if items else Markup()
 
-    def badges(self, take: Take) -> str:
+    def badges(self, take: Take) -> Markup:
         out = []
         if take.status in ("failed", "uncertain", "skipped", "interrupted", "missing"):
-            out.append(f'<span class="badge bad">{esc(take.status)}</span>')
+            out.append(html('<span class="badge bad">{}</span>', take.status))
         elif take.status == "not built":
-            out.append('<span class="badge">not built</span>')
+            out.append(Markup('<span class="badge">not built</span>'))
         if take.changed:
-            out.append('<span class="badge new">new in last run</span>')
+            out.append(Markup('<span class="badge new">new in last run</span>'))
         if take.picked:
-            out.append('<span class="badge ok">picked</span>')
+            out.append(Markup('<span class="badge ok">picked</span>'))
         elif take.decision is not None and take.decision.decision is not None:
             decision = take.decision.decision.value
-            out.append(f'<span class="badge {"ok" if decision == "approved" else "bad"}">'
-                       f"{esc(decision)}</span>")
+            out.append(html('<span class="badge {}">{}</span>',
+                            "ok" if decision == "approved" else "bad", decision))
         if take.target_missed:
-            out.append('<span class="badge bad">loudness target missed</span>')
-        return "".join(out)
+            out.append(Markup('<span class="badge bad">loudness target missed</span>'))
+        return join(out)
 
-    def target(self, take: Take) -> str:
+    def target(self, take: Take) -> Markup:
         t = take.target or {}
         reached = (f"measured {fmt_lufs(t.get('measured_lufs'))} LUFS, "
                    f"{fmt_lufs(t.get('measured_true_peak_dbtp'))} dBTP")
         asked = (f"{fmt_lufs(t.get('target_lufs'))} LUFS, true peak at most "
                  f"{fmt_lufs(t.get('max_true_peak_dbtp'))} dBTP")
         if take.target_missed:
-            return f'<span class="miss">{esc(asked)}: {esc(take.target_missed)}</span>'
-        return esc(f"{asked}: {reached}")
+            return html('<span class="miss">{}: {}</span>', asked, take.target_missed)
+        return html("{}: {}", asked, reached)
 
-    def decision(self, take: Take) -> str:
+    def decision(self, take: Take) -> Markup:
         """The reviewer's words about this take, and about an earlier one it replaced."""
-        out = ""
+        out = []
         mark = take.decision
         if mark is not None and mark.note:
-            out += (f'<p class="verdict">{esc(mark.decision.value if mark.decision else "")}'
-                    f'{esc(" by " + mark.by if mark.by else "")}: {esc(mark.note)}</p>')
+            out.append(html('<p class="verdict">{}{}: {}</p>',
+                            mark.decision.value if mark.decision else "",
+                            " by " + mark.by if mark.by else "", mark.note))
         earlier = take.earlier
         if earlier is not None and earlier.decision is not None:
             note = f": {earlier.note}" if earlier.note else ""
-            out += f'<p class="note">An earlier take was {esc(earlier.decision.value)}' \
-                   f"{esc(note)}.</p>"
-        return out
+            out.append(html('<p class="note">An earlier take was {}{}.</p>',
+                            earlier.decision.value, note))
+        return join(out)
 
-    def player(self, take: Take) -> str:
+    def player(self, take: Take) -> Markup:
         if take.missing and take.entry is not None:
-            return f'<p class="reason">output file missing: {esc(take.entry.output)}</p>'
-        return self.audio(take.audio, take.job.id) if take.audio else ""
+            return html('<p class="reason">output file missing: {}</p>', take.entry.output)
+        return self.audio(take.audio, take.job.id) if take.audio else Markup()
 
-    def audio(self, view: AudioView, job_id: str, *, inside: bool = True) -> str:
+    def audio(self, view: AudioView, job_id: str, *, inside: bool = True) -> Markup:
         """Waveform and player; `inside`: the file is in the report's folder, so linkable."""
         if view.play is None:
-            return f'<p class="reason">cannot show this file: {esc(view.problem)}</p>'
-        note = ""
+            return html('<p class="reason">cannot show this file: {}</p>', view.problem)
+        note = Markup()
         if view.preview_reason and inside:
-            note = (f'<p class="note">Playing an MP3 preview: the file is '
-                    f'{esc(view.preview_reason)}. <a href="{esc(self.href(view.path))}">'
-                    "Original file</a>.</p>")
+            note = html('<p class="note">Playing an MP3 preview: the file is {}. '
+                        '<a href="{}">Original file</a>.</p>',
+                        view.preview_reason, self.href(view.path))
         elif view.preview_reason:
-            note = f'<p class="note">Playing {esc(view.preview_reason)}.</p>'
-        duration = f' data-duration="{view.duration_s:.3f}"' if view.duration_s else ""
+            note = html('<p class="note">Playing {}.</p>', view.preview_reason)
+        duration = html(' data-duration="{}"', f"{view.duration_s:.3f}") \
+            if view.duration_s else Markup()
         # The page's script switches a player to preload="metadata" when it scrolls into
         # view, so it shows its duration before anything plays without a page of players
         # all loading at once (each one a media pipeline in the browser).
-        return (f'<div class="player"{duration}><div class="wave">'
-                f'<canvas class="wave" width="{PEAKS}" height="{WAVE_HEIGHT}" role="img" '
-                f'aria-label="waveform" data-peaks="{view.peaks_b64}"></canvas>'
-                '<div class="played"></div></div>'
-                f'<audio controls preload="none" src="{esc(self.href(view.play))}"'
-                f' data-job="{esc(job_id)}"></audio></div>{note}')
+        return html('<div class="player"{}><div class="wave">'
+                    '<canvas class="wave" width="{}" height="{}" role="img" '
+                    'aria-label="waveform" data-peaks="{}"></canvas>'
+                    '<div class="played"></div></div>'
+                    '<audio controls preload="none" src="{}" data-job="{}"></audio></div>{}',
+                    duration, PEAKS, WAVE_HEIGHT, view.peaks_b64, self.href(view.play), job_id,
+                    note)
 
-    def take_facts(self, take: Take) -> str:
+    def take_facts(self, take: Take) -> Markup:
         entry = take.entry
         duration = entry.duration_s if entry and entry.duration_s is not None else \
             (take.audio.duration_s if take.audio else None)
@@ -227,41 +239,43 @@ class Page:
             loud = (f"{fmt_lufs(view.lufs)} LUFS, true peak {fmt_lufs(view.true_peak_dbtp)} dBTP"
                     if view.lufs is not None else "not measurable (too short or silent)")
         return self.facts([
-            ("duration", esc(fmt_s(duration)) if entry and duration is not None else None),
-            ("loudness", esc(loud) if loud else None),
+            ("duration", fmt_s(duration) if entry and duration is not None else None),
+            ("loudness", loud or None),
             ("target", self.target(take) if take.target else None),
-            ("credits", esc(fmt_credits(entry.credits)) if entry else None),
-            ("size", esc(fmt_size(entry.size)) if entry else None),
-            ("task", f"<code>{esc(task)}</code>" if task else None),
-            ("key", f'<code class="key" title="{esc(entry.key)}">{esc(entry.key)}</code>'
+            ("credits", fmt_credits(entry.credits) if entry else None),
+            ("size", fmt_size(entry.size) if entry else None),
+            ("task", html("<code>{}</code>", task) if task else None),
+            ("key", html('<code class="key" title="{0}">{0}</code>', entry.key)
              if entry else None),
-            ("made", esc(entry.created_at) if entry else None),
-            ("file", f'<a href="{esc(self.href(self.build.layout.output_path(entry.output)))}">'
-                     f"{esc(entry.output)}</a>" if entry and not take.missing else None),
+            ("made", entry.created_at if entry else None),
+            ("file", html('<a href="{}">{}</a>',
+                          self.href(self.build.layout.output_path(entry.output)), entry.output)
+             if entry and not take.missing else None),
         ])
 
-    def reason(self, take: Take) -> str:
+    def reason(self, take: Take) -> Markup:
         if take.status not in ("failed", "uncertain", "skipped", "interrupted"):
-            return ""
+            return Markup()
         assert take.outcome is not None
         kept = " The asset shown is the one from an earlier run." if take.entry else ""
         message = take.outcome.message or "no message recorded"
-        return f'<p class="reason">{esc(take.status)}: {esc(message)}{esc(kept)}</p>'
+        return html('<p class="reason">{}: {}{}</p>', take.status, message, kept)
 
-    def take(self, take: Take, caption: str) -> str:
+    def take(self, take: Take, caption: str) -> Markup:
         job = take.job
         bad = " bad" if take.status in ("failed", "uncertain", "skipped", "interrupted",
                                          "missing") else ""
         seconds = take.entry.duration_s if take.entry and take.entry.duration_s else \
             (take.audio.duration_s if take.audio else None)
-        length = f'<span class="dur">{esc(fmt_s(seconds))}</span>' \
-            if seconds and job.model.makes_audio and not take.missing else ""
-        seg_text = f'<p class="seg-text">{esc(prompt_of(job))}</p>' if job.segment else ""
-        return (f'<figure class="take{bad}" id="{esc(anchor(job.id))}" '
-                f'data-status="{esc(take.status)}"><figcaption><strong>{esc(caption)}</strong>'
-                f"{length}{self.badges(take)}</figcaption>{seg_text}{self.player(take)}"
-                f"{self.transcript(take)}{self.decision(take)}{self.take_facts(take)}"
-                f"{self.reason(take)}</figure>")
+        length = html('<span class="dur">{}</span>', fmt_s(seconds)) \
+            if seconds and job.model.makes_audio and not take.missing else Markup()
+        seg_text = html('<p class="seg-text">{}</p>', prompt_of(job)) \
+            if job.segment else Markup()
+        return html('<figure class="take{}" id="{}" data-status="{}"><figcaption>'
+                    "<strong>{}</strong>{}{}</figcaption>{}{}{}{}{}{}</figure>",
+                    bad, anchor(job.id), take.status, caption, length, self.badges(take),
+                    seg_text, self.player(take), self.transcript(take), self.decision(take),
+                    self.take_facts(take), self.reason(take))
 
     def heard(self, take: Take) -> Take | None:
         """The take whose audio a transcript heard, when it is in the build and playable."""
@@ -270,14 +284,14 @@ class Page:
         return heard if heard is not None and heard.audio is not None \
             and heard.audio.play is not None and not heard.missing else None
 
-    def transcript(self, take: Take) -> str:
+    def transcript(self, take: Take) -> Markup:
         job = take.job
         if job.model.kind is not Kind.TRANSCRIPT or take.entry is None:
-            return ""
-        source = ""
+            return Markup()
+        source = Markup()
         if job.audio is not None and job.audio.kind is AudioKind.FROM:
-            source = (f'<p class="note">Heard: <a href="#{esc(anchor(job.audio.value))}">'
-                      f"{esc(job.audio.value)}</a></p>")
+            source = html('<p class="note">Heard: <a href="#{}">{}</a></p>',
+                          anchor(job.audio.value), job.audio.value)
             heard = self.heard(take)
             if heard is not None:
                 source += self.player(heard)
@@ -285,30 +299,29 @@ class Page:
             shown = job.audio.value
             if job.audio.kind is AudioKind.FILE:
                 shown = os.path.relpath(shown, self.build.pipeline.path.parent)
-            source = f'<p class="note">Heard: <code>{esc(shown)}</code></p>'
+            source = html('<p class="note">Heard: <code>{}</code></p>', shown)
             if take.heard is not None:
                 inside = take.heard.path.is_relative_to(self.build.layout.output_dir)
                 source += self.audio(take.heard, job.id, inside=inside)
         text = take.text if take.text is not None else "(no transcript text)"
-        return f'{source}<div class="transcript">{esc(text.strip())}</div>'
+        return source + html('<div class="transcript">{}</div>', text.strip())
 
-    def cues(self, cues: list[Cue], seekable: bool) -> str:
+    def cues(self, cues: list[Cue], seekable: bool) -> Markup:
         if not cues:
-            return ""
+            return Markup()
         rows = []
         for cue in cues:
             start = cue.start_ms / 1000
-            at = (f'<button type="button" class="seek" data-t="{start:.3f}">{clock(start)}'
-                  "</button>" if seekable else clock(start))
-            speaker = esc(cue.speaker) if cue.speaker else ""
-            rows.append(f"<tr><td>{at}</td><td>{clock(cue.end_ms / 1000)}</td>"
-                        f"<td>{speaker}</td><td>{esc(cue.text)}</td></tr>")
-        return (f'<details class="cues"><summary>Subtitles ({len(cues)} cues)</summary>'
-                f'<table class="cues">{"".join(rows)}</table></details>')
+            at = html('<button type="button" class="seek" data-t="{}">{}</button>',
+                      f"{start:.3f}", clock(start)) if seekable else clock(start)
+            rows.append(html("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                             at, clock(cue.end_ms / 1000), cue.speaker or "", cue.text))
+        return html('<details class="cues"><summary>Subtitles ({} cues)</summary>'
+                    '<table class="cues">{}</table></details>', len(cues), join(rows))
 
-    def segments(self, card: Card) -> str:
+    def segments(self, card: Card) -> Markup:
         if not card.segments:
-            return ""
+            return Markup()
         placed = {str(s.get("id")): s for s in card.sidecar.get("segments", [])
                   if isinstance(s, dict)}
         items = []
@@ -318,13 +331,14 @@ class Page:
             at = f" at {fmt_s(float(where['offset_ms']) / 1000)}" if where and \
                 isinstance(where.get("offset_ms"), int | float) else ""
             paragraph = seg.job.segment.paragraph + 1 if seg.job.segment else 0
-            items.append(f"<li>{self.take(seg, f'segment {index}, paragraph {paragraph}{at}')}"
-                         "</li>")
+            items.append(html("<li>{}</li>",
+                              self.take(seg, f"segment {index}, paragraph {paragraph}{at}")))
         bad = sum(1 for s in card.segments if s.status != "ok")
         state = f", {bad} not ok" if bad else ""
         opened = " open" if bad else ""  # a person looking at a failure needs to see which
-        return (f'<details class="segments"{opened}><summary>Segments ({len(card.segments)}'
-                f'{esc(state)})</summary><ol class="segments">{"".join(items)}</ol></details>')
+        return html('<details class="segments"{}><summary>Segments ({}{})</summary>'
+                    '<ol class="segments">{}</ol></details>',
+                    opened, len(card.segments), state, join(items))
 
     def flags(self, card: Card) -> int:
         takes = card.all_takes
@@ -351,11 +365,11 @@ class Page:
                          *(t.text or "" for t in card.takes),
                          *(t.decision.note for t in card.all_takes if t.decision)]).lower()
 
-    def card(self, card: Card) -> str:
+    def card(self, card: Card) -> Markup:
         first = card.takes[0].job
         takes = card.all_takes
         many = len(card.takes) > 1
-        rendered = "".join(
+        rendered = join(
             self.take(t, f"take {t.job.variant} of {t.job.variants}" if many else
                       ("programme" if t.job.kind is JobKind.STITCH else "asset"))
             for t in card.takes)
@@ -363,54 +377,30 @@ class Page:
         # A cue can seek the card's first player: the programme, or the audio a
         # transcript heard when it is shown.
         cues = self.cues(programme.cues, seekable=True) if programme else \
-            "".join(self.cues(t.cues, seekable=self.heard(t) is not None or t.heard is not None)
-                    for t in card.takes)
+            join(self.cues(t.cues, seekable=self.heard(t) is not None or t.heard is not None)
+                 for t in card.takes)
         prompt = prompt_of(first)
-        prompt_html = ""
+        prompt_html = Markup()
         if prompt and first.kind is JobKind.STITCH:
-            prompt_html = (f'<details class="text"><summary>Text ({len(prompt)} characters)'
-                           f'</summary><p class="prompt">{esc(prompt)}</p></details>')
+            prompt_html = html('<details class="text"><summary>Text ({} characters)</summary>'
+                               '<p class="prompt">{}</p></details>', len(prompt), prompt)
         elif prompt:
-            prompt_html = f'<p class="prompt">{esc(prompt)}</p>'
+            prompt_html = html('<p class="prompt">{}</p>', prompt)
         voices = card_voices(card)
         facts = self.facts([
-            ("model", esc(model_label(first))), ("provider", esc(first.provider)),
-            ("voices" if voices and "," in voices else "voice", esc(voices) if voices else None),
-            ("format", esc(first.format)),
-            ("post-processing", esc(first.post.describe()) if first.post else None),
-            ("credits", esc(fmt_credits(sum(t.entry.credits or 0 for t in takes if t.entry)))
+            ("model", model_label(first)), ("provider", first.provider),
+            ("voices" if voices and "," in voices else "voice", voices or None),
+            ("format", first.format),
+            ("post-processing", first.post.describe() if first.post else None),
+            ("credits", fmt_credits(sum(t.entry.credits or 0 for t in takes if t.entry))
              if len(takes) > 1 and any(t.entry for t in takes) else None),
-            ("notes", esc(first.notes) if first.notes else None),
+            ("notes", first.notes or None),
         ])
-        return (f'<article class="card" id="card-{esc(anchor(card.base_id))}">'
-                f'<header><h2>{esc(card.base_id)}</h2>'
-                f'<span class="badge">{esc(card_kind(first))}</span>'
-                f"</header>{prompt_html}{facts}"
-                f'<div class="takes">{rendered}</div>{self.segments(card)}{cues}</article>')
-
-    def problems(self) -> str:
-        problems = self.build.problems
-        if not problems:
-            return ""
-        items = []
-        for t in problems:
-            assert t.outcome is not None
-            task = f" (task <code>{esc(t.task_id)}</code>)" if t.task_id else ""
-            items.append(f'<li><a href="#{esc(anchor(t.job.id))}">{esc(t.job.id)}</a> '
-                         f'<span class="badge bad">{esc(t.status)}</span> '
-                         f"{esc(t.outcome.message or 'no message recorded')}{task}</li>")
-        return (f'<section id="problems"><h2>Problems ({len(problems)})</h2>'
-                f'<ul>{"".join(items)}</ul></section>')
-
-    def warnings(self) -> str:
-        """Loudness targets that were missed: never silent."""
-        missed = self.build.missed_targets
-        if not missed:
-            return ""
-        items = "".join(f'<li><a href="#{esc(anchor(t.job.id))}">{esc(t.job.id)}</a> '
-                        f"{esc(t.target_missed)}</li>" for t in missed)
-        return (f'<section id="warnings"><h2>Warnings ({len(missed)})</h2>'
-                f"<ul>{items}</ul></section>")
+        return html('<article class="card" id="card-{}"><header><h2>{}</h2>'
+                    '<span class="badge">{}</span></header>{}{}'
+                    '<div class="takes">{}</div>{}{}</article>',
+                    anchor(card.base_id), card.base_id, card_kind(first), prompt_html, facts,
+                    rendered, self.segments(card), cues)
 
     def render(self, parts_dir: str) -> Rendered:
         build = self.build
@@ -423,9 +413,8 @@ class Page:
         credits = sum((t.entry.credits or 0) for t in assets if t.entry)
         models = sorted({t.job.model.id for t in takes})
         number = {m: i for i, m in enumerate(models)}
-        options = "".join(f'<option value="{i}">{esc(m)}</option>' for i, m in enumerate(models))
         index = []
-        chunks: list[list[str]] = []
+        chunks: list[list[Markup]] = []
         for i, card in enumerate(build.cards):
             if i % PART_CARDS == 0:
                 chunks.append([])
@@ -437,52 +426,31 @@ class Page:
                   for name, bit in (("failed", FAILED), ("changed", CHANGED),
                                     ("approved", APPROVED), ("rejected", REJECTED),
                                     ("unreviewed", UNREVIEWED))}
-        run = f" · last run #{build.last_run_id}" if build.last_run_id else " · never run"
-        now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        review = ""
-        if build.review_file is not None:
-            review = (f" · decisions from {esc(os.path.relpath(build.review_file, self.root))}"
-                      " (make them with <code>runner review</code>)")
-        buttons = "".join(
-            f'<button type="button" data-filter="{name}" aria-pressed="false">{label} '
-            f"({counts[name]})</button>"
-            for name, label in (("failed", "Failed"), ("changed", "Changed in last run"),
-                                ("unreviewed", "Unreviewed"), ("approved", "Approved"),
-                                ("rejected", "Rejected")))
-        first_part = chunks[0] if chunks else []
+        filters = [(name, label, counts[name]) for name, label in (
+            ("failed", "Failed"), ("changed", "Changed in last run"),
+            ("unreviewed", "Unreviewed"), ("approved", "Approved"), ("rejected", "Rejected"))]
+        problems = []
+        for t in build.problems:
+            assert t.outcome is not None
+            problems.append({"anchor": anchor(t.job.id), "id": t.job.id, "status": t.status,
+                             "message": t.outcome.message or "no message recorded",
+                             "task_id": t.task_id})
+        warnings = [{"anchor": anchor(t.job.id), "id": t.job.id, "message": t.target_missed}
+                    for t in build.missed_targets]  # loudness targets missed: never silent
         config = {"page": PAGE_CARDS, "part": PART_CARDS, "parts": parts_dir,
                   "bits": {"failed": FAILED, "changed": CHANGED, "approved": APPROVED,
                            "rejected": REJECTED, "unreviewed": UNREVIEWED}}
-        page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(pipeline.name)} · runner report</title>
-<link rel="icon" href="data:,">
-<style>{CSS}</style></head>
-<body data-pipeline="{esc(pipeline.name)}">
-<header><h1>{esc(pipeline.name)}</h1>
-<p class="muted">{esc(pipeline.description)}</p>
-<p class="meta">{esc(build.layout.target.value)} build · {len(build.cards)} jobs · \
-{len(assets)} assets · {esc(fmt_s(total_s))} of audio · {esc(fmt_credits(round(credits, 4)))} \
-credits{esc(run)}{review} · report made {esc(now)}</p></header>
-<nav class="controls" aria-label="filters">
-<input type="search" id="search" placeholder="Search id, prompt, text, voice, note" \
-aria-label="search">
-<button type="button" data-filter="all" aria-pressed="true">All ({len(build.cards)})</button>
-{buttons}
-<select id="model" aria-label="model"><option value="">All models</option>{options}</select>
-<span id="shown"></span></nav>
-{self.problems()}{self.warnings()}
-<nav class="pager" aria-label="pages"></nav>
-<main id="cards"><noscript><p>The report needs JavaScript to show its cards.</p></noscript>\
-</main><p id="empty" hidden>No job matches.</p>
-<nav class="pager" aria-label="pages"></nav>
-<script type="application/json" id="index">{script_json(index)}</script>
-<script type="application/json" id="config">{script_json(config)}</script>
-<script>{JS}</script>
-<script>runnerReportPart(0,{script_json(first_part)});</script>
-</body></html>
-"""
+        page = render_template(
+            "report.html", pipeline=pipeline, target=build.layout.target.value,
+            jobs=len(build.cards), assets=len(assets), audio=fmt_s(total_s),
+            credits=fmt_credits(round(credits, 4)), last_run=build.last_run_id,
+            review_file=os.path.relpath(build.review_file, self.root)
+            if build.review_file is not None else None,
+            now=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            filters=filters, models=models, problems=problems, warnings=warnings,
+            index=script_json(index), config=script_json(config),
+            first_part=script_json(chunks[0] if chunks else []),
+            css=Markup(CSS), js=Markup(JS))  # the page's own style and script
         parts = [f"runnerReportPart({n},{script_json(chunk)});\n"
                  for n, chunk in enumerate(chunks) if n > 0]
         return Rendered(page, parts)

@@ -1,4 +1,5 @@
-"""The review app's one page: markup, style and script, served by runner/report/review_app.py.
+"""The review app's one page: style and script here, markup in templates/review.html;
+served by runner/report/review_app.py.
 
 The script keeps every take of the build in memory (a few hundred bytes each)
 and puts in the page only the rows in view (a virtualised list of fixed-height
@@ -17,7 +18,9 @@ take nobody has decided about.
 
 from __future__ import annotations
 
-import html
+from markupsafe import Markup
+
+from runner.report.markup import render_template
 
 CSS = """
 :root { color-scheme: light dark; --fg: #1d2330; --muted: #5d6675; --bg: #f6f7f9;
@@ -740,64 +743,12 @@ JS = r"""
 
 ROW_H = 92
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>review · {title}</title>
-<link rel="icon" href="data:,">
-<style nonce="{nonce}">{css}</style></head>
-<body>
-<header><h1 id="title">{title}</h1><span class="muted" id="target"></span>
-<span class="muted" id="counts"></span></header>
-<nav aria-label="filters">
-<input type="search" id="search" placeholder="Search id, prompt, voice (/)" aria-label="search">
-<select id="f-model" aria-label="model"><option value="">All models</option></select>
-<select id="f-state" aria-label="state"><option value="">Any state</option>
-<option value="ok">ok</option><option value="failed">failed</option>
-<option value="uncertain">uncertain</option><option value="skipped">skipped</option>
-<option value="missing">missing</option><option value="not built">not built</option></select>
-<select id="f-review" aria-label="review"><option value="">Any decision</option>
-<option value="unreviewed">unreviewed</option><option value="approved">approved</option>
-<option value="rejected">rejected</option></select>
-<label><input type="checkbox" id="f-changed"> changed in last run</label>
-<span id="shown"></span></nav>
-<main><div id="list" tabindex="0" aria-label="takes"><div id="spacer"></div>
-<p id="empty" hidden class="muted">&nbsp; No take matches.</p></div>
-<section id="detail" aria-label="selected take"><h2 id="d-title"></h2>
-<div class="muted" id="d-sub"></div>
-<div id="wave-wrap"><canvas id="d-wave" aria-label="waveform"></canvas><div id="d-head"></div></div>
-<div class="transport"><span id="d-time"></span><span id="d-loop">loop off</span>
-<span id="d-loud"></span></div>
-<audio id="player" controls preload="metadata"></audio>
-<div class="actions"><button type="button" data-act="approved">Approve <kbd>a</kbd></button>
-<button type="button" data-act="rejected">Reject <kbd>r</kbd></button>
-<button type="button" data-act="unreviewed">Clear <kbd>u</kbd></button></div>
-<form id="note-form" hidden><input id="note" aria-label="note"
- placeholder="Why reject it? (optional; Enter saves, Escape cancels)">
-<button type="submit">Reject</button></form>
-<p id="d-decision"></p><p id="d-earlier" class="muted"></p>
-<p id="d-prompt"></p><dl id="d-facts"></dl>
-<details><summary>Settings</summary><pre id="d-input"></pre></details></section></main>
-<footer role="status"></footer>
-<div id="help" hidden><h2>Keys</h2><table>
-<tr><td><kbd>j</kbd> <kbd>k</kbd> <kbd>↓</kbd> <kbd>↑</kbd></td><td>next / previous take</td></tr>
-<tr><td><kbd>←</kbd> <kbd>→</kbd></td><td>takes of the same job</td></tr>
-<tr><td><kbd>space</kbd></td><td>play / pause</td></tr>
-<tr><td><kbd>l</kbd></td><td>loop on / off</td></tr>
-<tr><td><kbd>a</kbd></td><td>approve (the take is frozen: never remade unless forced)</td></tr>
-<tr><td><kbd>r</kbd></td><td>reject, with an optional note (a new take on the next run)</td></tr>
-<tr><td><kbd>u</kbd></td><td>clear the decision</td></tr>
-<tr><td><kbd>1</kbd>…<kbd>9</kbd></td><td>pick that take of a job with variants</td></tr>
-<tr><td><kbd>/</kbd></td><td>search</td></tr><tr><td><kbd>?</kbd></td><td>this help</td></tr>
-</table></div>
-<script nonce="{nonce}">{js}</script>
-</body></html>
-"""
-
 
 def render(title: str, nonce: str) -> str:
-    """The page; `nonce` lets its own style and script run under a strict CSP."""
-    return PAGE.format(title=html.escape(title), nonce=nonce,
-                       css=CSS.replace("ROW_Hpx", f"{ROW_H}px"),
-                       js=JS.replace("__ROW_H__", str(ROW_H)))
+    """The page (templates/review.html); `nonce` lets its own style and script run under a
+    strict CSP. The title (the pipeline's name) is escaped like any value."""
+    return render_template(
+        "review.html", title=title, nonce=nonce,
+        # The page's own style and script, with the row height they share.
+        css=Markup(CSS.replace("ROW_Hpx", f"{ROW_H}px")),
+        js=Markup(JS.replace("__ROW_H__", str(ROW_H))))

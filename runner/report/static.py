@@ -7,8 +7,8 @@ model, plus a search over id, prompt, text, voice and review notes), loads the
 parts that hold the cards of the page shown (`<script>` elements, which work
 from file://), draws the waveforms on canvases from their base64 peaks, keeps
 one player playing at a time, shows the playhead, and seeks from a waveform or
-a subtitle cue. Cards are HTML the report rendered and escaped (runner/
-report_page.py); the script never builds markup from the data itself.
+a subtitle cue. Cards are HTML the report rendered and escaped
+(runner/report/page.py); the script never builds markup from the data itself.
 """
 
 CSS = """

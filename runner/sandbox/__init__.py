@@ -6,6 +6,24 @@ Importing this package is cheap (standard library only): `create_app`,
     from runner.sandbox import SandboxConfig, SandboxServer, provider_urls
     with SandboxServer(SandboxConfig(latency=parse_latency("2"))) as url:
         urls = provider_urls(url)
+
+    config.py      every behaviour knob and its syntax; quirks.py the documented oddities
+    server.py      running it: in a thread (tests) or a child process (`run --sandbox`);
+                   connections.py the open connections a fault can cut
+    cli.py         `runner sandbox serve`
+    app.py         the ASGI app: every emulated API on one router; web.py their plumbing
+    market.py      the market jobs API (kie.ai, apikley); callbacks.py its callbacks
+    uploads.py     the market's File Upload API and the result-file host
+    aimlapi.py     AI/ML API Stable Audio
+    elevenlabs.py  ElevenLabs direct; streaming.py its streamed answers
+    control.py     introspection under `/_sandbox/`; openapi.py its own OpenAPI document
+    redirects.py   the `redirects` knob
+    validate.py    request validation as the real services do it
+    state.py       what a running sandbox remembers; media.py the files it serves
+    transcribe.py  speech-to-text of its own files and of any other audio
+    speech.py      intelligible speech (espeak-ng); synth.py sound effects and music
+    clips.py       cached, pre-encoded clips; render.py plans of clips to file bytes
+    formats.py     output formats as providers name them; containers.py MP3/Ogg/WAV bytes
 """
 
 from __future__ import annotations

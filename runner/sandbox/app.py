@@ -22,7 +22,8 @@ from runner.sandbox.config import SandboxConfig
 from runner.sandbox.redirects import Redirecting
 from runner.sandbox.web import JSON, Sandbox
 
-# kie's File Upload API: on its own host (FACTS §1.1), the sandbox's upload listener.
+# kie's File Upload API: on its own host (docs/providers.md,
+# "Market API: hosts and auth"), the sandbox's upload listener.
 _KIE_UPLOAD_PATHS = frozenset({"/api/file-stream-upload", "/api/file-base64-upload",
                                "/api/file-url-upload"})
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import sys
+from collections.abc import Callable
 
 from runner.sandbox.config import (
     ELEVENLABS_PLANS,
@@ -24,7 +24,10 @@ from runner.sandbox.config import (
 from runner.sandbox.quirks import QUIRKS, QuirkError, parse_quirks
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser,
+              handler: Callable[[argparse.Namespace], int]) -> None:
+    """The `runner sandbox` subcommands. `handler` is the CLI's own for `serve`: it calls
+    `run_serve`, and the exit code stays the CLI's to pick (runner.cli.exitcodes)."""
     commands = parser.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     commands.required = True
     serve = commands.add_parser(
@@ -83,7 +86,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--slow-seconds", type=float, default=30.0, metavar="SECONDS",
                        help="how long a `slow` fault holds a response (default 30)")
     serve.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
-    serve.set_defaults(handler=run_serve)
+    serve.set_defaults(handler=handler)
 
 
 def build_config(args: argparse.Namespace) -> SandboxConfig:
@@ -115,8 +118,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    from runner.errors import UsageError
+def run_serve(args: argparse.Namespace) -> None:
+    """Serve until interrupted; a bad option or a port that cannot be bound raises the
+    `RunnerError` that says so."""
+    from runner.errors import RunnerError, UsageError
 
     if not _is_loopback(args.host) and not args.allow_non_loopback:
         raise UsageError(f"refusing to bind {args.host}: the sandbox serves loopback only "
@@ -132,7 +137,5 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         serve(config, args.host, args.port, upload_port)
     except OSError as exc:
-        print(f"runner: cannot serve on {args.host}:{args.port} (uploads :{upload_port}): "
-              f"{exc}", file=sys.stderr)
-        return 1
-    return 0
+        raise RunnerError(f"cannot serve on {args.host}:{args.port} (uploads :{upload_port}): "
+                          f"{exc}") from exc

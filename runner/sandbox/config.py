@@ -65,15 +65,17 @@ class RateLimit:
 
 
 # ElevenLabs concurrency per plan: (Multilingual v2 / v3 / other models, Flash / Turbo)
-# (FACTS §3.8). Requests beyond it are refused with 429.
+# (docs/providers.md, "ElevenLabs: concurrency by plan"). Requests beyond it are refused
+# with 429.
 ELEVENLABS_PLANS: dict[str, tuple[int, int]] = {
     "free": (2, 4), "starter": (3, 6), "creator": (5, 10), "pro": (10, 20), "scale": (15, 30),
     "business": (15, 30),
 }
 # What `runner run --sandbox` and `runner sandbox serve --realistic` use: the published
-# limits (kie.ai's 20 createTask per 10 s, FACTS §1.7; apikley publishes none and resells
-# kie) and latencies in the ranges the documents give (kie's callback example: 10 s;
-# AI/ML API: "usually completes in 30-60 s"; ElevenLabs answers synchronously).
+# limits (kie.ai's 20 createTask per 10 s, docs/providers.md "Market API: rate limits";
+# apikley publishes none and resells kie) and latencies in the ranges the documents give
+# (kie's callback example: 10 s; AI/ML API: "usually completes in 30-60 s"; ElevenLabs
+# answers synchronously).
 REALISTIC_RATE_LIMIT = "kie=20/10,apikley=20/10"
 REALISTIC_LATENCY = ("elevenlabs/text-to-speech-turbo-2-5=4-12,elevenlabs/sound-effect-v2=5-15,"
                      "elevenlabs/speech-to-text=6-20,stable-audio=30-60,text-to-speech=0.5-2.5,"

@@ -8,7 +8,8 @@ Auth is the `xi-api-key` header; bodies that do not validate get FastAPI's 422
 `{"detail": [{loc, msg, type}]}`, business errors the `{"detail": {type, code,
 message, status, request_id}}` shape (a concurrency 429 sometimes the legacy
 `{"detail": {"status": "too_many_concurrent_requests"}}`: quirk
-`elevenlabs_legacy_429`). Concurrency follows the configured plan (FACTS §3.8).
+`elevenlabs_legacy_429`). Concurrency follows the configured plan (docs/providers.md,
+"ElevenLabs: concurrency by plan").
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _TTS_LIMITS = {"eleven_turbo_v2_5": 40000, "eleven_flash_v2_5": 40000, "eleven_t
                "eleven_flash_v2": 30000, "eleven_multilingual_v2": 10000, "eleven_v3": 5000,
                "eleven_monolingual_v1": 10000, "eleven_multilingual_v1": 10000}
 # Flash and Turbo cost half a credit per character and have twice the concurrency
-# (elevenlabs.io pricing; FACTS §3.8).
+# (docs/providers.md, "Prices" and "ElevenLabs: concurrency by plan").
 _HALF_PRICE = frozenset({"eleven_turbo_v2_5", "eleven_flash_v2_5", "eleven_turbo_v2",
                          "eleven_flash_v2"})
 _SFX_MODELS = ("eleven_text_to_sound_v2", "eleven_text_to_sound_v3", "eleven_text_to_sound_v1")

@@ -72,7 +72,7 @@ _MP3 = ["mp3_22050_32", "mp3_44100_32", "mp3_44100_64", "mp3_44100_96", "mp3_441
         "mp3_44100_192"]
 _OPUS = ["opus_48000_32", "opus_48000_64", "opus_48000_96", "opus_48000_128", "opus_48000_192"]
 
-# The market's sound-effect-v2 enum (market-sound-effect-v2.openapi.txt).
+# The market's sound-effect-v2 enum (docs/providers.md, "Market API: sound-effect-v2").
 MARKET_SFX_FORMATS: tuple[str, ...] = (
     *_MP3, "pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000",
     "ulaw_8000", "alaw_8000", *_OPUS,

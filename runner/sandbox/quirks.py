@@ -4,7 +4,7 @@ Each quirk is one knob: the probability, in [0, 1], that it shows on an answer
 where it can. 1 makes it show every time (a test proving a client copes), 0
 switches it off, anything between mixes both shapes the way the documents
 disagree about them. The defaults are the **faithful** mode: everything the
-provider documents (provider-docs/, FACTS.md) and public clients record, at
+provider documents (docs/providers.md) and public clients record, at
 rates that exercise both shapes; `SandboxConfig()` starts from it, so does every
 test of the engine.
 
@@ -33,35 +33,39 @@ _ALL = (
     Quirk("market_error_status", 0.5,
           "a market error answer carries its body code as its HTTP status too (HTTP 402, 422, "
           "455, ...); otherwise HTTP 200 with the code only in the body",
-          "FACTS §1.1-1.2 (body code 'may differ from the HTTP status'); the OpenAPI '500' "
-          "response; §1.7 (HTTP 429)"),
+          "docs/providers.md, \"Market API: answers and error codes\" (the body code is the "
+          "truth; the OpenAPI documents' '500' response) and \"Market API: rate limits\" "
+          "(HTTP 429)"),
     Quirk("market_message_key", 1.0,
           "`message` instead of `msg` where the docs show it: createTask of the TTS model on "
           "kie, kie's recordInfo; otherwise always `msg`",
-          "market-tts-turbo-2-5-and-sound-effect.txt; FACTS §1.1 (get-task-detail)"),
+          "docs/providers.md, \"Market API: answers and error codes\" (the TTS page and the "
+          "task-details example say `message`)"),
     Quirk("market_fail_fields", 1.0,
           "`failCode`/`failMsg` are \"\" (not null) before and after success, and a failed "
           "task's `failCode` is one of \"500\", \"GENERATION_FAILED\" or \"\" (with `failMsg`)",
-          "callback failure example (\"500\"); FACTS §1.8 (GENERATION_FAILED); kie task-detail "
-          "examples (\"\")"),
+          "docs/providers.md, \"Market API: task details and states\" (the callback failure "
+          "example's \"500\", GENERATION_FAILED, the task-details examples' \"\")"),
     Quirk("market_result_object_null", 1.0,
           "`resultJson` holds both keys, the unused one null: `{resultUrls: [...], resultObject: "
           "null}` (and `resultUrls: null` beside a transcript)",
-          "FACTS §1.3 (newer docs return both keys)"),
+          "docs/providers.md, \"Market API: task details and states\" (newer documents return "
+          "both keys)"),
     Quirk("market_record_id", 1.0, "createTask's `data` carries `recordId` beside `taskId`",
-          "FACTS §1.2; market-sound-effect-v2.openapi.txt"),
+          "docs/providers.md, \"Market API: createTask\" (apikley's OpenAPI documents)"),
     # The task not visible just after createTask (`recordInfo is null`, `data: null`) is
     # not a quirk but the knob `invisible_s` (default 0): most tests and clients read a
     # new task once, and the faithful mode is every test's default.
     Quirk("market_upload_host", 1.0,
           "the kie File Upload API is served only by the sandbox's upload listener (its own "
           "host); the API host answers 404 there",
-          "FACTS §1.1, §1.5 (upload base https://kieai.redpandaai.co)"),
+          "docs/providers.md, \"Market API: hosts and auth\" (upload base "
+          "https://kieai.redpandaai.co)"),
     Quirk("upload_quickstart_shape", 0.5,
           "an upload answers the quickstart's `data` shape `{fileId, originalName, uploadPath, "
           "fileUrl, downloadUrl}` instead of the endpoint pages' `{fileName, filePath, "
           "downloadUrl, fileSize, mimeType, uploadedAt}`",
-          "FACTS §1.5"),
+          "docs/providers.md, \"Market API: file upload\""),
     Quirk("market_raw_as_wav", 0.5,
           "a market pcm_*/ulaw_8000/alaw_8000 result is served inside a RIFF/WAVE header "
           "(.wav) instead of bare samples",
@@ -70,11 +74,12 @@ _ALL = (
     Quirk("aimlapi_generation_id", 0.5,
           "AI/ML API create answers `{generation_id}` (the rendered page's sample) instead of "
           "`{id, status}` (the example output)",
-          "aimlapi-stable-audio-and-elevenlabs-direct.txt"),
+          "docs/providers.md, \"AI/ML API: Stable Audio\" (the example output and the "
+          "rendered page's sample)"),
     Quirk("elevenlabs_legacy_429", 0.5,
           "a concurrency 429 has the legacy body `{detail: {status: "
           "\"too_many_concurrent_requests\"}}` instead of `concurrent_limit_exceeded`",
-          "FACTS §3.7"),
+          "docs/providers.md, \"ElevenLabs: errors\""),
 )
 QUIRKS: dict[str, Quirk] = {q.name: q for q in _ALL}
 FAITHFUL: dict[str, float] = {q.name: q.faithful for q in _ALL}

@@ -1,14 +1,14 @@
 """Running the sandbox: in a thread (tests), in a child process (benchmarks, `run --sandbox`).
 
 Both bind 127.0.0.1 on a free port, and a second one for kie's upload host (the
-real File Upload API has a host of its own). The uvicorn protocol used here hands
-the connection's transport to the app (see web.TRANSPORT_KEY) so that the `drop`
-and `truncate` faults can cut a real socket.
+real File Upload API has a host of its own). uvicorn serves them through its
+public API (`Config`, `Server.run(sockets=...)`); the sockets are the sandbox's
+own `Listener`s, which note each connection they accept so that the `drop` and
+`truncate` faults can cut a real socket (connections.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
@@ -18,40 +18,16 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from runner.sandbox.app import create_app
 from runner.sandbox.config import SandboxConfig
-from runner.sandbox.web import TRANSPORT_KEY
-
-
-def _http_protocol() -> type[asyncio.Protocol]:
-    """httptools when installed (about twice as fast), h11 otherwise; both expose the transport."""
-    base: type[Any] = H11Protocol
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-        base = HttpToolsProtocol
-    except ImportError:
-        pass
-
-    class TransportExposing(base):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            inner: Any = getattr(self, "app")  # noqa: B009 (set by the base class)
-
-            async def app(scope: Any, receive: Any, send: Any) -> None:
-                scope.setdefault("extensions", {})[TRANSPORT_KEY] = self.transport
-                await inner(scope, receive, send)
-
-            self.app = app
-
-    return TransportExposing
+from runner.sandbox.connections import Connections, Listener
 
 
 def uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
     return uvicorn.Config(
-        app, http=_http_protocol(), lifespan="on", log_level=log_level, access_log=False,
+        # http="auto": httptools when installed (about twice as fast), h11 otherwise.
+        app, http="auto", lifespan="on", log_level=log_level, access_log=False,
         # asyncio's own loop even where uvloop is installed (uvicorn would pick it): the
         # connection-breaking faults work on asyncio's transports, and the sandbox's
         # benchmark figures stay comparable.
@@ -61,11 +37,13 @@ def uvicorn_config(app: Any, *, log_level: str = "warning") -> uvicorn.Config:
     )
 
 
-def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+def bind(connections: Connections, host: str = "127.0.0.1", port: int = 0) -> Listener:
+    """A listening socket whose connections `connections` notes (the faults cut them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
     # without it every response waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = Listener(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.connections = connections
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     # Listen at once: a client that read the printed URL may connect before uvicorn starts.
@@ -104,7 +82,7 @@ class SandboxServer:
         return self.app.state.sandbox
 
     def start(self) -> str:
-        sock, upload = bind(), bind()
+        sock, upload = bind(self.sandbox.connections), bind(self.sandbox.connections)
         self.url = url_of(sock)
         self.upload_url = attach_upload_host(self.app, upload)
         self._server = uvicorn.Server(uvicorn_config(self.app))
@@ -186,9 +164,9 @@ class SandboxProcess:
 def serve(config: SandboxConfig, host: str, port: int, upload_port: int) -> None:
     """Bind, print the base URL and then the upload host's URL as the first two lines of
     stdout, serve until interrupted."""
-    sock = bind(host, port)
-    upload = bind(host, upload_port)
     app = create_app(config)
+    sock = bind(app.state.sandbox.connections, host, port)
+    upload = bind(app.state.sandbox.connections, host, upload_port)
     print(url_of(sock), flush=True)
     print(f"{attach_upload_host(app, upload)} (kie uploads)", flush=True)
     server = uvicorn.Server(uvicorn_config(app))

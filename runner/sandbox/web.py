@@ -1,15 +1,13 @@
 """Shared HTTP plumbing of the emulated APIs: the per-app context, keys, JSON, faults.
 
-Faults that break the connection need the socket itself: the sandbox's uvicorn
-protocol (server.py) puts the transport in the ASGI scope under
-`TRANSPORT_KEY`, so a response can close the connection mid-flight exactly as a
-failing load balancer would. Under `httpx.ASGITransport` there is no socket, and
-the same responses raise instead.
+Faults that break the connection need the socket itself: the sandbox's listening
+sockets note the connections they accept (connections.py), so a response can
+close its own mid-flight exactly as a failing load balancer would. Under
+`httpx.ASGITransport` there is no socket, and the same responses raise instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 from collections.abc import Callable
@@ -21,10 +19,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from runner.sandbox.config import SandboxConfig
+from runner.sandbox.connections import Connections
 from runner.sandbox.media import MediaStore
 from runner.sandbox.state import SandboxState, Task
-
-TRANSPORT_KEY = "runner.sandbox.transport"
 
 
 class Dispatcher(Protocol):
@@ -46,6 +43,8 @@ class Sandbox:
         self.state = SandboxState(config)
         self.media = MediaStore()
         self.callbacks = dispatcher(self)
+        # Filled by the listening sockets a server binds for this app (server.bind).
+        self.connections = Connections()
         # kie's upload host: the listener(s) a server bound for it (server.py), by port.
         # Empty (no second listener, e.g. under httpx.ASGITransport): one host serves all.
         self.upload_ports: set[int] = set()
@@ -111,16 +110,9 @@ async def maybe_slow(sandbox: Sandbox) -> None:
         await sandbox.config.sleep(sandbox.config.slow_response_s)
 
 
-async def _close_socket(scope: Scope) -> bool:
-    transport = scope.get("extensions", {}).get(TRANSPORT_KEY)
-    if transport is None:
-        return False
-    transport.abort()
-    # Let uvicorn see the connection as lost before the app returns, so it does
-    # not try to answer on a dead socket.
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    return True
+async def _close_socket(scope: Scope, receive: Receive) -> bool:
+    sandbox: Sandbox = scope["app"].state.sandbox
+    return await sandbox.connections.cut(scope, receive)
 
 
 class DroppedConnection(Exception):
@@ -134,7 +126,7 @@ class Dropped(Response):
         super().__init__(b"", status_code=599)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await _close_socket(scope):
+        if not await _close_socket(scope, receive):
             raise DroppedConnection("sandbox fault: connection dropped")
 
 
@@ -148,7 +140,7 @@ class Truncated(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2],
                     "more_body": True})
-        if not await _close_socket(scope):
+        if not await _close_socket(scope, receive):
             raise DroppedConnection("sandbox fault: download truncated")
 
 

@@ -13,15 +13,16 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from runner.catalog.models import ModelInfo
 from runner.errors import SchemaError, shown
 from runner.schemas.fast import compile_schema
 from runner.schemas.paths import MODEL_SCHEMAS_DIR
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 DocPath = tuple[str | int, ...]
 
@@ -50,11 +51,23 @@ def model_schema(model: ModelInfo) -> dict[str, Any]:
 
 
 class Checker:
-    """A schema's validator, with a compiled fast path for the common valid case."""
+    """A schema's validator, with a compiled fast path for the common valid case.
+
+    jsonschema is imported (a tenth of `runner validate`'s start-up) and its validator
+    built only when the fast path cannot say yes: a valid manifest never needs it."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        self.validator = Draft202012Validator(schema)
+        self.schema = schema
         self.fast = compile_schema(schema)
+        self._validator: Draft202012Validator | None = None
+
+    @property
+    def validator(self) -> Draft202012Validator:
+        if self._validator is None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(self.schema)
+        return self._validator
 
     def is_valid(self, instance: Any) -> bool:
         if self.fast is not None and self.fast(instance):
@@ -260,6 +273,8 @@ def _key_rule(schema: dict[str, Any]) -> str:
 
 
 def _key_refused(schema: Any, key: str) -> bool:
+    from jsonschema import Draft202012Validator
+
     return not Draft202012Validator(schema).is_valid(key) if isinstance(schema, dict) else False
 
 

@@ -44,10 +44,6 @@ class Blob:
         return f"{self.slot.pack}#{self.sha256}.{self.ext}"
 
 
-# Bytes of blobs written from memory, kept until their output is written from them
-# (see `put_verified`); bounded so that outputs never written cannot pile up.
-_RECENT_MAX_BYTES = 32 << 20
-
 
 class ContentCache:
     def __init__(self, root: Path) -> None:
@@ -55,8 +51,6 @@ class ContentCache:
         self.incoming = root / ".incoming"
         # Per output folder, listed once: temp files a killed run left, by final name.
         self._leftovers: dict[Path, dict[str, list[Path]]] = {}
-        self._recent: dict[str, bytes] = {}
-        self._recent_bytes = 0
         self._packs = packs.PackIndex(root / "packs")
         self._writer = packs.PackWriter(root / "packs", self._packs)
 
@@ -121,9 +115,9 @@ class ContentCache:
         """Store bytes already in memory whose digest is `sha256` (a small download,
         hashed and verified on the way in), from the event loop: appended to this
         process's pack, and returned once an fsync shared with the other blobs
-        appended meanwhile has made them durable. The bytes are kept until an output
-        is written from them (`take_recent`), so that output costs no read and no
-        second hash."""
+        appended meanwhile has made them durable. The caller still holds the bytes:
+        it hands them to `materialize` or `materialize_bytes`, so the output costs no
+        read and no second hash."""
         blob = self.get(sha256, ext, look_again=False)
         if blob is None:
             if packs.packable(ext):
@@ -134,34 +128,26 @@ class ContentCache:
                 atomic.mkdir_once(final.parent)
                 await atomic.publish_async(data, self.new_temp(ext), final)
                 blob = Blob(sha256, ext, len(data), file=final)
-        if sha256 not in self._recent and self._recent_bytes + len(data) <= _RECENT_MAX_BYTES:
-            self._recent[sha256] = data
-            self._recent_bytes += len(data)
         return blob
 
-    def take_recent(self, sha256: str) -> bytes | None:
-        """The bytes of a blob just stored from memory, once (see `put_verified`)."""
-        data = self._recent.pop(sha256, None)
-        if data is not None:
-            self._recent_bytes -= len(data)
-        return data
-
-    async def materialize_recent(self, data: bytes, dest: Path) -> int:
-        """`materialize` from bytes just stored (`take_recent`), on the event loop with
-        the fsync in a worker thread. Returns the output's mtime in ns."""
+    async def materialize_bytes(self, data: bytes, dest: Path) -> int:
+        """`materialize` from a blob's bytes the caller holds (just stored from memory),
+        on the event loop with the fsync in a worker thread. Returns the output's mtime
+        in ns."""
         self.discard_leftovers(dest)
         await atomic.publish_async(data, atomic.temp_name(dest), dest)
         return dest.stat().st_mtime_ns
 
-    def materialize(self, blob: Blob, dest: Path) -> int:
-        """Copy a cached file to `dest` atomically, checking its digest on the way.
+    def materialize(self, blob: Blob, dest: Path, data: bytes | None = None) -> int:
+        """Copy a cached file to `dest` atomically, checking its digest on the way;
+        from `data` instead when the caller holds the blob's bytes (just stored from
+        memory: `put_verified`).
 
         A copy, not a hard link: a tool that edits the output in place must not
         change the cached original. Returns the output's mtime in ns.
         """
         self.discard_leftovers(dest)
         tmp = atomic.temp_name(dest)
-        data = self.take_recent(blob.sha256)  # written from these very bytes moments ago?
         if data is None and blob.slot is not None:
             data = self.read_bytes(blob)
         if data is not None:

@@ -1,10 +1,12 @@
 """The journal: every request's fate, committed before the next request is sent.
 
 SQLite in WAL mode under `<output_dir>/.runner/journal.sqlite`. A task row
-moves submitting → submitted (task id) → succeeded (result) → materialized, or
-→ failed / uncertain. Rows are keyed by the job's cache key (what was asked),
-so a resumed run finds the task of the same request whatever the job is
-called now, and never sends that request again while a task for it lives.
+moves submitting → submitted (task id) → materialized (the result stored), or
+to failed / uncertain / abandoned: every move it may make is in `TRANSITIONS`,
+and `Journal.set_task` refuses any other. Rows are keyed by the job's cache
+key (what was asked), so a resumed run finds the task of the same request
+whatever the job is called now, and never sends that request again while a
+task for it lives.
 
 Durability: `synchronous=NORMAL` in WAL mode survives the death of the process
 (kill -9 at any moment loses no committed transition), which is the failure
@@ -20,9 +22,11 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Self
 
 from runner.errors import StoreError
@@ -92,18 +96,57 @@ COMMIT_WITHIN_S = 1.0
 
 class TaskRowState(StrEnum):
     SUBMITTING = "submitting"  # request about to be sent / sent, answer not recorded
-    SUBMITTED = "submitted"  # the provider gave a task id
-    SUCCEEDED = "succeeded"  # the task finished; result recorded, not yet stored
-    MATERIALIZED = "materialized"  # the result is in the cache
+    SUBMITTED = "submitted"  # the provider gave a task id: collect it, never send again
+    MATERIALIZED = "materialized"  # the result is in the cache and is the key's asset
     FAILED = "failed"  # the task failed, or the request was refused (nothing to collect)
     UNCERTAIN = "uncertain"  # sent, no answer: the task may exist and be billed
-    ABANDONED = "abandoned"  # a person decided (--forget-uncertain) or the key changed
+    ABANDONED = "abandoned"  # a person asked for a new request (--resubmit-uncertain)
 
     @property
     def alive(self) -> bool:
-        """A task whose request must not be sent again."""
-        return self in (TaskRowState.SUBMITTING, TaskRowState.SUBMITTED,
-                        TaskRowState.SUCCEEDED, TaskRowState.UNCERTAIN)
+        """A task whose request must not be sent again: one that may still move."""
+        return bool(TRANSITIONS[self])
+
+
+_S = TaskRowState
+# Every move a task row may make; `Journal.set_task` refuses any other (a StoreError),
+# so no code path can, say, bring a failed task back or forget a submitted one. A row
+# starts as `submitting` (`Journal.begin_submit`); a state with nowhere to go is final.
+TRANSITIONS: Mapping[TaskRowState, frozenset[TaskRowState]] = MappingProxyType({
+    _S.SUBMITTING: frozenset({
+        _S.SUBMITTED,  # the provider answered with a task id
+        _S.MATERIALIZED,  # a synchronous provider answered with the audio itself
+        _S.FAILED,  # refused: nothing was created
+        _S.UNCERTAIN,  # no usable answer: the task may exist
+        _S.ABANDONED,  # --resubmit-uncertain for a row a killed run left
+    }),
+    _S.SUBMITTED: frozenset({
+        _S.SUBMITTED,  # --adopt-task names the task the row already holds
+        _S.MATERIALIZED,  # the task succeeded and its result is stored
+        _S.FAILED,  # the generation failed, or the provider no longer knows the task
+        _S.UNCERTAIN,  # never visible at the provider within the grace period
+    }),
+    _S.UNCERTAIN: frozenset({
+        _S.SUBMITTED,  # --adopt-task: a person found the task in the provider's log
+        _S.MATERIALIZED,  # looked for again (it has a task id): found, and stored
+        _S.FAILED,  # looked for again: its generation failed
+        _S.UNCERTAIN,  # looked for again: still not visible
+        _S.ABANDONED,  # --resubmit-uncertain
+    }),
+    _S.MATERIALIZED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.ABANDONED: frozenset(),
+})
+# For each state, the states a row may be in to move to it (`set_task`'s one UPDATE).
+_SOURCES: Mapping[TaskRowState, tuple[str, ...]] = MappingProxyType({
+    target: tuple(sorted(s.value for s, nexts in TRANSITIONS.items() if target in nexts))
+    for target in TaskRowState})
+# Spellings of states earlier versions wrote. `succeeded` (the task finished, its result
+# not yet stored) is read as `submitted`: the task is polled again, which costs nothing.
+_LEGACY_STATES = {"succeeded": TaskRowState.SUBMITTED}
+# What `live_task` looks for (a read-only journal may still hold legacy spellings).
+_ALIVE = (*(s.value for s in TaskRowState if s.alive),
+          *(old for old, state in _LEGACY_STATES.items() if state.alive))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +194,8 @@ class JobOutcomeRow:
 def _task(row: tuple[Any, ...]) -> TaskRow:
     (id_, key, job_id, provider, attempt, state, task_id, result, error, credits,
      created_at, updated_at) = row[:12]
-    return TaskRow(id_, key, job_id, provider, attempt, TaskRowState(state), task_id,
+    return TaskRow(id_, key, job_id, provider, attempt,
+                   _LEGACY_STATES.get(state) or TaskRowState(state), task_id,
                    json.loads(result) if result else None, error, credits, created_at,
                    updated_at)
 
@@ -211,6 +255,9 @@ class Journal:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute(f"PRAGMA synchronous={'FULL' if full_sync() else 'NORMAL'}")
                 self.db.executescript(SCHEMA)
+                for old, state in _LEGACY_STATES.items():  # rows earlier versions wrote
+                    self.db.execute("UPDATE tasks SET state = ? WHERE state = ?",
+                                    (state.value, old))
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the journal ({exc})") from exc
         self.run_id: int | None = None
@@ -261,14 +308,16 @@ class Journal:
     # `COMMIT_WITHIN_S` of the transaction it opened.
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        return int(self._execute(sql, args).lastrowid or 0)
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
         try:
             if not self.db.in_transaction:
                 self.db.execute("BEGIN")
                 self._arm_timer()
-            cursor = self.db.execute(sql, args)
+            return self.db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: journal write failed ({exc})") from exc
-        return int(cursor.lastrowid or 0)
 
     def commit(self) -> None:
         if self.db.in_transaction:
@@ -374,6 +423,11 @@ class Journal:
     def set_task(self, row_id: int, state: TaskRowState, *, task_id: str | None = None,
                  result: dict[str, Any] | None = None, error: str | None = None,
                  credits: float | None = None) -> None:
+        """Move a task row to `state`, if `TRANSITIONS` allows it from the state it is in
+        (checked by the UPDATE itself: no read first); else a StoreError, nothing written."""
+        sources = _SOURCES[state]
+        if not sources:
+            raise self._refused(row_id, state)
         sets = ["state = ?", "updated_at = ?"]
         args: list[Any] = [state.value, time.time()]
         for column, value in (("task_id", task_id), ("error", error), ("credits", credits)):
@@ -383,15 +437,24 @@ class Journal:
         if result is not None:
             sets.append("result = ?")
             args.append(json.dumps(result, sort_keys=True))
-        self._write(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?", (*args, row_id))
+        cursor = self._execute(
+            f"UPDATE tasks SET {', '.join(sets)} WHERE id = ? AND state IN "
+            f"({', '.join('?' * len(sources))})", (*args, row_id, *sources))
+        if cursor.rowcount != 1:
+            raise self._refused(row_id, state)
+
+    def _refused(self, row_id: int, state: TaskRowState) -> StoreError:
+        row = self.db.execute("SELECT state FROM tasks WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            return StoreError(f"{self.path}: the journal has no task row {row_id}")
+        return StoreError(f"{self.path}: task row {row_id} cannot move from '{row[0]}' to "
+                          f"'{state.value}' (runner.store.journal.TRANSITIONS)")
 
     def live_task(self, key: str) -> TaskRow | None:
         """The newest task of this request that must be collected, not re-sent."""
         row = self.db.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE key = ? AND state IN (?, ?, ?, ?) "
-            "ORDER BY id DESC LIMIT 1",
-            (key, TaskRowState.SUBMITTING, TaskRowState.SUBMITTED, TaskRowState.SUCCEEDED,
-             TaskRowState.UNCERTAIN),
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE key = ? AND state IN "
+            f"({', '.join('?' * len(_ALIVE))}) ORDER BY id DESC LIMIT 1", (key, *_ALIVE),
         ).fetchone()
         return _task(row) if row else None
 

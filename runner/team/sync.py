@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.engine.materialize import record, write_files, write_output_from_memory
+from runner.engine.materialize import record, write_outputs
 from runner.manifest.load import load_pipeline
 from runner.manifest.types import JobKind
 from runner.plan.plan import Plan, PlannedJob, State, make_plan
@@ -157,9 +157,7 @@ async def pull(manifest: Path, *, sandbox: bool, env: Mapping[str, str],
             if found.record is not None and found.record.sha256 == entry.sha256:
                 payload = found.record.payload
         asset = journal.record_asset(entry.key, payload=payload, **entry_fields(entry))
-        written = await write_output_from_memory(pj, asset, cache, layout)
-        if written is None:
-            written = await asyncio.to_thread(write_files, pj, asset, cache, layout)
+        written = await write_outputs(pj, asset, cache, layout, fetched.data)
         record(pj, asset, written, journal)
         report.moved += 1
 

@@ -65,6 +65,7 @@ class Fetch:
     blob: Blob | None
     problem: str | None = None
     bytes_moved: int = 0
+    data: bytes | None = None  # the take's bytes, when they came in memory (to write from)
 
 
 class Published(StrEnum):
@@ -116,7 +117,7 @@ class Transfers:
         if blob is not None:
             return Fetch(blob)
         if inline is not None:  # Record.parse checked these against the digest
-            return Fetch(await self.cache.put_verified(inline, sha256, ext))
+            return Fetch(await self.cache.put_verified(inline, sha256, ext), data=inline)
         if size > STREAM_ABOVE_BYTES:
             return await self._fetch_to_file(sha256, size, ext)
         got = await self.bucket.get(blob_path(sha256), max_size=size)
@@ -126,7 +127,7 @@ class Transfers:
             return Fetch(None, f"its bytes are damaged ({blob_path(sha256)}: {got.size} bytes, "
                                f"expected {size} with that digest)", len(got.data))
         return Fetch(await self.cache.put_verified(got.data, sha256, ext),
-                     bytes_moved=len(got.data))
+                     bytes_moved=len(got.data), data=got.data)
 
     async def _fetch_to_file(self, sha256: str, size: int, ext: str) -> Fetch:
         tmp = self.cache.new_temp(ext)

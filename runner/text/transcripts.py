@@ -1,7 +1,8 @@
 """Speech-to-text results to files: the provider's JSON, plain text, SRT and WebVTT.
 
-Accepted shapes (parsed defensively, see FACTS §1.4 and §3.5): the ElevenLabs
-body `{text, language_code, words: [{text, start, end, type, speaker_id}]}`;
+Accepted shapes (parsed defensively, see docs/providers.md,
+"Market API: speech-to-text" and "ElevenLabs: speech to text"): the ElevenLabs body
+`{text, language_code, words: [{text, start, end, type, speaker_id}]}`;
 the market's `{resultObject: {...}}` (object or JSON string), also inside a
 recordInfo `resultJson` string or `data`; a missing or null `words`; the
 multichannel `{transcripts: [...]}`.

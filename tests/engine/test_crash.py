@@ -3,7 +3,7 @@
 The runner runs as its own OS process (`python -m runner run ...`), so SIGKILL
 hits it alone; the sandbox lives across every restart and counts what it
 created (`/_sandbox/stats` → `tasks.by_input_hash`). What must hold, whatever
-the moment of death (DESIGN.md, "Rules the design rests on"):
+the moment of death (README.md, "What a build keeps": the journal):
 
 - a job whose task id reached the journal is polled by the next run, never
   submitted again: each such request is created exactly once;
@@ -160,7 +160,7 @@ def unanswered(journal: Path) -> list[tuple[int, str]]:
 def collectable(journal: Path) -> list[str]:
     """Job ids whose task id is recorded and whose result is not stored yet."""
     return [r[0] for r in query(
-        journal, "SELECT job_id FROM tasks WHERE state IN ('submitted', 'succeeded') "
+        journal, "SELECT job_id FROM tasks WHERE state = 'submitted' "
                  "AND task_id IS NOT NULL")]
 
 

@@ -49,7 +49,7 @@ def test_editing_one_job_regenerates_it_and_its_dependents_only(
         built: Path, sandbox: SandboxServer) -> None:
     before = created(sandbox.url)
     edit(built, "The gate is open.", "The gate is shut.")
-    code, plan, result, tally = run(built, sandbox.url)
+    code, _plan, result, _tally = run(built, sandbox.url)
     assert code == 0
     assert created(sandbox.url) == before + 2  # the line, and its transcript
     assert result.outcomes == {"line": JobOutcome.DONE, "line_captions": JobOutcome.DONE}
@@ -71,7 +71,7 @@ def test_deleted_or_damaged_outputs_come_back_from_the_cache(
     output(built, "door.mp3").unlink()
     damaged = output(built, "steps_wood.mp3")
     damaged.write_bytes(b"\0" * damaged.stat().st_size)  # same size, wrong content
-    code, plan, result, tally = run(built, sandbox.url)
+    code, _plan, result, _tally = run(built, sandbox.url)
     assert code == 0 and created(sandbox.url) == before
     assert result.outcomes == {"door": JobOutcome.CACHED, "steps_wood": JobOutcome.CACHED}
     assert lockfile(built)["door"]["sha256"] == entry["sha256"]
@@ -85,7 +85,7 @@ def test_an_earlier_take_is_restored_without_paying_again(
     run(built, sandbox.url)
     before = created(sandbox.url)
     edit(built, "Door slam", "Door creak")  # back to the first request
-    code, plan, result, tally = run(built, sandbox.url)
+    _code, _plan, result, _tally = run(built, sandbox.url)
     assert result.outcomes == {"door": JobOutcome.CACHED}
     assert created(sandbox.url) == before
     assert lockfile(built)["door"]["sha256"] == first
@@ -93,7 +93,7 @@ def test_an_earlier_take_is_restored_without_paying_again(
 
 def test_force_regenerates_on_purpose(built: Path, sandbox: SandboxServer) -> None:
     before = created(sandbox.url)
-    code, plan, result, tally = run(built, sandbox.url, force=["steps_snow"])
+    _code, _plan, result, _tally = run(built, sandbox.url, force=["steps_snow"])
     assert result.outcomes == {"steps_snow": JobOutcome.DONE}
     assert created(sandbox.url) == before + 1
 
@@ -113,7 +113,7 @@ def test_a_frozen_job_keeps_its_approved_take(built: Path, sandbox: SandboxServe
     edit(built, "- id: door\n", "- id: door\n    freeze: true\n")
     edit(built, "Door creak", "Door slam")
     before = created(sandbox.url)
-    code, plan, result, tally = run(built, sandbox.url)
+    code, plan, result, _tally = run(built, sandbox.url)
     assert code == 0 and created(sandbox.url) == before and not result.outcomes
     assert lockfile(built)["door"] == take
     assert [p.state.value for p in plan.jobs if p.job.id == "door"] == ["frozen"]
@@ -169,7 +169,7 @@ def test_a_fresh_checkout_restores_from_a_shared_cache(
     lock = (first / "out.sandbox" / "t.lock.json").read_text()
     (clone / "out.sandbox" / "t.lock.json").write_text(lock)
     before = created(sandbox.url)
-    code, plan, result, tally = run(clone / "t.yaml", sandbox.url)
+    code, _plan, result, _tally = run(clone / "t.yaml", sandbox.url)
     assert code == 0 and created(sandbox.url) == before
     assert set(result.outcomes.values()) == {JobOutcome.CACHED}
     assert (clone / "out.sandbox" / "t.lock.json").read_text() == lock

@@ -16,8 +16,6 @@ from runner.engine.retry import (
 )
 from runner.errors import (
     AccountRefused,
-    BudgetExceeded,
-    DeadlineExceeded,
     DownloadError,
     GenerationFailed,
     ManifestError,
@@ -28,35 +26,31 @@ from runner.errors import (
     RunnerError,
     StoreError,
     TransportError,
-    UncertainSubmission,
 )
 
 R, U, S, F, G = (Verdict.RETRY, Verdict.UNCERTAIN, Verdict.STOP_ACCOUNT, Verdict.FAIL,
                  Verdict.REGENERATE)
-PHASES = (Phase.SUBMIT, Phase.GENERATE, Phase.POLL, Phase.DOWNLOAD, Phase.UPLOAD, Phase.CALLBACK)
+PHASES = (Phase.SUBMIT, Phase.GENERATE, Phase.POLL, Phase.DOWNLOAD, Phase.UPLOAD)
 
-# error -> verdict in (submit, generate, poll, download, upload, callback)
+# error -> verdict in (submit, generate, poll, download, upload)
 TABLE: list[tuple[RunnerError, tuple[Verdict, ...]]] = [
-    (TransportError("connection refused", request_sent=False), (R, R, R, R, R, R)),
-    (TransportError("read timeout", request_sent=True), (U, U, R, R, R, R)),
-    (UncertainSubmission("lost answer"), (U, U, U, U, U, U)),
-    (RateLimited("Rate limit exceeded", status=429, code=429), (R, R, R, R, R, R)),
-    (ProviderUnavailable("maintenance", code=455), (R, R, R, R, R, R)),
-    (ProviderUnavailable("server exception", code=500), (R, R, R, R, R, R)),
-    (DownloadError("truncated: 812 of 4096 bytes"), (R, R, R, R, R, R)),
-    (AccountRefused("Unauthorized", status=401), (S, S, S, S, S, S)),
-    (AccountRefused("Insufficient credits", code=402), (S, S, S, S, S, S)),
-    (AccountRefused("You've run out of credits", status=403), (S, S, S, S, S, S)),
-    (RequestRejected("voice not found", status=400), (F, F, F, F, F, F)),
-    (RequestRejected("task not found", code=404), (F, F, F, F, F, F)),
-    (RequestRejected("prompt is required", status=422), (F, F, F, F, F, F)),
-    (RequestRejected("model unsupported", code=505), (F, F, F, F, F, F)),
-    (GenerationFailed("Generation Failed", code=501), (G, G, G, G, G, G)),
-    (DeadlineExceeded("still waiting after 900 s"), (F, F, F, F, F, F)),
-    (BudgetExceeded("would exceed --max-credits"), (F, F, F, F, F, F)),
-    (ManifestError("no such file"), (F, F, F, F, F, F)),
-    (StoreError("journal locked"), (F, F, F, F, F, F)),
-    (ProviderError("something new"), (F, F, F, F, F, F)),
+    (TransportError("connection refused", request_sent=False), (R, R, R, R, R)),
+    (TransportError("read timeout", request_sent=True), (U, U, R, R, R)),
+    (RateLimited("Rate limit exceeded", status=429, code=429), (R, R, R, R, R)),
+    (ProviderUnavailable("maintenance", code=455), (R, R, R, R, R)),
+    (ProviderUnavailable("server exception", code=500), (R, R, R, R, R)),
+    (DownloadError("truncated: 812 of 4096 bytes"), (R, R, R, R, R)),
+    (AccountRefused("Unauthorized", status=401), (S, S, S, S, S)),
+    (AccountRefused("Insufficient credits", code=402), (S, S, S, S, S)),
+    (AccountRefused("You've run out of credits", status=403), (S, S, S, S, S)),
+    (RequestRejected("voice not found", status=400), (F, F, F, F, F)),
+    (RequestRejected("task not found", code=404), (F, F, F, F, F)),
+    (RequestRejected("prompt is required", status=422), (F, F, F, F, F)),
+    (RequestRejected("model unsupported", code=505), (F, F, F, F, F)),
+    (GenerationFailed("Generation Failed", code=501), (G, G, G, G, G)),
+    (ManifestError("no such file"), (F, F, F, F, F)),
+    (StoreError("journal locked"), (F, F, F, F, F)),
+    (ProviderError("something new"), (F, F, F, F, F)),
 ]
 
 

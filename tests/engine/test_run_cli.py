@@ -119,7 +119,7 @@ def test_ctrl_c_collects_what_is_in_flight_then_exits_130(
     # limits are not part of what was asked).
     manifest.write_text(text.replace("requests_per_window: 2, window_s: 1",
                                      "requests_per_window: 200, window_s: 1"))
-    code, plan, result, tally = run(manifest, slow_sandbox.url)
+    code, _plan, _result, _tally = run(manifest, slow_sandbox.url)
     assert code == 0
     assert created(slow_sandbox.url) == 40
     assert max(stats(slow_sandbox.url)["tasks"]["by_input_hash"].values()) == 1
@@ -133,14 +133,14 @@ def test_adopting_the_task_of_an_unanswered_request(tmp_path: Path,
           model: elevenlabs/sound-effect-v2
           input: {text: Thunder, duration_seconds: 1}
     """)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, result, tally = run(manifest, sandbox.url)
     assert result.outcomes["only"] is JobOutcome.UNCERTAIN
     assert "--adopt-task only=TASK_ID" in tally.failures[0].reason or \
         "--resubmit-uncertain only" in tally.failures[0].reason
     # A person finds the task in the provider's log (here: the sandbox's own records).
     (task_id,) = sandbox.sandbox.state.tasks  # type: ignore[union-attr]
     sandbox.config.update({"faults": ""})
-    code, plan, result, tally = run(manifest, sandbox.url, adopt={"only": task_id})
+    code, _plan, result, tally = run(manifest, sandbox.url, adopt={"only": task_id})
     assert code == 0 and result.outcomes["only"] is JobOutcome.DONE
     assert created(sandbox.url) == 1  # collected, not bought again
 

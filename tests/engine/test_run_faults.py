@@ -46,7 +46,7 @@ def test_refusals_and_broken_downloads_are_retried_until_done(
         tmp_path: Path, sandbox: SandboxServer, fault: str) -> None:
     sandbox.config.update({"faults": f"{fault}=0.4", "seed": 7})
     manifest = sfx_manifest(tmp_path)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, _result, tally = run(manifest, sandbox.url)
     assert code == ExitCode.OK, tally.failures
     assert tally.outcomes[JobOutcome.DONE] == JOBS
     assert tally.retries > 0 and stats(sandbox.url)["faults"].get(fault, 0) > 0
@@ -58,7 +58,7 @@ def test_generation_failures_make_new_tasks_up_to_the_limit(
         tmp_path: Path, sandbox: SandboxServer) -> None:
     sandbox.config.update({"faults": "501=0.5", "seed": 3})
     manifest = sfx_manifest(tmp_path)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, result, tally = run(manifest, sandbox.url)
     failed = [f for f in tally.failures if result.outcomes[f.job_id] is JobOutcome.FAILED]
     assert all("generation failed" in f.reason for f in failed)
     assert code == (ExitCode.JOBS_FAILED if failed else ExitCode.OK)
@@ -75,7 +75,7 @@ def test_an_unanswered_create_is_reported_never_resent(
         tmp_path: Path, sandbox: SandboxServer, fault: str) -> None:
     sandbox.config.update({"faults": f"{fault}=0.3", "seed": 11, "slow_response_s": 2.0})
     manifest = sfx_manifest(tmp_path)
-    code, plan, result, tally = run(manifest, sandbox.url, read_timeout_s=0.5)
+    code, _plan, result, tally = run(manifest, sandbox.url, read_timeout_s=0.5)
     uncertain = [f for f in tally.failures if result.outcomes[f.job_id] is JobOutcome.UNCERTAIN]
     for failure in uncertain:
         assert f"--resubmit-uncertain {failure.job_id}" in failure.reason
@@ -98,7 +98,7 @@ def test_mixed_faults(tmp_path: Path, sandbox: SandboxServer) -> None:
     sandbox.config.update({"faults": "429=0.1,455=0.05,500=0.05,501=0.1,truncate=0.1",
                            "seed": 5})
     manifest = sfx_manifest(tmp_path, 30)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    _code, _plan, _result, tally = run(manifest, sandbox.url)
     assert tally.outcomes[JobOutcome.DONE] + tally.outcomes[JobOutcome.FAILED] == 30
     assert all("generation failed" in f.reason for f in tally.failures)
     # One task per job, plus one per failed generation, except the last of a job that
@@ -114,7 +114,7 @@ def test_out_of_credits_mid_run_stops_the_account(tmp_path: Path,
                                                   sandbox: SandboxServer) -> None:
     sandbox.config.update({"credits": 20})  # a few sound effects' worth
     manifest = sfx_manifest(tmp_path, 20)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, result, tally = run(manifest, sandbox.url)
     assert code == ExitCode.ACCOUNT_REFUSED
     assert "kie" in tally.stopped_accounts
     done = tally.outcomes[JobOutcome.DONE]
@@ -129,7 +129,7 @@ def test_out_of_credits_mid_run_stops_the_account(tmp_path: Path,
 def test_an_expired_result_url_is_refreshed(tmp_path: Path, sandbox: SandboxServer) -> None:
     sandbox.config.update({"faults": "expire=1.0"})
     manifest = sfx_manifest(tmp_path, 3)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, _result, tally = run(manifest, sandbox.url)
     assert code == ExitCode.OK, tally.failures
     requests = stats(sandbox.url)["requests"]
     assert requests["POST /api/v1/common/download-url"]["200"] == 3
@@ -146,7 +146,7 @@ def test_a_callback_driven_run(tmp_path: Path, sandbox: SandboxServer) -> None:
     """, extra="")
     text = manifest.read_text().replace("max_interval_s: 0.05", "max_interval_s: 30")
     manifest.write_text(text.replace("initial_interval_s: 0.02", "initial_interval_s: 30"))
-    code, plan, result, tally = run(manifest, sandbox.url, callback_listen="127.0.0.1:0")
+    code, _plan, _result, tally = run(manifest, sandbox.url, callback_listen="127.0.0.1:0")
     assert code == ExitCode.OK, tally.failures
     sandbox_stats = stats(sandbox.url)
     assert sandbox_stats["callbacks"]["delivered"] >= 6
@@ -173,3 +173,44 @@ def test_a_budget_smaller_than_the_plan_stops_in_time(tmp_path: Path,
     assert len(skipped) == 45 and all("--max-credits 31" in f.reason for f in skipped)
     assert stats(sandbox.url)["credits_used"]["total"] <= 31
     assert stats(sandbox.url)["tasks"]["total"] == 15
+
+
+def test_a_download_that_keeps_failing_says_how_often_it_was_tried(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """Every request a job repeats gives up with the policy's reason, which says how many
+    attempts were made (submissions always did; a download said only its last error).
+    The task stays in the journal: the next run collects it without a new request."""
+    sandbox.config.update({"faults": "truncate=1.0"})
+    manifest = sfx_manifest(tmp_path, 1)
+    code, _plan, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.JOBS_FAILED and result.outcomes == {"hit_0": JobOutcome.FAILED}
+    (failure,) = tally.failures
+    assert failure.reason.startswith(f"download of task {failure.task_id}'s result: ")
+    assert failure.reason.endswith("(gave up after 6 attempts)"), failure.reason
+    assert stats(sandbox.url)["faults"]["truncate"] == 6
+    sandbox.config.update({"faults": ""})
+    code, _plan, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.OK and result.outcomes == {"hit_0": JobOutcome.DONE}
+    assert tasks_per_input(sandbox) == [1]  # collected, not bought again
+    assert_outputs_match_lock(manifest)
+
+
+def test_an_upload_the_account_refuses_skips_the_job_as_a_refused_submission_does(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """A refused key stops the account wherever it is met first. Before any task exists
+    (a submission, or the upload of a transcription's audio) nothing was bought, and the
+    job runs once the account is fixed: skipped, with the same reason, not failed."""
+    sandbox.config.update({"api_keys": ["someone-else's-key"]})
+    audio = Path(__file__).parents[2] / "pipelines" / "audio" / "interview_harbour_master.mp3"
+    (tmp_path / "take.mp3").write_bytes(audio.read_bytes())
+    manifest = write_manifest(tmp_path, """
+        - id: stt
+          model: elevenlabs/speech-to-text
+          audio: take.mp3
+    """)
+    code, _plan, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.ACCOUNT_REFUSED and "kie" in tally.stopped_accounts
+    assert result.outcomes == {"stt": JobOutcome.SKIPPED}
+    (failure,) = tally.failures
+    assert failure.reason.startswith("not run: account 'kie' refused it ("), failure.reason
+    assert stats(sandbox.url)["tasks"]["total"] == 0

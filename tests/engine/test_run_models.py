@@ -62,7 +62,7 @@ def test_every_model_through_every_provider(tmp_path: Path, sandbox: SandboxServ
           audio: {from: direct_tts}
           input: {model_id: scribe_v1}
     """)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, plan, _result, tally = run(manifest, sandbox.url)
     assert code == 0, tally.failures
     lock = lockfile(manifest)
     assert sorted(lock) == sorted(p.job.id for p in plan.jobs)
@@ -103,7 +103,7 @@ def test_a_second_run_sends_nothing(tmp_path: Path, sandbox: SandboxServer) -> N
     assert run(manifest, sandbox.url)[0] == 0
     lock_text = (tmp_path / "out.sandbox" / "t.lock.json").read_text()
     before = provider_requests(sandbox.url)
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, result, tally = run(manifest, sandbox.url)
     assert code == 0
     assert provider_requests(sandbox.url) == before  # not one request
     assert tally.requests_submitted == 0 and not result.outcomes
@@ -139,7 +139,7 @@ def test_downloads_never_exceed_the_accounts_cap(tmp_path: Path, sandbox: Sandbo
         "limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500}",
         "limits: {requests_per_window: 200, window_s: 1, polls_per_s: 500, max_downloads: 2}",
         1))
-    code, plan, result, tally = run(manifest, sandbox.url)
+    code, _plan, _result, tally = run(manifest, sandbox.url)
     assert code == 0, tally.failures
     assert peak == 2  # reached, never passed
     for job_id, entry in lockfile(manifest).items():
@@ -166,7 +166,7 @@ def test_the_event_loop_and_full_sync_settings(tmp_path: Path, sandbox: SandboxS
           model: elevenlabs/sound-effect-v2
           input: {text: "Impact number {n}", duration_seconds: 1}
     """)
-    code, plan, result, tally = run(manifest, sandbox.url, observers=[
+    code, _plan, _result, tally = run(manifest, sandbox.url, observers=[
         lambda event: loops.add(type(asyncio.get_running_loop()).__module__.split(".")[0])])
     assert code == 0, tally.failures
     assert loops == {loop_module}

@@ -282,6 +282,16 @@ def test_eta_ignores_cached_jobs() -> None:
     assert state.eta_s() == 0.0
 
 
+def test_credits_of_a_result_another_machine_bought_are_not_counted() -> None:
+    state = RunState(clock=lambda: T0 + 1)
+    state(Event(K.RUN_STARTED, total=2, time_s=T0))
+    state(Event(K.SUCCEEDED, "mine", "kie", credits=3.0, time_s=T0))
+    # Another machine bought it (the team's ledger): collecting its task costs nothing.
+    state(Event(K.CLAIM_TAKEN, "theirs", "kie", task_id="t1", time_s=T0))
+    state(Event(K.SUCCEEDED, "theirs", "kie", credits=3.0, time_s=T0))
+    assert state.rows["kie"].credits == 3.0
+
+
 def test_interrupted_jobs_are_not_failures() -> None:
     state = RunState(clock=lambda: T0 + 1)
     state(Event(K.RUN_STARTED, total=3, time_s=T0))

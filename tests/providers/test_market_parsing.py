@@ -1,5 +1,6 @@
 """Market answers the sandbox never gives, scripted with httpx.MockTransport: the tolerant
-reading of documented variants (FACTS §1) and the less common error shapes."""
+reading of documented variants (docs/providers.md, "Market API") and the less common error
+shapes."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ _STT_EXAMPLE = {"model": "elevenlabs/speech-to-text",
                 "input": {"audio_url": "https://file.aiquickdraw.com/custom-page/akr/section-images/"
                           "1757157053357tn37vxc8.mp3", "language_code": "", "tag_audio_events": True,
                           "diarize": True}}
-# recordInfo example keys (market-sound-effect-v2.md) and the callback examples' keys.
+# recordInfo example keys (kie.ai's Sound Effect V2 markdown) and the callback examples' keys
+# (docs/providers.md, "Market API: task details and states", "Market API: callbacks").
 _RECORD_KEYS = {"taskId", "model", "state", "param", "resultJson", "failCode", "failMsg",
                 "costTime", "completeTime", "createTime"}
 _CALLBACK_KEYS = {"completeTime", "consumeCredits", "costTime", "createTime", "model", "param",
@@ -53,7 +54,8 @@ def test_market_examples_round_trip(sandbox: SandboxServer, prefix: str, example
 
 
 def test_invalid_doc_examples_are_refused(sandbox: SandboxServer) -> None:
-    # market-sound-effect-v2.md asks for 42 s (range 0.5-22); the kie.ai page omits `text`.
+    # kie.ai's Sound Effect V2 markdown asks for 42 s (range 0.5-22); the kie.ai page omits
+    # `text` (docs/providers.md, "Market API: sound-effect-v2").
     for inputs in ({"text": "Enter your prompt here...", "loop": False, "duration_seconds": 42,
                     "prompt_influence": 0.3, "output_format": "mp3_44100_128"},
                    {"loop": False, "prompt_influence": 0.3, "output_format": "mp3_44100_128"}):

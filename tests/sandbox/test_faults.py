@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -134,3 +138,51 @@ def test_callback_retried_after_a_failure(sandbox: SandboxServer, fake_clock: Fa
     assert len(received) == 3  # callback_attempts = 3, then it gives up
     stats = httpx.get(f"{sandbox.url}/_sandbox/stats").json()["callbacks"]
     assert stats["failed"] == 3 and "delivered" not in stats
+
+
+def test_uvicorn_only_through_its_public_api() -> None:
+    """The faults cut sockets the sandbox owns (runner/sandbox/connections.py), not
+    through a subclass of uvicorn's protocol classes: nothing imports uvicorn's modules."""
+    package = Path(__file__).resolve().parents[2] / "runner"
+    internal = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            internal += [f"{path.relative_to(package.parent)}:{node.lineno} {name}"
+                         for name in names if name.startswith("uvicorn.")]
+    assert internal == []
+
+
+def _ask(conn: socket.socket, host: str, path: str, body: bytes = b"") -> bytes:
+    """One HTTP/1.1 request on a kept-alive socket; the answer's head and body, or b""
+    when the server closed the connection without one."""
+    conn.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {KEY['Authorization']}"
+                 f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                 .encode() + body)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return answer
+        answer += chunk
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return head + b"\r\n\r\n" + rest
+
+
+def test_a_dropped_connection_leaves_the_others_alone(sandbox: SandboxServer) -> None:
+    """Two kept-alive connections: the fault cuts the one that asked, the other goes on."""
+    host = sandbox.url.removeprefix("http://")
+    address = host.rsplit(":", 1)
+    create = json.dumps(SFX).encode()
+    with socket.create_connection((address[0], int(address[1])), timeout=30) as one, \
+            socket.create_connection((address[0], int(address[1])), timeout=30) as other:
+        assert _ask(other, host, "/api/v1/jobs/createTask", create).startswith(b"HTTP/1.1 200")
+        sandbox.config.faults = {"drop": 1.0}
+        assert _ask(one, host, "/api/v1/jobs/createTask", create) == b""  # closed, no answer
+        sandbox.config.faults = {}
+        assert _ask(other, host, "/api/v1/jobs/createTask", create).startswith(b"HTTP/1.1 200")
+    assert _tasks(sandbox.url) == 3

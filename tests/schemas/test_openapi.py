@@ -173,7 +173,8 @@ TTS_TEXT = (
     "playground, and secure, reliable performance."
 )
 GOOD_EXAMPLES: list[tuple[str, Json]] = [
-    # market-tts-turbo-2-5-and-sound-effect.txt: the cURL request and the callback's param.
+    # kie.ai's TTS page (https://kie.ai/elevenlabs-tts): the cURL request and the callback's
+    # param.
     ("elevenlabs/text-to-speech-turbo-2-5", {
         "text": TTS_TEXT, "voice": "Rachel", "stability": 0.5, "similarity_boost": 0.75,
         "style": 0, "speed": 1, "timestamps": False,
@@ -183,12 +184,12 @@ GOOD_EXAMPLES: list[tuple[str, Json]] = [
         "style": 0, "speed": 1, "timestamps": False, "previous_text": "", "next_text": "",
         "language_code": "",
     }),
-    # market-sound-effect-v2.openapi.txt request example, and the callback's param.
+    # apikley's sound-effect-v2 OpenAPI request example, and the callback's param.
     ("elevenlabs/sound-effect-v2", {
         "text": "", "loop": False, "prompt_influence": 0.3, "output_format": "mp3_44100_128",
     }),
     ("elevenlabs/sound-effect-v2", {"text": "Glass shattering", "duration_seconds": 22}),
-    # market-speech-to-text.openapi.txt request example.
+    # apikley's speech-to-text OpenAPI request example.
     ("elevenlabs/speech-to-text", {
         "audio_url": "https://file.aiquickdraw.com/custom-page/akr/section-images/"
         "1757157053357tn37vxc8.mp3",

@@ -192,3 +192,21 @@ def test_pack_files_are_named_per_process(tmp_path: Path) -> None:
     asyncio.run(cache.put_bytes(sfx(6), "mp3"))
     (pack,) = pack_files(tmp_path)
     assert pack.name.endswith(f"-{os.getpid()}.pack")
+
+
+def test_the_cache_keeps_no_bytes_for_later_the_caller_hands_them_along(tmp_path: Path) -> None:
+    """Bytes just stored reach an output only when the caller hands them (`data=`): the
+    cache answers every other read from disk, checked, with no memory of what it stored
+    (a hidden dictionary of recent bytes would hide the damage below)."""
+    cache = ContentCache(tmp_path)
+    blob = asyncio.run(cache.put_bytes(sfx(5), "mp3"))
+    assert blob.slot is not None
+    with blob.slot.pack.open("r+b") as f:  # the stored copy is damaged after the fact
+        f.seek(blob.slot.offset + 100)
+        f.write(b"\xff\xff")
+    with pytest.raises(StoreError, match="is damaged"):
+        cache.materialize(blob, tmp_path / "from-disk.mp3")
+    cache.materialize(blob, tmp_path / "handed.mp3", sfx(5))
+    assert (tmp_path / "handed.mp3").read_bytes() == sfx(5)
+    asyncio.run(cache.materialize_bytes(sfx(5), tmp_path / "on-loop.mp3"))
+    assert (tmp_path / "on-loop.mp3").read_bytes() == sfx(5)

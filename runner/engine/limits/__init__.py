@@ -10,7 +10,7 @@ One `AccountLimiter` per provider account, shared by every job of the run:
 - `retry_budget`, a `RetryBudget` (capacity.py) that bounds how hard a failing
   provider is retried.
 
-All of them queue waiters FIFO through `gate.Gate`, with time and sleep
+All of them queue waiters FIFO through `gate.Gate` (gate.py), with time and sleep
 injected. Every acquire is O(1) amortised: deques pruned from the left, no
 scans.
 """

@@ -36,7 +36,7 @@ the key's share is that now: L goes to it (halving if nothing was accepted yet),
 there a window before probing above it, one request at a time, each accepted
 answer at a new level opening the next. A steady lower cap then costs about one
 429 per window; once the 429s stop, the rate doubles each window and is back at
-the configured limit within two (tests/test_limits.py, bench/bench_429.py).
+the configured limit within two (tests/engine/test_limits.py, bench/bench_429.py).
 
 Discovery learns the count for the given `window_s`. The window length is
 assumed right, and every provider that publishes a limit publishes it. If it
