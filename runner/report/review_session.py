@@ -28,6 +28,7 @@ from runner.manifest.types import Job, JobKind
 from runner.plan.export import export_build
 from runner.report.audio import AudioView, AudioViews
 from runner.report.collect import BAD_OUTCOMES
+from runner.report.page import prompt_of
 from runner.store.cache import file_digest
 from runner.store.journal import AssetRow, JobOutcomeRow, Journal
 from runner.store.layout import Target, layout_for
@@ -61,16 +62,6 @@ def kind_of(job: Job) -> str:
     if job.segment is not None:
         return "segment"
     return KIND.get(job.model.kind.value, job.model.kind.value)
-
-
-def prompt_of(job: Job) -> str:
-    if job.narration is not None:
-        return job.narration.text
-    for name in ("prompt", "text"):
-        value = job.input.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return ""
 
 
 def voices_of(jobs: Iterable[Job]) -> list[str]:

@@ -148,8 +148,13 @@ class BuildLock:
                  tb: TracebackType | None) -> None:
         self.release()
 
-    def _holder_text(self) -> str:
-        holder = self.holder()
+    def _holder_text(self, patience_s: float = 1.0) -> str:
+        # The holder writes its text just after it takes the lock: a run that
+        # arrives in between finds the file empty or half written, so it looks
+        # again for a moment before it settles for "another process".
+        deadline = time.monotonic() + patience_s
+        while (holder := self.holder()) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         return str(holder) if holder is not None else "another process"
 
 

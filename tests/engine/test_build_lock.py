@@ -178,3 +178,32 @@ def test_waiting_is_said_once_then_the_run_goes_on(tmp_path: Path) -> None:
     waiter.release()
     assert len(said) == 1
     assert said[0].startswith("waiting for the build in ") and "(runner clean)" in said[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="takes the lock with flock directly")
+def test_a_run_arriving_before_the_holder_has_written_itself_still_names_it(
+        tmp_path: Path) -> None:
+    """The holder writes who it is just after it takes the lock; a run that arrives in
+    between found an empty file and said "another process" (seen once in CI)."""
+    import fcntl
+
+    folder = tmp_path / ".runner"
+    folder.mkdir()
+    path = folder / "build.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, nothing written yet
+    mine = BuildLock(folder, "runner run")
+
+    def write_then_release() -> None:
+        time.sleep(0.2)
+        os.write(fd, holder_text.encode())
+        time.sleep(0.3)
+        os.close(fd)
+
+    holder_text = ('{"pid": 4242, "host": "ci-7", "since": 1700000000, '
+                 '"command": "runner run"}')
+    threading.Thread(target=write_then_release).start()
+    said: list[str] = []
+    mine.acquire(wait=True, on_wait=said.append)
+    mine.release()
+    assert len(said) == 1 and "in use by pid 4242 on ci-7" in said[0], said
