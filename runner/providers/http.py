@@ -28,7 +28,7 @@ def make_client(*, max_connections: int = 100, connect_timeout_s: float = 10.0,
     """The run's shared client: keep-alive pool (aiohttp's, see runner/providers/transport.py),
     no transport retries, a User-Agent, redirects followed without leaking a credential."""
     return RedirectSafeClient(
-        transport=AiohttpTransport(max_connections=max_connections),
+        AiohttpTransport(max_connections=max_connections),
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s,
                               write=read_timeout_s, pool=None),
@@ -37,30 +37,45 @@ def make_client(*, max_connections: int = 100, connect_timeout_s: float = 10.0,
 
 
 class RedirectSafeClient(httpx.AsyncClient):
-    """`httpx.AsyncClient` that follows redirects itself, so that no credential header
-    (`CREDENTIAL_HEADERS`: Authorization, xi-api-key, ...) goes to another origin.
+    """`httpx.AsyncClient` that sends each request straight to its transport and
+    follows redirects itself, so that no credential header (`CREDENTIAL_HEADERS`:
+    Authorization, xi-api-key, ...) goes to another origin.
 
     httpx drops only `Authorization` when a redirect leaves the origin; ElevenLabs'
-    `xi-api-key` would go to whatever host the Location names. So every hop is sent
-    with httpx's redirects off, and the next one is httpx's own `response.next_request`
-    (its rules: a 303, or a 301/302 answering a POST, turns into a GET without the
-    body, so nothing is sent twice; a 307/308 re-sends the body), stripped of the
-    credentials when it leaves the origin. `send` is the one method `request`,
+    `xi-api-key` would go to whatever host the Location names. So each hop is one
+    `AsyncBaseTransport.handle_async_request` (the documented way to send one
+    request), and the next hop is `redirect_request`'s, stripped of the credentials
+    when it leaves the origin. What `httpx.AsyncClient.send` would add is its own
+    redirect loop, auth flows (the adapters put their credential in a header; a
+    client-wide `auth=` is refused) and a cookie jar: an API client has no use for
+    cookies, and parsing each answer's headers into the jar cost an eighth of the
+    runner's CPU per job (bench/bench_scale.py). `send` is the one method `request`,
     `get`, `post` and `stream` all go through; only public httpx API is used.
     """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, **options: Any) -> None:
+        if options.get("auth") is not None:
+            raise TypeError("RedirectSafeClient runs no auth flows: send the credential "
+                            "as a header")
+        super().__init__(transport=transport, **options)
+        self.wire = transport
 
     async def send(self, request: httpx.Request, *, stream: bool = False,
                    auth: Any = httpx.USE_CLIENT_DEFAULT,
                    follow_redirects: object = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        if auth not in (httpx.USE_CLIENT_DEFAULT, None):
+            raise TypeError("RedirectSafeClient runs no auth flows: send the credential "
+                            "as a header")
         follow = self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT \
             else bool(follow_redirects)
         history: list[httpx.Response] = []
         while True:
-            response = await super().send(request, stream=stream, auth=auth,
-                                          follow_redirects=False)
+            response = await self.wire.handle_async_request(request)
             response.history = list(history)
-            hop = response.next_request
+            hop = response.next_request = redirect_request(request, response)
             if not follow or hop is None:
+                if not stream:
+                    await _read_or_close(response)
                 return response
             await response.aclose()  # a redirect's body is not read: nothing in it is used
             history.append(response)
@@ -74,9 +89,37 @@ class RedirectSafeClient(httpx.AsyncClient):
             if not keeps_credentials(request.url, hop.url):
                 for name in CREDENTIAL_HEADERS:
                     hop.headers.pop(name, None)
-            # The hop carries the headers it inherited and nothing more: a client-wide auth
-            # would otherwise add its credential again, to whichever host this is.
-            request, auth = hop, None
+            request = hop
+
+
+def redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
+    """The request a redirect answer asks for (None when it is not one), by RFC 9110
+    as browsers and httpx follow it: a 303, or a 301/302 answering a POST, turns into
+    a GET without the body, so nothing is sent twice; a 307/308 sends the same request,
+    body and all, to the new URL."""
+    if not response.has_redirect_location:
+        return None
+    url = request.url.join(response.headers["Location"])
+    method = request.method
+    if (response.status_code == 303 and method != "HEAD") or \
+            (response.status_code in (301, 302) and method == "POST"):
+        method = "GET"
+    headers = httpx.Headers(request.headers)
+    headers.pop("Host", None)  # the new URL's own, set by httpx.Request
+    if method != request.method:
+        for name in ("Content-Length", "Content-Type", "Transfer-Encoding"):
+            headers.pop(name, None)
+        return httpx.Request(method, url, headers=headers, extensions=request.extensions)
+    return httpx.Request(method, url, headers=headers, stream=request.stream,
+                         extensions=request.extensions)
+
+
+async def _read_or_close(response: httpx.Response) -> None:
+    try:
+        await response.aread()
+    except BaseException:
+        await response.aclose()
+        raise
 
 
 # Headers that carry a credential: they never follow a redirect to another origin.

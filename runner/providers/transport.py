@@ -49,8 +49,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 auto_decompress=False,  # httpx decodes Content-Encoding itself
-                # httpx keeps the cookies (and drops them from redirects it should not
-                # carry them on); a second jar here would send what httpx never saw.
+                # The client keeps no cookies (runner.providers.http), nor does anything under it.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # httpx has set every header it means to send; aiohttp adds none of its own.
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
