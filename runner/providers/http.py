@@ -8,12 +8,9 @@ repeating can cost money twice.
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
-import aiohttp
 import httpx
 
 from runner import __version__
@@ -29,10 +26,9 @@ USER_AGENT = f"Mozilla/5.0 (compatible; runner/{__version__}; +https://runner.in
 def make_client(*, max_connections: int = 100, connect_timeout_s: float = 10.0,
                 read_timeout_s: float = 60.0) -> httpx.AsyncClient:
     """The run's shared client: keep-alive pool (aiohttp's, see runner/providers/transport.py),
-    no transport retries, a User-Agent."""
-    transport = AiohttpTransport(max_connections=max_connections)
-    return LeanClient(
-        transport=transport,
+    no transport retries, a User-Agent, redirects followed without leaking a credential."""
+    return RedirectSafeClient(
+        AiohttpTransport(max_connections=max_connections),
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s,
                               write=read_timeout_s, pool=None),
@@ -40,111 +36,90 @@ def make_client(*, max_connections: int = 100, connect_timeout_s: float = 10.0,
     )
 
 
-class LeanClient(httpx.AsyncClient):
-    """`httpx.AsyncClient` with a short road for the requests the runner sends most.
+class RedirectSafeClient(httpx.AsyncClient):
+    """`httpx.AsyncClient` that sends each request straight to its transport and
+    follows redirects itself, so that no credential header (`CREDENTIAL_HEADERS`:
+    Authorization, xi-api-key, ...) goes to another origin.
 
-    A plain request (a JSON body or none, query parameters, headers; no files,
-    cookies or auth) goes straight to `AiohttpTransport.send_fast` with a URL
-    string built here. httpx's own road parses the URL two or three times in pure
-    Python and runs its auth, cookie and redirect machinery on every request,
-    which cost more CPU than the request itself (bench/bench_http.py). Anything
-    else takes httpx's own road, and so does a redirect once answered: it is
-    followed by httpx's rules (a 303 turns a POST into a GET, so nothing is sent
-    twice), except that no credential header (`CREDENTIAL_HEADERS`: Authorization,
-    xi-api-key, ...) follows a redirect to another origin.
+    httpx drops only `Authorization` when a redirect leaves the origin; ElevenLabs'
+    `xi-api-key` would go to whatever host the Location names. So each hop is one
+    `AsyncBaseTransport.handle_async_request` (the documented way to send one
+    request), and the next hop is `redirect_request`'s, stripped of the credentials
+    when it leaves the origin. What `httpx.AsyncClient.send` would add is its own
+    redirect loop, auth flows (the adapters put their credential in a header; a
+    client-wide `auth=` is refused) and a cookie jar: an API client has no use for
+    cookies, and parsing each answer's headers into the jar cost an eighth of the
+    runner's CPU per job (bench/bench_scale.py). `send` is the one method `request`,
+    `get`, `post` and `stream` all go through; only public httpx API is used.
     """
 
-    def __init__(self, *, transport: AiohttpTransport, **options: Any) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport, **options: Any) -> None:
+        if options.get("auth") is not None:
+            raise TypeError("RedirectSafeClient runs no auth flows: send the credential "
+                            "as a header")
         super().__init__(transport=transport, **options)
-        self._fast_transport = transport
-        self._fast_headers = dict(self.headers)
-        self._fast_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read)
+        self.wire = transport
 
-    def _fast_parts(self, url: object, options: dict[str, Any]) -> tuple[str, dict[str, str],
-                                                                         bytes | None] | None:
-        """(URL, headers, body) when the request can take the short road, else None."""
-        if not isinstance(url, str) or self._mounts or self.auth is not None:
-            return None
-        json_body, params, headers = (options.pop("json", None), options.pop("params", None),
-                                      options.pop("headers", None))
-        options.pop("follow_redirects", None)
-        if any(v is not None and v is not httpx.USE_CLIENT_DEFAULT for v in options.values()):
-            return None  # content, data, files, cookies, auth, timeout, extensions
-        if params:
-            # Only what urlencode spells as httpx does: httpx writes True as "true",
-            # None as an empty value and a list as a repeated key.
-            if not isinstance(params, Mapping) or "?" in url or \
-                    any(type(v) not in (str, int, float) for v in params.values()):
-                return None
-            url = f"{url}?{urlencode(params)}"
-        merged = dict(self._fast_headers)
-        if headers:
-            if not isinstance(headers, Mapping):
-                return None
-            for name, value in headers.items():  # a caller's header replaces a default
-                for default in [d for d in merged if d.lower() == name.lower()]:
-                    del merged[default]
-                merged[name] = value
-        body = None
-        if json_body is not None:
-            body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"),
-                              allow_nan=False).encode("utf-8")
-            if not any(name.lower() == "content-type" for name in merged):
-                merged["Content-Type"] = "application/json"
-        return url, merged, body
+    async def send(self, request: httpx.Request, *, stream: bool = False,
+                   auth: Any = httpx.USE_CLIENT_DEFAULT,
+                   follow_redirects: object = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        if auth not in (httpx.USE_CLIENT_DEFAULT, None):
+            raise TypeError("RedirectSafeClient runs no auth flows: send the credential "
+                            "as a header")
+        follow = self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT \
+            else bool(follow_redirects)
+        history: list[httpx.Response] = []
+        while True:
+            response = await self.wire.handle_async_request(request)
+            response.history = list(history)
+            hop = response.next_request = redirect_request(request, response)
+            if not follow or hop is None:
+                if not stream:
+                    await _read_or_close(response)
+                return response
+            await response.aclose()  # a redirect's body is not read: nothing in it is used
+            history.append(response)
+            if len(history) > self.max_redirects:
+                raise httpx.TooManyRedirects(
+                    f"more than {self.max_redirects} redirects", request=hop)
+            if hop.url.scheme not in ("http", "https"):
+                raise httpx.UnsupportedProtocol(
+                    f"a redirect to a '{hop.url.scheme}:' URL; only http and https are "
+                    "followed", request=hop)
+            if not keeps_credentials(request.url, hop.url):
+                for name in CREDENTIAL_HEADERS:
+                    hop.headers.pop(name, None)
+            request = hop
 
-    async def request(self, method: str, url: httpx.URL | str, **options: Any) -> httpx.Response:
-        parts = self._fast_parts(url, dict(options))
-        if parts is None:
-            return await super().request(method, url, **options)
-        response = await self._fast_transport.send_fast(method, *parts, self._fast_timeout,
-                                                        stream=False)
-        if response.has_redirect_location and self._follows(options):
-            return await self._redirected(method, parts, response, stream=False)
-        return response
 
-    @contextlib.asynccontextmanager
-    async def stream(self, method: str, url: httpx.URL | str,
-                     **options: Any) -> AsyncIterator[httpx.Response]:
-        parts = self._fast_parts(url, dict(options))
-        if parts is None:
-            async with super().stream(method, url, **options) as response:
-                yield response
-            return
-        response = await self._fast_transport.send_fast(method, *parts, self._fast_timeout,
-                                                        stream=True)
-        if response.has_redirect_location and self._follows(options):
-            response = await self._redirected(method, parts, response, stream=True)
-        try:
-            yield response
-        finally:
-            await response.aclose()
+def redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
+    """The request a redirect answer asks for (None when it is not one), by RFC 9110
+    as browsers and httpx follow it: a 303, or a 301/302 answering a POST, turns into
+    a GET without the body, so nothing is sent twice; a 307/308 sends the same request,
+    body and all, to the new URL."""
+    if not response.has_redirect_location:
+        return None
+    url = request.url.join(response.headers["Location"])
+    method = request.method
+    if (response.status_code == 303 and method != "HEAD") or \
+            (response.status_code in (301, 302) and method == "POST"):
+        method = "GET"
+    headers = httpx.Headers(request.headers)
+    headers.pop("Host", None)  # the new URL's own, set by httpx.Request
+    if method != request.method:
+        for name in ("Content-Length", "Content-Type", "Transfer-Encoding"):
+            headers.pop(name, None)
+        return httpx.Request(method, url, headers=headers, extensions=request.extensions)
+    return httpx.Request(method, url, headers=headers, stream=request.stream,
+                         extensions=request.extensions)
 
-    async def _redirected(self, method: str, parts: tuple[str, dict[str, str], bytes | None],
-                          response: httpx.Response, *, stream: bool) -> httpx.Response:
-        """Follow a redirect the short road received, the way httpx would have."""
+
+async def _read_or_close(response: httpx.Response) -> None:
+    try:
+        await response.aread()
+    except BaseException:
         await response.aclose()
-        url, headers, body = parts
-        sent = httpx.Request(method, url, headers=headers, content=body,
-                             extensions={"timeout": self.timeout.as_dict()})
-        return await self.send(self._build_redirect_request(sent, response), stream=stream,
-                               follow_redirects=True)
-
-    def _redirect_headers(self, request: httpx.Request, url: httpx.URL,
-                          method: str) -> httpx.Headers:
-        """httpx's headers for a redirect, without any credential when it leaves the
-        origin: httpx drops `Authorization` only, and ElevenLabs' `xi-api-key` (or any
-        other key header) would go to whatever host the Location names."""
-        headers = super()._redirect_headers(request, url, method)
-        if not keeps_credentials(request.url, url):
-            for name in CREDENTIAL_HEADERS:
-                headers.pop(name, None)
-        return headers
-
-    def _follows(self, options: dict[str, Any]) -> bool:
-        follow = options.get("follow_redirects", httpx.USE_CLIENT_DEFAULT)
-        return self.follow_redirects if follow is httpx.USE_CLIENT_DEFAULT else bool(follow)
+        raise
 
 
 # Headers that carry a credential: they never follow a redirect to another origin.
@@ -186,6 +161,10 @@ def translate_errors(provider: str, job_id: str | None = None,
                              **context) from exc
     except httpx.TransportError as exc:
         raise TransportError(f"connection lost: {_describe(exc)}", request_sent=True,
+                             **context) from exc
+    except httpx.TooManyRedirects as exc:
+        # The first request was answered (with a redirect): it may have been acted on.
+        raise TransportError(f"redirect loop: {_describe(exc)}", request_sent=True,
                              **context) from exc
 
 

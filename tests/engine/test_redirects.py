@@ -152,3 +152,19 @@ def test_a_public_url_may_not_lead_into_private_address_space() -> None:
         assert await is_private("http://127.0.0.1:1/") and not await is_private(public)
 
     asyncio.run(scenario())
+
+
+def test_an_api_call_redirected_to_another_scheme_fails_that_job(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    sandbox.config.update({"redirects": {"/v1/sound-generation": "ftp://127.0.0.1/x"}})
+    manifest = write_manifest(tmp_path, """
+        - id: boom
+          model: sound-generation
+          input: {text: "A distant boom", duration_seconds: 1}
+    """)
+    code, _, result, tally = run(manifest, sandbox.url)
+    assert code == ExitCode.JOBS_FAILED
+    assert result.outcomes["boom"] is JobOutcome.FAILED
+    [failure] = tally.failures
+    assert "a redirect to a 'ftp:' URL; only http and https are followed" in failure.reason
+    assert "sandbox-key-elevenlabs" not in failure.reason
