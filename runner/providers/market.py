@@ -101,6 +101,9 @@ class MarketAdapter:
         self._client = client
         self._key = api_key
         self._headers = {**bearer(api_key), **ua_headers(client)}
+        # Parsed once: httpx parses a URL given as text on every request, in Python.
+        self._create_url = httpx.URL(f"{account.base_url}/api/v1/jobs/createTask")
+        self._record_url = httpx.URL(f"{account.base_url}/api/v1/jobs/recordInfo")
         self._hmac_key = webhook_hmac_key.encode() if webhook_hmac_key else None
         self._clock = clock
         self._max_age_s = callback_max_age_s
@@ -114,9 +117,8 @@ class MarketAdapter:
         if request.callback_url:
             body["callBackUrl"] = request.callback_url
         with translate_errors(self.account.name, request.job_id):
-            response = await self._client.post(
-                f"{self.account.base_url}/api/v1/jobs/createTask", json=body,
-                headers=self._headers)
+            response = await self._client.post(self._create_url, json=body,
+                                               headers=self._headers)
         answer = self._answer(response, job_id=request.job_id, creating=True)
         data = answer.get("data")
         task_id = _task_id(data) if isinstance(data, dict) else None
@@ -130,9 +132,8 @@ class MarketAdapter:
 
     async def status(self, task_id: str) -> TaskStatus:
         with translate_errors(self.account.name, task_id=task_id):
-            response = await self._client.get(
-                f"{self.account.base_url}/api/v1/jobs/recordInfo", params={"taskId": task_id},
-                headers=self._headers)
+            response = await self._client.get(self._record_url, params={"taskId": task_id},
+                                              headers=self._headers)
         code, body = self._envelope(response, task_id=task_id)
         data = body.get("data")
         if isinstance(data, dict) and "state" in data:
