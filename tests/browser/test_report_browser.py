@@ -81,10 +81,10 @@ jobs:
 """
 
 
-def _run(manifest: Path) -> None:
+def _run(manifest: Path, sandbox_url: str) -> None:
     from runner.cli.run import RunOptions, run_pipeline
 
-    code, _, _, _ = run_pipeline(manifest, RunOptions(sandbox=True))
+    code, _, _, _ = run_pipeline(manifest, RunOptions(sandbox_url=sandbox_url))
     assert code == 1  # bad_voice fails; everything else is built
 
 
@@ -92,14 +92,19 @@ def _run(manifest: Path) -> None:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from runner.report.write import build_report
 
+    from runner.sandbox import SandboxConfig, SandboxServer
+
     root = tmp_path_factory.mktemp("tour")
     manifest = root / "tour.yaml"
     manifest.write_text(MANIFEST.replace("COIN_PROMPT", "Single gold coin pickup sparkle"))
-    _run(manifest)
-    # The second run changes one prompt: only that job is made again (and bad_voice fails
-    # again), so the "changed in the last run" filter has exactly one card to show.
-    manifest.write_text(MANIFEST.replace("COIN_PROMPT", "Two gold coins clinking, bright"))
-    _run(manifest)
+    # A sandbox of its own, without `--sandbox`'s realistic latencies (half a minute of
+    # waiting for tasks that tell the page nothing more).
+    with SandboxServer(SandboxConfig()) as url:
+        _run(manifest, url)
+        # The second run changes one prompt: only that job is made again (and bad_voice
+        # fails again), so the "changed in the last run" filter has one card to show.
+        manifest.write_text(MANIFEST.replace("COIN_PROMPT", "Two gold coins clinking, bright"))
+        _run(manifest, url)
     return build_report(manifest, sandbox=True)
 
 
