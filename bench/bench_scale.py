@@ -12,7 +12,7 @@ more cores the sandbox and the runner are pinned to different cores.
 
 Targets: CPU per job <= 3 ms; peak RSS <= 200 MB. (The providers allow a few
 requests per second per account, so 3 ms of CPU per job is ample: the HTTP layer
-goes through httpx's public API, which costs more than a private short cut would.)
+goes through httpx's public API only, runner/providers/http.py.)
 
 The build folder is a temp folder: `TMPDIR=/dev/shm python bench/bench_scale.py`
 puts it on tmpfs, and the difference between the two runs is what the disk's

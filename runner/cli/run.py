@@ -21,8 +21,8 @@ from runner.catalog.environment import environment
 from runner.catalog.models import Family
 from runner.cli.exitcodes import ExitCode
 from runner.engine.budget import Budget
+from runner.engine.context import Account, RunContext
 from runner.engine.events import Bus, Event, EventKind, Observer, Tally
-from runner.engine.job import Account, RunContext
 from runner.engine.loop import run_loop
 from runner.engine.materialize import output_conflicts
 from runner.engine.retry import JobOutcome, RetryPolicy

@@ -1,8 +1,9 @@
 """Running a plan: every job against its provider, within each account's limits.
 
     scheduler.py    every job that needs work, concurrently, in dependency order
-    job.py          one job: submit (or resume), wait, fetch, store; journal before network;
-                    one retry loop (`retrying`) for every request it repeats
+    job.py          one job: submit (or resume), wait, fetch, store; journal before network
+    attempts.py     the one retry loop (`retrying`) of every request a job repeats
+    context.py      what a run's jobs share: the run's context, its accounts, `Finish`
     retry.py        the one place an error becomes a decision (retry, stop, fail, resubmit)
     limits/         one limiter per account: request window, in-flight tasks, polls
     budget.py       `--max-credits`, reserved before a request and settled after

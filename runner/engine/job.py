@@ -4,31 +4,29 @@ The order of every step is the rule the design rests on: the journal records
 a request before it is sent and its answer before anything else happens, so a
 crash at any moment leaves a journal from which the next run continues without
 sending the same request twice. Errors become decisions in one place
-(`runner.engine.retry.RetryPolicy`); this module carries them out, in one loop
-for every request a job repeats (`retrying`).
+(`runner.engine.retry.RetryPolicy`); every request a job repeats goes through one
+loop that carries them out (`runner.engine.attempts.retrying`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import httpx
+from typing import Any, TypeVar
 
 from runner.audio.formats import FormatSpec
 from runner.catalog.accounts import ProviderAccount
 from runner.catalog.models import Kind
-from runner.engine.budget import Budget
-from runner.engine.events import Bus, Event, EventKind
+from runner.engine.attempts import Retrying, ready, retrying
+from runner.engine.context import Account, Finish, RunContext
+from runner.engine.events import Event, EventKind
 from runner.engine.materialize import Produced, iso, json_bytes
-from runner.engine.retry import Decision, JobOutcome, Phase, RetryPolicy, Verdict
+from runner.engine.retry import Decision, JobOutcome, Phase, Verdict
 from runner.errors import (
     GenerationFailed,
     ProviderError,
@@ -36,17 +34,14 @@ from runner.errors import (
     ResultExpired,
     RunnerError,
     TaskUnknown,
-    TransportError,
 )
 from runner.manifest.expansion import extension_for
 from runner.manifest.types import AudioKind
 from runner.plan.plan import PlannedJob
-from runner.plan.pricing import Price, worst_case
+from runner.plan.pricing import worst_case
 from runner.providers import download
-from runner.providers.base import Adapter, Request, TaskResult, TaskState, TaskStatus
-from runner.store.cache import ContentCache
-from runner.store.journal import AssetRow, Journal, TaskRowState
-from runner.store.layout import BuildLayout
+from runner.providers.base import Request, TaskResult, TaskState, TaskStatus
+from runner.store.journal import TaskRowState
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -54,163 +49,6 @@ P = TypeVar("P")
 # An upstream job's result URL is used directly by a transcription job when it
 # is younger than this (kie result URLs "typically expire after 24 hours").
 FRESH_RESULT_URL_S = 20 * 3600.0
-
-
-class Finish(Exception):
-    """Ends a job with its one outcome (control flow inside the engine, not an error)."""
-
-    def __init__(self, outcome: JobOutcome, message: str, task_id: str | None = None) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-        self.task_id = task_id
-
-
-class LatencyEstimate:
-    """How long this account's tasks take (EWMA): the first poll goes when the
-    result is likely ready instead of on a fixed schedule.
-
-    Until the first task finishes nothing is known, and every task of the first
-    wave would sleep the provider's initial interval (2 s on the market API). So
-    one task, the prober, polls quickly (0.1 s, growing) while the others wait for
-    what it learns; polls stay at about one per task.
-    """
-
-    def __init__(self) -> None:
-        self.mean_s: float | None = None
-        self.spread_s = 0.0  # EWMA of |observed - mean|: how much to wait beyond the mean
-        self.probing = False
-        self._learned: asyncio.Event | None = None
-
-    def observe(self, seconds: float) -> None:
-        if self.mean_s is None:
-            self.mean_s = seconds
-        else:
-            self.spread_s = 0.8 * self.spread_s + 0.2 * abs(seconds - self.mean_s)
-            self.mean_s = 0.8 * self.mean_s + 0.2 * seconds
-        if self._learned is not None:
-            self._learned.set()
-
-    async def learned_within(self, timeout_s: float) -> bool:
-        """Wait until a first latency is known, at most `timeout_s`; True if it is."""
-        if self.mean_s is not None:
-            return True
-        if self._learned is None:
-            self._learned = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._learned.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-
-@dataclass
-class Account:
-    """A provider account at run time: its adapter and limiter, shared by all its jobs."""
-
-    config: ProviderAccount
-    adapter: Adapter
-    limiter: Any  # runner.engine.limits.AccountLimiter
-    latency: LatencyEstimate = field(default_factory=LatencyEstimate)
-    stopped: str | None = None  # why no more requests are sent to it
-    # Since when every request has failed to connect (None: the last one got an answer).
-    unreachable_since: float | None = None
-    connect_failures: int = 0
-    # Its base URL is in private address space (the sandbox on loopback): its result
-    # URLs may redirect there too. None until first asked (`allows_private`).
-    private_base: bool | None = None
-
-    async def allows_private(self) -> bool:
-        if self.private_base is None:
-            self.private_base = await download.is_private(self.config.base_url)
-        return self.private_base
-
-
-class SharedResults(Protocol):
-    """Results shared with other machines (runner.team's remote cache): looked in before
-    any request, told of every result after. The engine knows only this interface; the
-    command that assembles a run hands it an implementation."""
-
-    async def restore(self, ctx: RunContext, pj: PlannedJob) -> AssetRow | None:
-        """The team's take of this request, stored locally; None when there is none."""
-
-    async def record(self, ctx: RunContext, pj: PlannedJob, asset: AssetRow) -> AssetRow:
-        """Share a result this machine made; returns the take to keep (the team's first)."""
-
-
-Build = Callable[[PlannedJob], Awaitable[AssetRow]]
-Take = Callable[[PlannedJob], Awaitable[AssetRow | None]]
-
-
-class SharedClaims(Protocol):
-    """The team's ledger of requests (runner.team.claims): machines sharing an account
-    claim each request before paying for it, so that no two of them buy it. The engine
-    knows only this interface; the command that assembles a run hands it an
-    implementation, and the shared budget (`--budget`) lives behind it."""
-
-    def applies(self, pj: PlannedJob) -> bool:
-        """Whether the job's request is the team's to claim (it may buy something)."""
-
-    async def produce(self, ctx: RunContext, pj: PlannedJob, build: Build,
-                      take: Take) -> tuple[AssetRow, JobOutcome]:
-        """Build the job as the holder of its claim (`build`), or take what another
-        machine bought (`take`: the team's remote cache, or nothing)."""
-
-    async def sending(self, pj: PlannedJob) -> None:
-        """Before the request leaves (journal before network, and the team's ledger too).
-        Raises `Finish` when this process no longer holds the claim: nothing is sent."""
-
-    async def submitted(self, ctx: RunContext, pj: PlannedJob, task_id: str) -> None:
-        """The provider gave a task id: any machine can collect it from now on."""
-
-
-@dataclass
-class RunContext:
-    client: httpx.AsyncClient
-    journal: Journal
-    cache: ContentCache
-    layout: BuildLayout
-    accounts: dict[str, Account]
-    policy: RetryPolicy
-    budget: Budget
-    bus: Bus
-    stopping: asyncio.Event  # set: submit nothing more (see `stop`)
-    resubmit_uncertain: set[str] = field(default_factory=set)
-    adopt: dict[str, str] = field(default_factory=dict)  # job id -> task id (--adopt-task)
-    max_download_bytes: int = download.DEFAULT_MAX_BYTES
-    callbacks: Any = None  # runner.engine.callbacks.CallbackHub when callbacks are on
-    prices: Mapping[str, Price] = field(default_factory=dict)  # what --max-credits reserves
-    clock: Callable[[], float] = field(default_factory=lambda: asyncio.get_running_loop().time)
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    budget_stopped: bool = False
-    # Assets of finished jobs by job id: what dependent jobs (transcriptions) hear.
-    assets: dict[str, AssetRow] = field(default_factory=dict)
-    # Up-to-date jobs' cache keys: their assets are looked up only if a job needs one.
-    locked_keys: dict[str, str] = field(default_factory=dict)
-    remote: SharedResults | None = None  # the team's remote cache, when one is configured
-    claims: SharedClaims | None = None  # the team's ledger of requests (RUNNER_COORDINATOR)
-    # What a job that is not submitted because of `stopping` ends as, and why.
-    stop_outcome: tuple[JobOutcome, str] = (JobOutcome.INTERRUPTED,
-                                            "not submitted: the run was interrupted")
-
-    def stop(self, outcome: JobOutcome, why: str) -> None:
-        """Submit nothing more; jobs not yet sent end as `outcome` with `why`. An
-        interruption overrides an earlier stop's reason (a person pressed Ctrl-C)."""
-        if not self.stopping.is_set() or outcome is JobOutcome.INTERRUPTED:
-            self.stop_outcome = (outcome, why)
-        self.stopping.set()
-
-    def asset_of(self, job_id: str) -> AssetRow | None:
-        """The asset a job holds now: built in this run, or kept from before."""
-        asset = self.assets.get(job_id)
-        if asset is None and job_id in self.locked_keys:
-            asset = self.journal.asset(self.locked_keys[job_id])
-            if asset is not None:
-                self.assets[job_id] = asset
-        return asset
-
-    def emit(self, kind: EventKind, pj: PlannedJob, **fields: Any) -> None:
-        self.bus.emit(Event(kind, pj.job.id, pj.job.provider, **fields))
 
 
 def job_spec(pj: PlannedJob) -> FormatSpec | None:
@@ -304,110 +142,6 @@ def _result_json(result: TaskResult) -> dict[str, Any]:
     return {"urls": list(result.urls), "payload": result.payload, "credits": result.credits}
 
 
-async def _backoff(ctx: RunContext, account: Account, pj: PlannedJob, decision: Decision,
-                   error: RunnerError, *, holds_permit: bool = False,
-                   task_id: str | None = None) -> None:
-    """Wait before a retry. A job that `holds_permit` (an in-flight place, taken before
-    its request) has nothing at the provider while it waits, so it lends its place to
-    another job meanwhile: after a burst of 429s, dozens of jobs backing off would
-    otherwise hold the places the recovered rate needs (bench_429)."""
-    ctx.emit(EventKind.RETRY, pj, task_id=task_id, message=str(error),
-             delay_s=round(decision.delay_s, 3))
-    lent = account.limiter.in_flight.lent() if holds_permit else contextlib.nullcontext()
-    async with lent:
-        if decision.spend_budget:  # a failing provider is not hammered (runner.engine.limits)
-            await account.limiter.retry_budget.spend()
-        await ctx.sleep(decision.delay_s)
-
-
-def _stop_account(ctx: RunContext, account: Account, error: RunnerError) -> None:
-    if account.stopped is None:
-        account.stopped = str(error)
-        ctx.bus.emit(Event(EventKind.ACCOUNT_STOPPED, provider=account.config.name,
-                           message=str(error)))
-
-
-@dataclass(frozen=True, slots=True)
-class Retrying:
-    """What differs between the requests a job repeats; `retrying` is the one loop.
-
-    `failure` opens the job's message when the request is given up ("upload of a.wav"),
-    and `task_id` is named in its retry events and its outcome."""
-
-    phase: Phase
-    failure: str = ""
-    task_id: str | None = None
-    generation: int = 0  # tasks already replaced after failed generations (submit)
-    # What counts as a failed attempt. Adapters raise ProviderError; a download's own
-    # checks (the size cap, audio that is not what was asked for, the cache) raise other
-    # RunnerErrors, and a download may be repeated whatever went wrong.
-    errors: tuple[type[RunnerError], ...] = (ProviderError,)
-    # Sent before the job has a task (submit, upload): connect failures count toward
-    # stopping an account nobody can reach (`reachability`), any answer shows it is
-    # reachable, and an account that stops skips the job (nothing was bought; it runs
-    # once the account is fixed). A poll or a download serves a task already paid for:
-    # it keeps to its own attempts whatever other requests meet (a result URL is often
-    # another host), and a stop fails it with the reason; its task stays journaled.
-    before_task: bool = False
-    # The job holds an in-flight place with nothing at the provider (submit): it lends
-    # the place while it backs off. A poll holds one too, but for its task.
-    holds_permit: bool = False
-
-
-async def _ready(attempt: int) -> None:
-    """`retrying`'s `prepare` for a request that needs nothing first."""
-
-
-async def retrying(ctx: RunContext, account: Account, pj: PlannedJob, how: Retrying,
-                   send: Callable[[P], Awaitable[T]], *,
-                   prepare: Callable[[int], Awaitable[P]],
-                   intercept: Callable[[RunnerError], Awaitable[bool]] | None = None,
-                   failed: Callable[[RunnerError, Decision, P], None] | None = None) -> T:
-    """Send one request until it succeeds, or a decision ends the job (`Finish`): the
-    retry skeleton of submit, poll, download and upload.
-
-    Each attempt is `prepare(attempt)`, what must hold before the request is sent (the
-    account not stopped, the budget reserved, a rate-window slot, the journal written;
-    it may end the job), then `send(prepared)`. An error of `how.errors` is offered to
-    `intercept` first, for the answers one request reads its own way (a task not visible
-    yet, an expired result URL): True sends again at once, the attempt not counted.
-    Otherwise the policy decides (with `reachability` before a task), `failed` records
-    the failed attempt (the journal; it may end the job), a stopped account or a request
-    given up ends the job, and a retry waits (`_backoff`) and counts."""
-    attempt = 0
-    while True:
-        prepared = await prepare(attempt)
-        sent_at = ctx.clock()
-        try:
-            value = await send(prepared)
-        except how.errors as error:
-            if intercept is not None and await intercept(error):
-                continue
-            decision = ctx.policy.decide(error, how.phase, attempt, how.generation)
-            if how.before_task and isinstance(error, ProviderError):
-                decision = reachability(ctx, account, error, sent_at, decision)
-            if failed is not None:
-                failed(error, decision, prepared)
-            if decision.verdict is Verdict.STOP_ACCOUNT:
-                _stop_account(ctx, account, error)
-                if how.before_task:
-                    said = error.message if isinstance(error, ProviderError) else error
-                    why = decision.reason if account.unreachable_since is not None else \
-                        f"refused it ({said})"
-                    raise Finish(JobOutcome.SKIPPED, f"not run: account "
-                                 f"'{account.config.name}' {why}") from error
-            if decision.verdict is not Verdict.RETRY:
-                raise Finish(JobOutcome.FAILED, f"{how.failure}: {decision.reason}"
-                             if how.failure else decision.reason, how.task_id) from error
-            await _backoff(ctx, account, pj, decision, error, holds_permit=how.holds_permit,
-                           task_id=how.task_id)
-            attempt += 1
-            continue
-        if how.before_task:
-            account.unreachable_since = None
-        return value
-
-
 def _check_can_submit(ctx: RunContext, account: Account, pj: PlannedJob) -> None:
     if account.stopped is not None:
         raise Finish(JobOutcome.SKIPPED, f"not submitted: account '{account.config.name}' was "
@@ -489,38 +223,6 @@ async def _send(ctx: RunContext, account: Account, pj: PlannedJob, generation: i
     phase = Phase.GENERATE if account.adapter.synchronous else Phase.SUBMIT
     how = Retrying(phase, generation=generation, before_task=True, holds_permit=True)
     return await retrying(ctx, account, pj, how, send, prepare=prepare, failed=failed)
-
-
-def reachability(ctx: RunContext, account: Account, error: ProviderError, sent_at: float,
-                 decision: Decision) -> Decision:
-    """An account that no request can connect to (a name that does not resolve, a
-    connection refused, no network) is stopped after `policy.unreachable_after_s`
-    with what was tried, instead of each job retrying for minutes. Any answer
-    from the provider, even an error, shows it is reachable."""
-    if not isinstance(error, TransportError) or error.request_sent:
-        account.unreachable_since = None
-        return decision
-    if account.unreachable_since is None:
-        account.unreachable_since, account.connect_failures = sent_at, 0
-    account.connect_failures += 1
-    waited_s = ctx.clock() - account.unreachable_since
-    window_s = ctx.policy.unreachable_after_s
-    if waited_s < window_s:
-        if decision.verdict is Verdict.RETRY:
-            # The next try comes before the verdict is due. A connection never made
-            # hammers nobody: no retry token is spent (tokens queue, and would keep
-            # jobs waiting long after the verdict).
-            return replace(decision, delay_s=min(decision.delay_s, window_s - waited_s),
-                           spend_budget=False)
-        return decision
-    reason = (f"is unreachable: {account.connect_failures} request(s) to "
-              f"{account.config.base_url} over {waited_s:.0f} s could not connect "
-              f"(last: {error.message}); check the network and the base URL")
-    if account.stopped is None:
-        account.stopped = reason
-        ctx.bus.emit(Event(EventKind.ACCOUNT_STOPPED, provider=account.config.name,
-                           message=reason))
-    return Decision(Verdict.STOP_ACCOUNT, 0.0, reason)
 
 
 async def submit(ctx: RunContext, account: Account, pj: PlannedJob, request: Request,
@@ -767,7 +469,7 @@ async def fetch_result(ctx: RunContext, account: Account, pj: PlannedJob, url: s
     how = Retrying(Phase.DOWNLOAD, f"download of task {task_id}'s result", task_id,
                    errors=(RunnerError,))
     try:
-        return await retrying(ctx, account, pj, how, get, prepare=_ready, intercept=expired)
+        return await retrying(ctx, account, pj, how, get, prepare=ready, intercept=expired)
     finally:
         if held:  # ended before the first attempt took the place
             places.release(ok=False)

@@ -16,8 +16,8 @@ from typing import Any
 
 from runner.audio.formats import FormatSpec
 from runner.audio.loudness import describe_miss
+from runner.engine.context import Finish, RunContext
 from runner.engine.events import EventKind
-from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
 from runner.manifest.expansion import extension_for
 from runner.plan.plan import Plan, PlannedJob

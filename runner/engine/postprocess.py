@@ -23,8 +23,8 @@ from typing import Any
 
 from runner.audio.formats import FormatSpec
 from runner.audio.process import process
+from runner.engine.context import Finish, RunContext
 from runner.engine.events import EventKind
-from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
 from runner.errors import AudioError
 from runner.manifest.expansion import extension_for

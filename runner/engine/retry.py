@@ -112,7 +112,7 @@ class RetryPolicy:
     generation_retries: int = 2
     random: Callable[[], float] = _random.random
     # An account whose every request fails to connect for this long is stopped and
-    # reported unreachable (runner.engine.job.reachability), and the run ends within
+    # reported unreachable (runner.engine.attempts.reachability), and the run ends within
     # 30 s (jobs waiting for the rate window then see it), not after minutes.
     unreachable_after_s: float = 20.0
 

@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from runner.catalog.models import Family
+from runner.engine.context import Finish, RunContext
 from runner.engine.events import Event, EventKind
-from runner.engine.job import Finish, RunContext, prepare_audio, produce
+from runner.engine.job import prepare_audio, produce
 from runner.engine.materialize import Produced, record, write_outputs
 from runner.engine.retry import JobOutcome
 from runner.errors import RunnerError

@@ -14,7 +14,7 @@
     shared_limiter.py  each account's window and in-flight cap in Redis (RUNNER_LIMITER)
     (their commands and options are in runner/cli/: cache.py, claims.py)
 
-The engine knows this package only through Protocols (runner.engine.job's
+The engine knows this package only through Protocols (runner.engine.context's
 `SharedResults` and `SharedClaims`, and the limiter's interface); runner/cli/run.py
 hands it the implementations. Without a remote cache, a coordinator or a shared
 limiter configured nothing here runs, and the runner behaves exactly as on one

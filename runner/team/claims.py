@@ -1,6 +1,6 @@
 """The team's ledger during a run: claim a request before paying for it.
 
-The engine knows this class as `runner.engine.job.SharedClaims`. Its scheduler
+The engine knows this class as `runner.engine.context.SharedClaims`. Its scheduler
 calls `Claims.produce` for every job that may buy something when
 RUNNER_COORDINATOR is set; and engine/job.py tells the ledger, at the two
 moments when the local journal is made durable around the network, what this
@@ -27,8 +27,9 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from runner.engine.context import Build, Finish, RunContext, Take
 from runner.engine.events import Event, EventKind
-from runner.engine.job import Build, Finish, RunContext, Take, job_worst_case
+from runner.engine.job import job_worst_case
 from runner.engine.retry import JobOutcome
 from runner.errors import CoordinatorError
 from runner.manifest.types import JobKind

@@ -25,8 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from runner.engine.context import Finish, RunContext
 from runner.engine.events import Event, EventKind
-from runner.engine.job import Finish, RunContext
 from runner.engine.retry import JobOutcome
 from runner.errors import RemoteCacheError, StoreError
 from runner.manifest.types import Pipeline

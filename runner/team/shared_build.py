@@ -14,7 +14,7 @@ that a wrong URL or password stops the run before anything is bought:
                                        (shared_limiter.py)
 
 The engine knows the remote cache and the claims only as Protocols
-(runner.engine.job: `SharedResults`, `SharedClaims`; the scheduler's
+(runner.engine.context: `SharedResults`, `SharedClaims`; the scheduler's
 `_produce_shared` uses them), and a shared account limiter as the
 `AccountLimiter` it extends. With none of them set, both ports are None and
 every account keeps the in-process limiter: the run is exactly what it is on one
