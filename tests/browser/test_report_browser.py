@@ -91,7 +91,6 @@ def _run(manifest: Path, sandbox_url: str) -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from runner.report.write import build_report
-
     from runner.sandbox import SandboxConfig, SandboxServer
 
     root = tmp_path_factory.mktemp("tour")
