@@ -743,7 +743,7 @@ class _Reader:
             self._place(frame, value, size, loc, None)
             return
         if first == "*":
-            name, rest = self._alias_name(text)
+            name, rest = self._anchor(text)
             if rest and rest[0] != "#":
                 raise Declined  # an alias as a key, or more after it
             if anchor is not None:
@@ -913,16 +913,8 @@ class _Reader:
         return key, True, body[colon + 1:].lstrip(" "), col + colon
 
     def _anchor(self, text: str) -> tuple[str, str]:
-        """`&name` at the start of `text`: the name, and what follows its spaces."""
-        match = _ANCHOR.match(text, 1)
-        if match is None:
-            raise Declined
-        end = match.end()
-        if end < len(text) and text[end] != " ":
-            raise Declined
-        return match.group(), text[end:].lstrip(" ")
-
-    def _alias_name(self, text: str) -> tuple[str, str]:
+        """`&name` or `*name` at the start of `text` (an anchor or an alias): the name,
+        and what follows its spaces."""
         match = _ANCHOR.match(text, 1)
         if match is None:
             raise Declined
