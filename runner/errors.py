@@ -36,6 +36,7 @@ translated into this tree at one boundary each, with `raise ... from exc`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -257,6 +258,12 @@ class InvalidAudio(AudioError):
 
 class FfmpegNotFound(AudioError):
     """No ffmpeg binary: neither on PATH, nor $RUNNER_FFMPEG, nor from imageio-ffmpeg."""
+
+
+def without_password(text: str) -> str:
+    """`text` (a URL, or a message that holds one) as messages show it: a password in
+    it (`scheme://user:PASSWORD@host`) becomes `***`."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
 
 
 def shown(text: str, limit: int = 60) -> str:

@@ -43,7 +43,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from runner.errors import CoordinatorError, UsageError
+from runner.errors import CoordinatorError, UsageError, without_password
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -196,11 +196,6 @@ class ClaimAnswer:
     budget: BudgetState | None = None  # BUDGET: the budget as it stood
 
 
-def redact(url: str) -> str:
-    """The URL as messages show it: never its password."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 def resolve_url(env: Mapping[str, str]) -> str | None:
     """RUNNER_COORDINATOR, checked to be a PostgreSQL URL; None when unset."""
     url = env.get(URL_VARIABLE, "").strip()
@@ -208,7 +203,7 @@ def resolve_url(env: Mapping[str, str]) -> str | None:
         return None
     if not _URL.match(url):
         raise UsageError(f"{URL_VARIABLE}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/"
-                         f"DATABASE, not {redact(url)!r}")
+                         f"DATABASE, not {without_password(url)!r}")
     return url
 
 
@@ -273,7 +268,7 @@ class Coordinator:
     def __init__(self, url: str, *, lease_s: float = DEFAULT_LEASE_S,
                  pool_size: int = 4) -> None:
         self.url = url
-        self.where = redact(url)
+        self.where = without_password(url)
         self.lease_s = lease_s
         self.owner, self.host, self.pid = owner_id()
         self._pool_size = pool_size
@@ -684,4 +679,4 @@ class _Undo(Exception):
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return redact(text[0]) if text else type(error).__name__
+    return without_password(text[0]) if text else type(error).__name__

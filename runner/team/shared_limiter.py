@@ -40,11 +40,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from runner.catalog.accounts import Limits, ProviderAccount
-from runner.engine.limits import AccountLimiter, InFlight, SlidingWindow, Slot
-from runner.errors import ConcurrencyLimited, RateLimited, SharedLimiterError, TransportError
+from runner.engine.limits import AccountLimiter, BaseSlot, InFlight, SlidingWindow, Slot
+from runner.errors import (
+    SharedLimiterError,
+    without_password,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -124,11 +127,6 @@ return renewed
 """
 
 
-def redact(url: str) -> str:
-    """The URL as messages show it: never its password."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 def resolve_url(env: Mapping[str, str]) -> str | None:
     """RUNNER_LIMITER, checked to be a Redis URL; None when unset."""
     url = env.get(URL_VARIABLE, "").strip()
@@ -136,7 +134,7 @@ def resolve_url(env: Mapping[str, str]) -> str | None:
         return None
     if not _URL.match(url):
         raise SharedLimiterUsage(f"{URL_VARIABLE}: expected redis://[:PASSWORD@]HOST[:PORT]"
-                                 f"[/DB] (or rediss://, unix://), not {redact(url)!r}")
+                                 f"[/DB] (or rediss://, unix://), not {without_password(url)!r}")
     return url
 
 
@@ -163,7 +161,7 @@ class SharedLimiter:
 
     def __init__(self, url: str, *, lease_s: float) -> None:
         self.url = url
-        self.where = redact(url)
+        self.where = without_password(url)
         self.lease_s = lease_s
         self._token = secrets.token_hex(6)  # members are unique across processes
         self._serial = 0
@@ -229,7 +227,7 @@ class SharedLimiter:
         try:
             yield
         except RedisError as error:
-            text = redact(str(error).strip().splitlines()[0] if str(error).strip()
+            text = without_password(str(error).strip().splitlines()[0] if str(error).strip()
                           else type(error).__name__)
             raise SharedLimiterError(f"the team's shared limiter {self.where}: cannot {doing} "
                                      f"it: {text}; check {URL_VARIABLE} and that the server "
@@ -447,9 +445,9 @@ class SharedLeases(_SharedSlots):
         self._released.set()
 
 
-class SharedSlot:
+class SharedSlot(BaseSlot):
     """A request's slot in the local window and in the account's shared one: resolved
-    once, like `runner.engine.limits.Slot`, whose interface it has."""
+    once, as every `runner.engine.limits.BaseSlot` is."""
 
     __slots__ = ("_local", "_member", "_open", "_share_s", "_shared")
 
@@ -490,21 +488,6 @@ class SharedSlot:
     def unsent(self) -> None:
         if self._close(sent=False):
             self._local.unsent()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        # As Slot.__exit__: how the block ended says how the request ended.
-        if isinstance(exc, ConcurrencyLimited):
-            self.concurrency_limited()
-        elif isinstance(exc, RateLimited):
-            self.rate_limited(exc.retry_after_s)
-        elif isinstance(exc, TransportError) and not exc.request_sent:
-            self.unsent()
-        else:
-            self.answered()
 
 
 class SharedWindow:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from runner.catalog.accounts import Limits
 from runner.engine.limits.capacity import InFlight, RetryBudget
 from runner.engine.limits.gate import Clock, Sleep
-from runner.engine.limits.window import SlidingWindow, Slot, WindowCounters
+from runner.engine.limits.window import BaseSlot, SlidingWindow, Slot, WindowCounters
 
 __all__ = [
-    "AccountLimiter", "AccountStats", "Clock", "InFlight", "RetryBudget", "Sleep",
+    "AccountLimiter", "AccountStats", "BaseSlot", "Clock", "InFlight", "RetryBudget", "Sleep",
     "SlidingWindow", "Slot", "WindowCounters", "poll_window",
 ]
 

@@ -70,15 +70,48 @@ class _Outcome(Enum):
     UNSENT = "unsent"
 
 
-class Slot:
-    """One reserved request. Resolve it exactly once; later calls are ignored.
+class BaseSlot:
+    """A reserved request, resolved exactly once (later calls are ignored) by one of
+    `answered`, `rate_limited`, `concurrency_limited` or `unsent`.
 
     As a context manager (`with await window.acquire() as slot:`) it resolves
     itself from how the block ended: normally → answered; `ConcurrencyLimited`
     → concurrency limited; another `RateLimited` → rate limited;
-    `TransportError(request_sent=False)` → unsent; anything else, cancellation included, → answered, because the
-    request may have been counted.
+    `TransportError(request_sent=False)` → unsent; anything else, cancellation
+    included, → answered, because the request may have been counted.
     """
+
+    __slots__ = ()
+
+    def answered(self) -> None:
+        raise NotImplementedError
+
+    def rate_limited(self, retry_after_s: float | None = None) -> None:
+        raise NotImplementedError
+
+    def concurrency_limited(self) -> None:
+        raise NotImplementedError
+
+    def unsent(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if isinstance(exc, ConcurrencyLimited):  # the adapter read the provider's wording
+            self.concurrency_limited()
+        elif isinstance(exc, RateLimited):
+            self.rate_limited(exc.retry_after_s)
+        elif isinstance(exc, TransportError) and not exc.request_sent:
+            self.unsent()
+        else:
+            self.answered()
+
+
+class Slot(BaseSlot):
+    """One reserved request in a `SlidingWindow` (see `BaseSlot`)."""
 
     __slots__ = ("_open", "_window", "epoch")
 
@@ -107,20 +140,6 @@ class Slot:
         if self._open:
             self._open = False
             self._window._resolve(self, outcome, retry_after_s)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if isinstance(exc, ConcurrencyLimited):  # the adapter read the provider's wording
-            self.concurrency_limited()
-        elif isinstance(exc, RateLimited):
-            self.rate_limited(exc.retry_after_s)
-        elif isinstance(exc, TransportError) and not exc.request_sent:
-            self.unsent()
-        else:
-            self.answered()
 
 
 @dataclass(slots=True)
