@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 
@@ -23,6 +24,8 @@ from tests.services import (
     ServiceUnavailable,
     required,
 )
+
+Server = TypeVar("Server", S3Server, PostgresServer, RedisServer)
 
 
 class FakeClock:
@@ -59,55 +62,38 @@ def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real S3-compatible server (SeaweedFS) for the whole session; tests that use it
-    skip with the reason when it cannot start (fail, with RUNNER_REQUIRE_SERVICES set)."""
-    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+def _serving(server: Server, name: str) -> Iterator[Server]:
+    """`server` started for the whole session. When it cannot start, the tests that use
+    it skip with the reason, or fail where RUNNER_REQUIRE_SERVICES is set (`.ci/run`)."""
     try:
         server.start()
     except ServiceUnavailable as exc:
+        server.stop()  # whatever did start (a process that failed its health check)
         if required():
-            pytest.fail(f"the S3 server could not start: {exc}")
-        pytest.skip(f"no S3 server: {exc}")
+            pytest.fail(f"the {name} could not start: {exc}")
+        pytest.skip(f"no {name}: {exc}")
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS)."""
+    yield from _serving(S3Server(tmp_path_factory.mktemp("seaweedfs")), "S3 server")
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A real PostgreSQL 15 cluster for the whole session (skip or fail as above)."""
-    server = PostgresServer()
-    try:
-        server.start()
-    except ServiceUnavailable as exc:
-        server.stop()
-        if required():
-            pytest.fail(f"the PostgreSQL server could not start: {exc}")
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    """A real PostgreSQL 15 cluster."""
+    yield from _serving(PostgresServer(), "PostgreSQL server")
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real Redis server for the whole session (skip or fail as above)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        server.start()
-    except ServiceUnavailable as exc:
-        server.stop()
-        if required():
-            pytest.fail(f"the Redis server could not start: {exc}")
-        pytest.skip(f"no Redis server: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    """A real Redis server."""
+    yield from _serving(RedisServer(tmp_path_factory.mktemp("redis")), "Redis server")
 
 
 @pytest.fixture

@@ -198,25 +198,9 @@ class S3Server:
             await obstore.put_async(store, ".ready", b"ok")
 
         assert self.process is not None
-        while True:
-            if self.process.poll() is not None:
-                raise ServiceUnavailable(f"weed mini exited with {self.process.returncode}: "
-                                         + self._log_tail())
-            try:
-                asyncio.run(put())
-                return
-            except (OSError, BaseError):  # not up: connection refused, no bucket yet, 5xx
-                if time.monotonic() - started > START_TIMEOUT_S:
-                    raise ServiceUnavailable(f"weed mini did not accept a PUT within "
-                                             f"{START_TIMEOUT_S:g} s: {self._log_tail()}"
-                                             ) from None
-                time.sleep(0.1)
-
-    def _log_tail(self) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").splitlines()[-5:])
-        except OSError:
-            return "(no log)"
+        # Not up yet: the connection refused, no bucket yet, a 5xx.
+        _wait_until_ready("weed mini", self.process, self.log, started, lambda: asyncio.run(put()),
+                          (OSError, BaseError), "accept a PUT", 0.1)
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -244,6 +228,24 @@ def _tail(path: Path, lines: int = 5) -> str:
         return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _wait_until_ready(name: str, process: subprocess.Popen[bytes], log: Path, started: float,
+                      ready: Callable[[], object], not_yet: type[Exception] | tuple[type[Exception], ...],
+                      what: str, poll_s: float) -> None:
+    """Call `ready` until it returns without raising `not_yet`. ServiceUnavailable, with
+    the end of the server's log, when the process exits first or START_TIMEOUT_S passes."""
+    while True:
+        if process.poll() is not None:
+            raise ServiceUnavailable(f"{name} exited with {process.returncode}: {_tail(log)}")
+        try:
+            ready()
+            return
+        except not_yet:
+            if time.monotonic() - started > START_TIMEOUT_S:
+                raise ServiceUnavailable(f"{name} did not {what} within {START_TIMEOUT_S:g} s: "
+                                         f"{_tail(log)}") from None
+            time.sleep(poll_s)
 
 
 def _stop(process: subprocess.Popen[bytes] | None, *, timeout_s: float = 5.0) -> None:
@@ -334,18 +336,12 @@ class PostgresServer:
                 preexec_fn=_parent_death_signal(), **owner)  # type: ignore[call-overload]  # noqa: PLW1509
         import psycopg
 
-        while True:
-            if self.process.poll() is not None:
-                raise ServiceUnavailable(f"postgres exited with {self.process.returncode}: "
-                                         + _tail(log))
-            try:
-                with psycopg.connect(self.url("postgres"), connect_timeout=2):
-                    break
-            except psycopg.OperationalError:
-                if time.monotonic() - started > START_TIMEOUT_S:
-                    raise ServiceUnavailable(f"postgres did not accept a connection within "
-                                             f"{START_TIMEOUT_S:g} s: {_tail(log)}") from None
-                time.sleep(0.05)
+        def connect() -> None:
+            with psycopg.connect(self.url("postgres"), connect_timeout=2):
+                pass
+
+        _wait_until_ready("postgres", self.process, log, started, connect,
+                          psycopg.OperationalError, "accept a connection", 0.05)
         self.started_in_s = time.monotonic() - started
 
     def url(self, database: str) -> str:
@@ -421,19 +417,12 @@ class RedisServer:
                 cwd=self.workdir, preexec_fn=_parent_death_signal())  # noqa: PLW1509
         import redis
 
-        while True:
-            if self.process.poll() is not None:
-                raise ServiceUnavailable(f"redis-server exited with {self.process.returncode}: "
-                                         + _tail(log))
-            try:
-                with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
-                    client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() - started > START_TIMEOUT_S:
-                    raise ServiceUnavailable(f"redis-server did not answer PING within "
-                                             f"{START_TIMEOUT_S:g} s: {_tail(log)}") from None
-                time.sleep(0.02)
+        def ping() -> None:
+            with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
+                client.ping()
+
+        _wait_until_ready("redis-server", self.process, log, started, ping,
+                          redis.ConnectionError, "answer PING", 0.02)
         self.started_in_s = time.monotonic() - started
 
     def flush(self) -> None:

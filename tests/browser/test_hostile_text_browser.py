@@ -8,7 +8,6 @@ would mean some text ran as code.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from runner.report.write import build_report
 from runner.sandbox import SandboxConfig, SandboxServer
+from tests.browser.chromium import ARGS, CHROMIUM, playwright_or_skip
 from tests.conftest import FakeClock
 from tests.report.hostile import (
     DESCRIPTION,
@@ -28,18 +28,9 @@ from tests.report.hostile import (
     reviewing,
 )
 
-CHROMIUM = os.environ.get("RUNNER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set RUNNER_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed "
-                                  "(pip install -e '.[test]'; never `playwright install`)")
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture(scope="module")

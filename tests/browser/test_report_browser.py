@@ -25,21 +25,15 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("RUNNER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+from tests.browser.chromium import ARGS, CHROMIUM, playwright_or_skip
+
 HERE = Path(__file__).parent
 ARTIFACTS = HERE / "artifacts"
 DOCS_IMAGE = HERE.parent.parent / "docs/images/report.png"
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set RUNNER_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed "
-                                  "(pip install -e '.[test]'; never `playwright install`)")
+sync_api = playwright_or_skip()
 
 MANIFEST = """
 version: 1

@@ -8,7 +8,6 @@ them: no request fails, and nothing leaves file://.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,13 @@ from audiogen import make
 from runner.report.page import PAGE_CARDS
 from runner.report.write import build_report
 from runner.testing.fake_build import make_fake_build
+from tests.browser.chromium import ARGS, CHROMIUM, playwright_or_skip
 
-CHROMIUM = os.environ.get("RUNNER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 JOBS = 130
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set RUNNER_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed "
-                                  "(pip install -e '.[test]'; never `playwright install`)")
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -29,24 +29,16 @@ import pytest
 
 from runner.sandbox import SandboxConfig, SandboxServer
 from runner.store.cache import ContentCache
+from tests.browser.chromium import ARGS, CHROMIUM, playwright_or_skip
 from tests.conftest import FakeClock
 from tests.engine.helpers import created, lockfile, write_manifest
 
-CHROMIUM = os.environ.get("RUNNER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-        "--autoplay-policy=no-user-gesture-required"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DOCS_IMAGE = Path(__file__).parent.parent.parent / "docs/images/review.png"
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set RUNNER_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed "
-                                  "(pip install -e '.[test]'; never `playwright install`)")
+sync_api = playwright_or_skip()
 
 JOBS = """
 - id: door

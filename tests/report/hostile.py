@@ -11,16 +11,15 @@ pipeline's name are restricted to letters, digits and `_.-/#` by the schema.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.report.review_app import ReviewApp, serve
+from runner.report.review_app import ReviewApp
 from runner.report.review_session import ReviewSession
 from tests.engine.helpers import run, write_manifest
+from tests.report.helpers import serving
 
 PROMPT = ('</script><script>alert("prompt")</script><!-- <b onmouseover=\'alert(1)\'>'
           'bold</b> &amp; "double" \'single\'')
@@ -48,23 +47,6 @@ def make_hostile_build(folder: Path, sandbox_url: str) -> Path:
 @contextmanager
 def reviewing(manifest: Path) -> Iterator[str]:
     """The review app over the build in a thread on 127.0.0.1; yields its URL."""
-    review = ReviewApp(ReviewSession(manifest, sandbox=True, reviewer="<b>tester</b>"))
-    urls: list[str] = []
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def ready(url: str) -> None:
-        urls.append(url)
-        started.set()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(
-        serve(review, ready=ready, stop=stop)), daemon=True)
-    thread.start()
-    try:
-        assert started.wait(60)  # a hang guard
-        yield urls[0]
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        loop.close()
+    with serving(ReviewApp(ReviewSession(manifest, sandbox=True,
+                                         reviewer="<b>tester</b>"))) as url:
+        yield url

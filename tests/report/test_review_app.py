@@ -7,19 +7,18 @@ attacker's page) would send them.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runner.report.review_app import ReviewApp, serve
+from runner.report.review_app import ReviewApp
 from runner.report.review_session import ReviewSession
 from runner.sandbox import SandboxServer
 from tests.engine.helpers import run, write_manifest
+from tests.report.helpers import serving
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -41,23 +40,8 @@ def app(tmp_path: Path, sandbox: SandboxServer,
     assert run(manifest, sandbox.url)[0] == 0
     monkeypatch.setenv("KIE_API_KEY", SECRET)  # a key, absurdly pasted into a prompt too
     review = ReviewApp(ReviewSession(manifest, sandbox=True, reviewer="t"))
-    urls: list[str] = []
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def ready(url: str) -> None:
-        urls.append(url)
-        started.set()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(
-        serve(review, ready=ready, stop=stop)), daemon=True)
-    thread.start()
-    assert started.wait(30)
-    yield urls[0], review
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(30)
-    loop.close()
+    with serving(review) as url:
+        yield url, review
 
 
 def test_only_the_token_opens_it(app: tuple[str, ReviewApp]) -> None:
