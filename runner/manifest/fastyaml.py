@@ -6,7 +6,9 @@ with the building. This reader builds the same values from the text itself,
 line by line with `str` methods, for the YAML that manifests are made of:
 block mappings and lists, plain and quoted one-line scalars, one-line flow
 collections, literal and folded block scalars, anchors, aliases and `<<`
-merges, comments, a leading `---`.
+merges, comments, a leading `---`. The jobs of a large manifest are alike: once
+one has been read line by line, the next ones with the same keys at the same
+columns are read an item at a time (`_Shape`).
 
 It is exact or it declines. Whatever it is not certain libyaml reads the same
 way (a tag, a tab, a multi-line flow or quoted scalar, a plain scalar that may
@@ -106,6 +108,101 @@ def _flat_pattern(pairs: int) -> re.Pattern[str]:
     """A flat flow mapping of `pairs` pairs, with the spaces and the trailing comma
     YAML allows."""
     return re.compile(r"\{ *" + r" *, *".join([_FLAT_PAIR] * pairs) + r" *(?:, *)?\} *")
+
+
+# A line of an item the common lines read (see _Shape): its indentation, maybe a dash,
+# a simple key, and a value or nothing (a mapping one level in follows).
+_SHAPE_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}):( +[^ \n][^\n]*)?\n")
+# Shapes a reader keeps (the most recent first), and learns at most, per document: a
+# list whose items all differ costs a few patterns, not one per item.
+KEPT_SHAPES = 8
+MAX_SHAPES_LEARNT = 32
+Spec = tuple[tuple[str, "int | Spec"], ...]  # per key: its value's index, or a mapping's spec
+
+
+class _Shape:
+    """The lines of a list item that the common lines read (`- id: ...`, `model: ...`,
+    `input:` and its keys one level in) as one pattern, which matches a whole later
+    item with the same keys at the same columns, and with nothing else before the
+    next item (blank lines aside). A large manifest's jobs are alike: one match per
+    job costs less than one per line and a frame per mapping. Each value the pattern
+    captures is read as the common line would read it (`_Reader._inline`); where one
+    is not, the item is left to the lines."""
+
+    __slots__ = ("depth", "entries", "keys", "match", "spec")
+
+    def __init__(self, pattern: str, spec: Spec, depth: int, entries: int) -> None:
+        self.match = re.compile(pattern).match
+        self.spec = spec
+        self.depth = depth  # the mappings an item opens, one inside the other
+        self.entries = entries  # keys in all (what _close counts for the item's size)
+        # One mapping of values only: built in one step.
+        self.keys = tuple(key for key, _ in spec) if depth == 1 else None
+
+    def build(self, values: list[Any]) -> dict[str, Any]:
+        if self.keys is not None:
+            return dict(zip(self.keys, values, strict=True))
+        return _built(self.spec, values)
+
+
+def _built(spec: Spec, values: list[Any]) -> dict[str, Any]:
+    return {key: values[slot] if isinstance(slot, int) else _built(slot, values)
+            for key, slot in spec}
+
+
+def _shape_of(span: str, list_col: int) -> _Shape | None:
+    """The shape of the item that `span` (whole lines) holds, if it is one item of the
+    list at `list_col` made of lines of _SHAPE_LINE's kind."""
+    parts: list[str] = []
+    root: list[Any] = []
+    open_maps: list[tuple[int, list[Any]]] = []  # column of its keys, its entries
+    waiting: list[Any] | None = None  # a `key:` alone: its mapping's entries
+    values = depth = pos = 0
+    for match in _SHAPE_LINE.finditer(span):
+        if match.start() != pos:
+            return None
+        pos = match.end()
+        lead, dash, key, value = match.groups()
+        indent = len(lead)
+        if not open_maps:
+            if dash is None or indent != list_col:
+                return None
+            open_maps.append((indent + len(dash), root))
+        elif dash is not None:
+            return None
+        elif waiting is not None:
+            if indent <= open_maps[-1][0]:
+                return None
+            open_maps.append((indent, waiting))
+            waiting = None
+        else:
+            while open_maps and open_maps[-1][0] > indent:
+                open_maps.pop()
+            if not open_maps or open_maps[-1][0] != indent:
+                return None
+        depth = max(depth, len(open_maps))
+        entries = open_maps[-1][1]
+        if any(known == key for known, _ in entries):
+            return None
+        head = re.escape(lead + (dash or "") + key + ":")
+        if value is None:
+            waiting = []
+            entries.append((key, waiting))
+            parts.append(head + "\n")
+        else:
+            entries.append((key, values))
+            values += 1
+            parts.append(head + " +([^ \n].*)\n")  # `.` runs faster than [^\n]
+    if not open_maps or pos != len(span) or waiting is not None:
+        return None
+    # Then blank lines, and the next item's dash or the end of the text.
+    parts.append(f"((?: *\n)*)(?= {{{list_col}}}- |\\Z)")
+    return _Shape("".join(parts), _frozen(root), depth, len(parts) - 1)
+
+
+def _frozen(entries: list[Any]) -> Spec:
+    return tuple((key, slot if isinstance(slot, int) else _frozen(slot))
+                 for key, slot in entries)
 
 
 # Plain values that start so are strings under the core schema whatever follows
@@ -210,6 +307,9 @@ class _Reader:
         self.window = -1  # lines with text still to read past a list over the cap
         self.started = False  # a line with text (or `---`) has been read
         self.kept = 0  # the problems up to the list over the cap
+        self.shapes: list[_Shape] = []  # see _Shape; the last one used first
+        self.learnt = 0
+        self.shaped = 0  # items read by their shape
 
     # The main loop ------------------------------------------------------------
 
@@ -236,17 +336,18 @@ class _Reader:
         keys below it). They are taken only when the frames are plain (no merge, no
         anchor) and the value is one `_value` would read the same way; otherwise
         nothing is changed and `_line` reads the line (closing frames first, as `_line`
-        would anyway). `current` is the innermost frame when it is such a mapping."""
+        would anyway). `current` is the innermost frame when it is such a mapping.
+
+        An item of a list that common lines read whole teaches its shape (`_Shape`);
+        from the next item on, the items with a known shape are read whole, by one
+        pattern each (`_shaped`)."""
         text = self.text
         find = text.find
         size = len(text)
         stack = self.stack
         common = _COMMON_LINE.match
-        plain_value = self._plain_value
-        flat_map = self._flat_map
+        inline = self._inline
         max_items = self.max_items
-        string_start = _STRING_START
-        common_start = _COMMON_START
         fast = self.window < 0 and not self.track
         pos = self.pos
         lineno = self.lineno
@@ -255,6 +356,7 @@ class _Reader:
         values: Any = None
         lines: Any = None
         value: Any
+        item_start = -1  # where the item on top began, if common lines read all of it
         while pos < size:
             if fast:
                 if current is None and stack:
@@ -308,6 +410,18 @@ class _Reader:
                                 match = None
                             if match is None:
                                 current = None
+                    if match is not None and dash is not None and not opening:
+                        # The next item of the list on top: the items from here that
+                        # have the shape of an earlier one are read whole.
+                        if item_start >= 0 and self.learnt < MAX_SHAPES_LEARNT:
+                            self._learn(text[item_start:pos].rstrip(" \n") + "\n", indent)
+                        if self.shapes:
+                            pos, read = self._shaped(stack[-1], pos)
+                            if read:
+                                lineno += read
+                                current = None
+                                item_start = -1
+                                continue
                 if match is not None:
                     extra = 0
                     if spaces is None:  # `key:` alone: its value is the block below
@@ -322,35 +436,11 @@ class _Reader:
                             item = text[start:end]
                         else:
                             end = match.end() - 1  # its line break
-                        first = item[0]
-                        if first in string_start:
-                            if ": " in item or " #" in item or item[-1] == ":":
-                                match = None  # _value declines it, or reads a comment
-                            else:
-                                value = item if item[-1] != " " else item.rstrip(" ")
-                        elif first == "'" or first == '"':
-                            # Quoted, without a doubled quote or an escape: the text itself.
-                            close = item.find(first, 1)
-                            if close < 0 or item[close + 1:].strip(" ") \
-                                    or (first == '"' and "\\" in item[:close]):
-                                match = None
-                            else:
-                                value = item[1:close]
-                        elif first == "{":
-                            value = flat_map(item)
-                            if value is None:
-                                match = None
-                            else:
-                                extra = len(value)
-                        elif first in common_start:
-                            if ": " in item or " #" in item or item[-1] == ":":
-                                match = None
-                            else:
-                                value = plain_value(item.rstrip(" "))
-                                if value is _UNSET:
-                                    match = None  # _value reports it
-                        else:
-                            match = None
+                        value = inline(item)
+                        if value is _UNSET:
+                            match = None  # _value reads it, declines it or reports it
+                        elif value.__class__ is dict:
+                            extra = len(value)
                     if match is not None:
                         assert current is not None
                         lineno += 1
@@ -363,6 +453,7 @@ class _Reader:
                         elif dash is not None:
                             top = stack[-1]
                             col = indent + len(dash)
+                            item_start = pos
                             current = _Frame(True, col, (lineno, col + 1), None, len(top.value))
                             stack.append(current)
                             values, lines = current.value, current.key_lines
@@ -397,9 +488,61 @@ class _Reader:
             pos = self.pos
             lineno = self.lineno
             current = None
+            if line.strip(" "):
+                item_start = -1  # (a blank line changes nothing)
             fast = fast and self.window < 0
         self.pos = pos
         self.lineno = lineno
+
+    def _learn(self, span: str, list_col: int) -> None:
+        """Keep the shape of the item `span` (read by common lines), if it has one."""
+        shape = _shape_of(span, list_col)
+        if shape is None or any(known.match == shape.match for known in self.shapes):
+            return
+        self.learnt += 1
+        self.shapes.insert(0, shape)
+        del self.shapes[KEPT_SHAPES:]
+
+    def _shaped(self, frame: _Frame, pos: int) -> tuple[int, int]:
+        """Read the items of the list `frame` from `pos` on while each has a known
+        shape; where they end, and how many lines they took."""
+        text = self.text
+        shapes = self.shapes
+        items = frame.value
+        inline = self._inline
+        room = MAX_DEPTH - len(self.stack)
+        lines = 0
+        shape = shapes[0]
+        while self.max_items is None or len(items) < self.max_items:
+            match = shape.match(text, pos) if shape.depth <= room else None
+            if match is None:
+                for other in shapes:
+                    if other is not shape and other.depth <= room:
+                        match = other.match(text, pos)
+                        if match is not None:
+                            shape = other
+                            break
+                if match is None:
+                    break
+            raw = match.groups()
+            values = []
+            size = shape.entries
+            for item in raw[:-1]:
+                value = inline(item)
+                if value is _UNSET:
+                    return pos, lines
+                if value.__class__ is dict:
+                    size += len(value)
+                values.append(value)
+            items.append(shape.build(values))
+            frame.extra += size
+            lines += shape.entries + raw[-1].count("\n")
+            pos = match.end()
+            self.shaped += 1
+        if shape is not shapes[0]:
+            shapes.remove(shape)
+            shapes.insert(0, shape)
+        return pos, lines
 
     def _common_close(self, indent: int, dash: bool) -> bool:
         """Close the frames a common line at `indent` closes (what `_line` does before
@@ -431,6 +574,32 @@ class _Reader:
                 parent.value.append(value)
             parent.extra += len(value) + frame.extra
         return True
+
+    def _inline(self, item: str) -> Any:
+        """The value of a common line (`item`: the line after `key: `, without its
+        break) when `_value` would read it so: a plain or quoted scalar, or a flat flow
+        mapping. _UNSET: anything else, left to `_value` (which reads it, declines it
+        or reports it)."""
+        first = item[0]
+        if first in _STRING_START:
+            if ": " in item or " #" in item or item[-1] == ":":
+                return _UNSET  # _value declines it, or reads a comment
+            return item if item[-1] != " " else item.rstrip(" ")
+        if first == "'" or first == '"':
+            # Quoted, without a doubled quote or an escape: the text itself.
+            close = item.find(first, 1)
+            if close < 0 or item[close + 1:].strip(" ") \
+                    or (first == '"' and "\\" in item[:close]):
+                return _UNSET
+            return item[1:close]
+        if first == "{":
+            value = self._flat_map(item)
+            return _UNSET if value is None else value
+        if first in _COMMON_START:
+            if ": " in item or " #" in item or item[-1] == ":":
+                return _UNSET
+            return self._plain_value(item.rstrip(" "))  # _UNSET: _value reports it
+        return _UNSET
 
     def _flat_map(self, text: str) -> dict[str, Any] | None:
         """A flow mapping of simple keys and plain or quoted values that fills `text`:

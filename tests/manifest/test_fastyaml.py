@@ -521,7 +521,7 @@ FLOW_VALUES = [v for v in JOB_VALUES if " #" not in v]  # a comment ends a line
 JOB_ODD_VALUES = ["x: y", ".nan", "*nope", "&a x", "!t x", "|", ">", "- x", "x:", "@x", "{a: b",
                   "'a", "[a: b]", "{a}", "{a: 1, a: 2}", "9" * 5000, "x #c}", "{k: x #c}",
                   "{k: 'x' #c}", "{k: x, }", "{k: -x}", "{k: 'x', l: 'y'}z"]
-MUTATIONS = ["value", "char", "trailing", "crlf", "comment", "duplicate", "goes_on"]
+MUTATIONS = ["value", "char", "trailing", "crlf", "comment", "duplicate", "goes_on", "blank"]
 Entry = tuple[str, str, Any]  # (kind, key, what): a scalar, a flow mapping or a block
 
 
@@ -564,6 +564,8 @@ def render_jobs(step: int, dash: str, indented: bool, jobs: list[list[Entry]],
             lines.insert(i + 1, " " * col + lines[i].strip(" -").split(":")[0] + ": d")
         elif kind == "goes_on":
             lines.insert(i + 1, " " * (col + 1) + "more")
+        elif kind == "blank":
+            lines.insert(i, " " * (at % 7))
     text = "\n".join(lines) + "\n"
     return text.replace("\n", "\r\n") if mutation is not None and mutation[0] == "crlf" else text
 
@@ -625,6 +627,63 @@ def test_lists_of_jobs_read_as_libyaml_reads_them(seed: int) -> None:
         seen[outcome] = seen.get(outcome, 0) + 1
     assert set(seen) == {"ok", "problems", "declined"}, seen
     assert seen["ok"] > seen["declined"], seen  # the common path is what is tested
+
+
+def alike_jobs(rng: random.Random) -> str:
+    """Jobs of one shape (the same keys, kinds of value and keys inside), each with
+    values of its own, sometimes one of another shape among them: what the reader takes
+    a whole item at a time once it knows the shape (fastyaml._Shape)."""
+    keys = rng.sample(JOB_KEYS, rng.randint(1, 4))
+    kinds = [rng.choice(["scalar", "scalar", "flow", "block"]) for _ in keys]
+    inner = [rng.sample(JOB_KEYS, rng.randint(kind == "block", 3)) for kind in kinds]
+    sep, tail = rng.choice([", ", ",", " , "]), rng.choice(["", ",", " "])
+    jobs = []
+    for _ in range(rng.randint(3, 9)):
+        job: list[Entry] = []
+        for key, kind, names in zip(keys, kinds, inner, strict=True):
+            if kind == "scalar":
+                job.append((kind, key, rng.choice(JOB_VALUES)))
+            elif kind == "block":
+                job.append((kind, key, [(k, rng.choice(JOB_VALUES)) for k in names]))
+            else:
+                job.append((kind, key, ([(k, rng.choice(FLOW_VALUES)) for k in names], sep, tail)))
+        if rng.random() < 0.1:
+            job = job[:-1] if len(job) > 1 else [*job, ("scalar", "extra_key", "x")]
+        jobs.append(job)
+    mutation = (rng.choice(MUTATIONS), rng.randrange(10_000), rng.choice(JOB_ODD_VALUES)) \
+        if rng.random() < 0.5 else None
+    return render_jobs(rng.choice([2, 4]), rng.choice(["- ", "-   "]), rng.random() < 0.5, jobs,
+                       mutation)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lists_of_alike_jobs_read_as_libyaml_reads_them(seed: int) -> None:
+    rng = random.Random(seed)
+    seen: dict[str, int] = {}
+    shaped = 0
+    for _ in range(300):
+        text = alike_jobs(rng)
+        outcome = compare(text, rng.choice([None, None, 2, 5]), rng)
+        seen[outcome] = seen.get(outcome, 0) + 1
+        with contextlib.suppress(fastyaml.Declined):
+            reader = fastyaml._Reader(text, None, ys.MAX_ALIASED_VALUES)
+            reader.run()
+            shaped += reader.shaped
+    assert set(seen) == {"ok", "problems", "declined"}, seen
+    assert shaped > 100, shaped  # items were read whole, by their shape
+
+
+def test_a_large_list_of_alike_jobs_is_read_an_item_at_a_time() -> None:
+    head = "version: 1\nname: big\njobs:\n"
+    flow = "  - id: line_N\n    model: m\n    input: {voice: Brian, text: 'Line N.'}\n"
+    block = "  - id: line_N\n    model: m\n    input:\n      voice: Brian\n      text: Line N.\n\n"
+    for job in (flow, block):
+        text = head + "".join(job.replace("N", str(i)) for i in range(200))
+        assert compare(text) == "ok"
+        reader = fastyaml._Reader(text, None, ys.MAX_ALIASED_VALUES)
+        reader.run()
+        assert reader.shaped == 198  # the first two are read by lines, and teach the shape
+        assert compare(text, 100) == "problems"  # the list over the cap, as the builder says
 
 
 @settings(max_examples=500, deadline=None, derandomize=True, database=None,
