@@ -129,11 +129,13 @@ class _Shape:
     captures is read as the common line would read it (`_Reader._inline`); where one
     is not, the item is left to the lines."""
 
-    __slots__ = ("depth", "entries", "keys", "match", "spec")
+    __slots__ = ("depth", "entries", "flows", "keys", "match", "spec")
 
-    def __init__(self, pattern: str, spec: Spec, depth: int, entries: int) -> None:
+    def __init__(self, pattern: str, spec: Spec, depth: int, entries: int,
+                 flows: tuple[_FlowShape | None, ...]) -> None:
         self.match = re.compile(pattern).match
         self.spec = spec
+        self.flows = flows  # per value: the shape of the flat flow mapping it was
         self.depth = depth  # the mappings an item opens, one inside the other
         self.entries = entries  # keys in all (what _close counts for the item's size)
         # One mapping of values only: built in one step.
@@ -150,6 +152,81 @@ def _built(spec: Spec, values: list[Any]) -> dict[str, Any]:
             for key, slot in spec}
 
 
+# What a plain value inside a flat flow mapping may not hold (see _FlowShape.read).
+_FLOW_PLAIN_BREAKS = frozenset(",[]{}#'\":")
+_SINGLE, _DOUBLE, _PLAIN = 2, 3, 4  # a value's group in a pair of _flat_pattern
+
+
+class _FlowShape:
+    """A flat flow mapping (see _Reader._flat_map) as the text around its values,
+    `{voice: ` · `, text: '` · `'}`, and the kind of each value. A later mapping made
+    of the same pieces is cut at them with str methods: a pattern steps through a
+    long quoted text a character at a time, `find` runs at memory speed. Each value
+    holds none of the characters that could end it early (a quote, a comma, a
+    bracket...), so the cut is the only reading there is."""
+
+    __slots__ = ("keys", "kinds", "pieces")
+
+    def __init__(self, keys: tuple[str, ...], kinds: tuple[int, ...],
+                 pieces: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.kinds = kinds
+        self.pieces = pieces  # one more than the values
+
+    def read(self, text: str, plain_value: Callable[[str], Any]) -> dict[str, Any] | None:
+        """The mapping `text` (without trailing spaces) holds; None where it is not
+        made of the same pieces, or a value is not one of the same kind."""
+        pieces = self.pieces
+        if not text.startswith(pieces[0]) or not text.endswith(pieces[-1]):
+            return None
+        out: dict[str, Any] = {}
+        start = len(pieces[0])
+        last = len(self.kinds) - 1
+        for n, kind in enumerate(self.kinds):
+            after = pieces[n + 1]
+            end = len(text) - len(after) if n == last else text.find(after, start)
+            if end < start:
+                return None
+            value: Any = text[start:end]
+            if kind == _SINGLE:
+                if "'" in value:
+                    return None
+            elif kind == _DOUBLE:
+                if '"' in value or "\\" in value:
+                    return None
+            elif not value or value[0] not in _COMMON_START or value[-1] == " " \
+                    or not _FLOW_PLAIN_BREAKS.isdisjoint(value):
+                return None
+            elif value[0] not in _STRING_START:
+                value = plain_value(value)
+                if value is _UNSET:
+                    return None
+            out[self.keys[n]] = value
+            start = end + len(after)
+        return out
+
+
+def _flow_shape_of(text: str) -> _FlowShape | None:
+    """The shape of the flat flow mapping `text` (one _flat_map has read)."""
+    pairs = text.count(": ")
+    match = _flat_pattern(pairs).fullmatch(text) if 0 < pairs <= 8 else None
+    if match is None:
+        return None
+    keys, kinds, pieces = [], [], []
+    last = 0
+    for first in range(1, 4 * pairs, 4):
+        kind = next(k for k in (_SINGLE, _DOUBLE, _PLAIN) if match.start(first + k - 1) >= 0)
+        start, end = match.span(first + kind - 1)
+        if kind == _PLAIN and text[end - 1] == " ":
+            return None  # spaces before the comma: _flat_map strips them, this would not
+        keys.append(match.group(first))
+        kinds.append(kind)
+        pieces.append(text[last:start])
+        last = end
+    pieces.append(text[last:])
+    return _FlowShape(tuple(keys), tuple(kinds), tuple(pieces))
+
+
 def _shape_of(span: str, list_col: int) -> _Shape | None:
     """The shape of the item that `span` (whole lines) holds, if it is one item of the
     list at `list_col` made of lines of _SHAPE_LINE's kind."""
@@ -157,6 +234,7 @@ def _shape_of(span: str, list_col: int) -> _Shape | None:
     root: list[Any] = []
     open_maps: list[tuple[int, list[Any]]] = []  # column of its keys, its entries
     waiting: list[Any] | None = None  # a `key:` alone: its mapping's entries
+    flows: list[_FlowShape | None] = []
     values = depth = pos = 0
     for match in _SHAPE_LINE.finditer(span):
         if match.start() != pos:
@@ -193,11 +271,13 @@ def _shape_of(span: str, list_col: int) -> _Shape | None:
             entries.append((key, values))
             values += 1
             parts.append(head + " +([^ \n].*)\n")  # `.` runs faster than [^\n]
+            item = value.strip(" ")
+            flows.append(_flow_shape_of(item) if item[0] == "{" else None)
     if not open_maps or pos != len(span) or waiting is not None:
         return None
     # Then blank lines, and the next item's dash or the end of the text.
     parts.append(f"((?: *\n)*)(?= {{{list_col}}}- |\\Z)")
-    return _Shape("".join(parts), _frozen(root), depth, len(parts) - 1)
+    return _Shape("".join(parts), _frozen(root), depth, len(parts) - 1, tuple(flows))
 
 
 def _frozen(entries: list[Any]) -> Spec:
@@ -510,6 +590,7 @@ class _Reader:
         shapes = self.shapes
         items = frame.value
         inline = self._inline
+        plain_value = self._plain_value
         room = MAX_DEPTH - len(self.stack)
         lines = 0
         shape = shapes[0]
@@ -527,10 +608,12 @@ class _Reader:
             raw = match.groups()
             values = []
             size = shape.entries
-            for item in raw[:-1]:
-                value = inline(item)
-                if value is _UNSET:
-                    return pos, lines
+            for item, flow in zip(raw, shape.flows):  # (raw's last: blank lines)
+                value = flow.read(item.rstrip(" "), plain_value) if flow is not None else None
+                if value is None:
+                    value = inline(item)
+                    if value is _UNSET:
+                        return pos, lines
                 if value.__class__ is dict:
                     size += len(value)
                 values.append(value)

@@ -673,6 +673,40 @@ def test_lists_of_alike_jobs_read_as_libyaml_reads_them(seed: int) -> None:
     assert shaped > 100, shaped  # items were read whole, by their shape
 
 
+# Values of one kind each (single-quoted, double-quoted, plain) for flat flow mappings
+# alike but for their values, some with what could end a value early or change its
+# type (fastyaml._FlowShape cuts the mapping at the text around the values).
+FLOW_KIND_VALUES = {
+    "single": ["a", "it''s", "a, b", "x: y", "', b: '", "", "é", "a # b", "{", '"q"', "}"],
+    "double": ["a", "it's", "a\\tb", "a, b", '", b: "', "", "x: y", "]"],
+    "plain": ["Brian", "1", "2.5", "true", "null", ".nan", "1e999", "-x", "a b", "a - b",
+              "x#c", "é", "a'b", "0x1F", "9" * 30, "a ,b", "/p", "~", "a}", "1 "],
+}
+
+
+def alike_flow_mappings(rng: random.Random) -> str:
+    keys = rng.sample(JOB_KEYS, rng.randint(1, 3))
+    kinds = [rng.choice(list(FLOW_KIND_VALUES)) for _ in keys]
+    sep, tail = rng.choice([", ", ",", " , ", ",  "]), rng.choice(["", ",", " ", ", "])
+    quote = {"single": "'", "double": '"', "plain": ""}
+    lines = ["jobs:"]
+    for i in range(rng.randint(3, 8)):
+        pairs = [f"{key}: {quote[kind]}{rng.choice(FLOW_KIND_VALUES[kind])}{quote[kind]}"
+                 for key, kind in zip(keys, kinds, strict=True)]
+        lines += [f"  - id: j{i}", f"    input: {{{sep.join(pairs)}{tail}}}" + " " * rng.randint(0, 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_alike_flat_flow_mappings_read_as_libyaml_reads_them(seed: int) -> None:
+    rng = random.Random(seed)
+    seen: dict[str, int] = {}
+    for _ in range(150):
+        outcome = compare(alike_flow_mappings(rng), None, rng)
+        seen[outcome] = seen.get(outcome, 0) + 1
+    assert seen.get("ok", 0) > 50, seen
+
+
 def test_a_large_list_of_alike_jobs_is_read_an_item_at_a_time() -> None:
     head = "version: 1\nname: big\njobs:\n"
     flow = "  - id: line_N\n    model: m\n    input: {voice: Brian, text: 'Line N.'}\n"
