@@ -17,7 +17,7 @@ from runner.audio.steps import PostProcess
 from runner.catalog.accounts import DEFAULT_FOR_FAMILY
 from runner.catalog.models import MODELS, Kind, ModelInfo
 from runner.errors import Problem, shown
-from runner.manifest.expansion import ExpansionContext, extension_for, merged, plain_copy
+from runner.manifest.expansion import ExpansionContext, extension_for, merged
 from runner.manifest.filenames import local_file
 from runner.manifest.postprocess import declared
 from runner.manifest.programmes import programme_jobs
@@ -201,7 +201,7 @@ def _single_job(ctx: ExpansionContext, index: int, t: dict[str, Any], model: Mod
         path = str(_output(ctx, t, _identity, ("jobs", index), job_id, 1, 1, fmt))
     return generate_job(job_id, index, model,
                         str(provider) if provider else _default_provider(ctx, model),
-                        plain_copy(request), path, fmt, 1, 1, bool(t.get("freeze")), None, (), {},
+                        request, path, fmt, 1, 1, bool(t.get("freeze")), None, (), {},
                         str(t.get("notes", "")), None, None)
 
 
@@ -262,7 +262,7 @@ def _expand_template(ctx: ExpansionContext, index: int, t: dict[str, Any]) -> It
             output = _output(ctx, t, sub, base, job_id, variant, variants, fmt, post)
             if output is None:
                 continue
-            yield generate_job(vid, index, model, provider, plain_copy(request), output, fmt,
+            yield generate_job(vid, index, model, provider, request, output, fmt,
                                variant, variants, freeze, audio, depends_on, row, notes, post,
                                approved)
 

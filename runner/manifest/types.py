@@ -92,7 +92,10 @@ class Job:
     kind: JobKind
     model: ModelInfo
     provider: str
-    input: dict[str, Any]  # what is sent, before schema defaults are filled
+    # What is sent, before schema defaults are filled. Never changed in place: it may be
+    # the manifest's own mapping, shared with the document and, through a YAML alias or
+    # with the job's variants, with other jobs (copying it was a tenth of `validate`).
+    input: dict[str, Any]
     output: str  # POSIX path relative to the pipeline's output_dir
     format: str  # provider format name (mp3_44100_128, wav, json)
     variant: int = 1
