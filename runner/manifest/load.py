@@ -60,7 +60,7 @@ def max_jobs(env: Mapping[str, str]) -> int:
 
 
 @contextlib.contextmanager
-def _without_cycle_collection() -> Iterator[None]:
+def without_cycle_collection() -> Iterator[None]:
     """Python's cycle collector runs after every few hundred new containers and, as they
     pile up, walks all of them again: on a 50 MB manifest (millions of dicts, lists and
     jobs, none in a cycle) that was a quarter of `runner validate`. Reading a manifest
@@ -77,7 +77,7 @@ def _without_cycle_collection() -> Iterator[None]:
 
 def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> Pipeline:
     """Read, expand and check a manifest; raises `ManifestInvalid` listing every problem."""
-    with _without_cycle_collection():
+    with without_cycle_collection():
         return _load_pipeline(path, env)
 
 
