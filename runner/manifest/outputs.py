@@ -133,8 +133,7 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
                 continue
         place = folders.get(folder)
         if place is None:
-            place = folders[folder] = _Folder(os.path.realpath(os.path.join(root, folder)),
-                                              root_real, root_inside)
+            place = _folder(folders, folder, root, root_real, root_inside)
         real = place.prefix + name
         inside = place.inside  # the output's real path is inside when its folder's is
         mode = place.mode(name, real) if place.entries or not place.listed else 0
@@ -216,7 +215,7 @@ class _Folder:
 
     __slots__ = ("entries", "inside", "keys", "listed", "prefix", "real")
 
-    def __init__(self, real: str, root_real: str, root_inside: str) -> None:
+    def __init__(self, real: str, root_real: str, root_inside: str, exists: bool = True) -> None:
         self.real = real
         self.prefix = real if real.endswith(os.sep) else real + os.sep  # + a name: a file in it
         # Whether it is output_dir or inside it (then so is any file in it but a link).
@@ -224,6 +223,8 @@ class _Folder:
         self.entries: dict[str, os.DirEntry[str]] = {}
         self.keys: set[str] = set()
         self.listed = True
+        if not exists:
+            return
         try:
             with os.scandir(real) as listing:
                 for entry in listing:
@@ -254,6 +255,40 @@ class _Folder:
             return stat.S_IFDIR if entry.is_dir(follow_symlinks=False) else stat.S_IFREG
         except OSError:
             return 0
+
+
+def _folder(folders: dict[str, _Folder], folder: str, root: Path, root_real: str,
+            root_inside: str) -> _Folder:
+    """The `_Folder` of `folder` (relative to output_dir), and of each folder above it,
+    kept in `folders`. A folder's real path is its parent's and its name wherever the
+    parent's listing says the name is no link: where it is nothing (most, before a first
+    run) it is not looked at at all. os.path.realpath walks the whole path, a call per
+    part, and a manifest may give every output a folder of its own."""
+    missing = [folder]  # it, and the folders above it not yet known, innermost first
+    while missing[-1] and missing[-1].rpartition("/")[0] not in folders:
+        missing.append(missing[-1].rpartition("/")[0])
+    place = folders.get(missing[-1].rpartition("/")[0]) if missing[-1] else None
+    for name_path in reversed(missing):
+        name = name_path.rpartition("/")[2]
+        known = None
+        if place is not None and place.listed:
+            entry = place.entries.get(name)
+            if entry is None and (not place.keys or collision_key(name) not in place.keys):
+                known = _Folder(place.prefix + name, root_real, root_inside, exists=False)
+            elif entry is not None and _plain_folder(entry):
+                known = _Folder(place.prefix + name, root_real, root_inside)
+        place = folders[name_path] = known or _Folder(
+            os.path.realpath(os.path.join(root, name_path)), root_real, root_inside)
+    assert place is not None
+    return place
+
+
+def _plain_folder(entry: os.DirEntry[str]) -> bool:
+    """A folder, not a link to one."""
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _claim(owners: dict[str, tuple[Job, str, str]], job: Job, file: str,

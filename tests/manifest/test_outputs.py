@@ -4,6 +4,7 @@ would have returned, unchanged and without a problem."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,3 +43,43 @@ def test_ordinary_outputs_are_plain_and_odd_ones_are_not() -> None:
     for odd in ["", "/abs", "C:x", "a\\b", "a//b", "a/", "./a", "../a", "a/..", ".hidden",
                 "x/.runner", "a\x00", "a\nb", "é.mp3", "x" * 256]:
         assert not _all_plain(["sfx/1.mp3", odd]), odd
+
+
+def _tree(root: Path) -> None:
+    """Folders that exist, a file, a link to a folder inside and one to a folder outside."""
+    (root / "out" / "sfx" / "kind_1").mkdir(parents=True)
+    (root / "out" / "vo").mkdir()
+    (root / "out" / "vo" / "take.mp3").write_bytes(b"")
+    (root / "elsewhere" / "deep").mkdir(parents=True)
+    (root / "out" / "inner").symlink_to(root / "out" / "sfx")
+    (root / "out" / "away").symlink_to(root / "elsewhere")
+    (root / "out" / "sfx" / "back").symlink_to(root / "out")
+
+
+FOLDER_NAMES = st.sampled_from(["sfx", "kind_1", "kind_2", "vo", "take.mp3", "inner", "away",
+                                "deep", "back", "new", "SFX"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.lists(FOLDER_NAMES, min_size=0, max_size=4).map("/".join), min_size=1,
+                max_size=6))
+def test_a_folder_is_where_realpath_says_whatever_order_it_is_met_in(folders: list[str]) -> None:
+    """`_folder` takes a folder's real path from its parent's listing where it can; it must
+    be what os.path.realpath says, with the same listing, in any order of outputs."""
+    import os
+    import tempfile
+
+    from runner.manifest.outputs import _folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _tree(Path(tmp))
+        root = Path(tmp) / "out"
+        root_real = os.path.realpath(root)
+        known: dict[str, Any] = {}
+        for folder in folders:
+            place = _folder(known, folder, root, root_real, root_real + os.sep)
+            real = os.path.realpath(os.path.join(root, folder))
+            assert place.real == real, folder
+            assert place.inside == (real == root_real or real.startswith(root_real + os.sep))
+            listing = sorted(os.listdir(real)) if os.path.isdir(real) else []
+            assert sorted(place.entries) == listing, folder
