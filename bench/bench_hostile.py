@@ -27,12 +27,14 @@ HEAD = "version: 1\nname: big\njobs:\n"
 SFX = "elevenlabs/sound-effect-v2"
 TTS = "elevenlabs/text-to-speech-turbo-2-5"
 TARGET_S, TARGET_MB = 2.0, 300.0
+CAP = 99_999  # jobs: just under the most a manifest may make
 
 
-def jobs_file(path: Path, size: int, job: str) -> int:
-    """`job` (with N for the index) repeated until the file is `size` bytes."""
+def jobs_file(path: Path, size: int, job: str, most: int | None = None) -> int:
+    """`job` (with N for the index) repeated until the file is `size` bytes, or there are
+    `most` jobs."""
     parts, total, i = [HEAD], len(HEAD), 0
-    while total < size:
+    while total < size and (most is None or i < most):
         text = job.replace("N", str(i))
         parts.append(text)
         total += len(text)
@@ -53,6 +55,19 @@ def make(folder: Path, scale: float) -> list[tuple[str, Path]]:
     count = jobs_file(path, mb, f"  - id: line_N\n    model: {TTS}\n    input:\n"
                                 f"      voice: Brian\n      text: {sentence} N\n")
     made.append((f"{mb / 1e6:.0f} MB, {count:,} TTS jobs, inputs as blocks (valid)", path))
+    # The most jobs a manifest may make, in 50 MB: the most work per byte of a valid file.
+    path = folder / "valid_tts_cap.yaml"
+    job = f"  - id: line_N\n    model: {TTS}\n    input: {{voice: Brian, text: 'T N'}}\n"
+    bare = sum(len(job.replace("N", str(i))) for i in range(CAP))  # the jobs without texts
+    count = jobs_file(path, mb, job.replace("T", sentence[:(mb - len(HEAD) - bare) // CAP]), CAP)
+    made.append((f"{mb / 1e6:.0f} MB, {count:,} TTS jobs, the most allowed (valid)", path))
+    path = folder / "valid_sfx_folders.yaml"  # every output in a folder of its own
+    count = jobs_file(path, mb, f"  - id: sfx_N\n    model: {SFX}\n    input:\n"
+                      "      text: Steps on gravel N\n      duration_seconds: 2.5\n"
+                      "      prompt_influence: 0.4\n    output: sfx/kind_N/N.mp3\n"
+                      "    notes: take N of the gravel steps\n", CAP)
+    size = path.stat().st_size / 1e6
+    made.append((f"{size:.0f} MB, {count:,} SFX jobs, a folder each (valid)", path))
     path = folder / "over_cap.yaml"
     count = jobs_file(path, mb, f"  - id: sfx_N\n    model: {SFX}\n    input: {{text: 'Steps on "
                                 "gravel N', duration_seconds: 2.5}\n    output: sfx/N.mp3\n")
