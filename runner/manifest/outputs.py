@@ -14,7 +14,10 @@ import posixpath
 import re
 import stat
 import unicodedata
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from runner.catalog.models import Kind
@@ -208,6 +211,9 @@ def _all_plain(outputs: list[str]) -> bool:
             and max(map(len, outputs)) <= MAX_NAME_BYTES)
 
 
+_NOTHING: Mapping[str, os.DirEntry[str]] = MappingProxyType({})  # a folder that is not there
+
+
 class _Folder:
     """An output's folder: its real path, and what is in it, listed once (a folder of
     thousands of outputs costs one listing, not one lstat each; a folder that does not
@@ -220,15 +226,14 @@ class _Folder:
         self.prefix = real if real.endswith(os.sep) else real + os.sep  # + a name: a file in it
         # Whether it is output_dir or inside it (then so is any file in it but a link).
         self.inside = real == root_real or real.startswith(root_inside)
-        self.entries: dict[str, os.DirEntry[str]] = {}
-        self.keys: set[str] = set()
+        self.entries: Mapping[str, os.DirEntry[str]] = _NOTHING
+        self.keys: AbstractSet[str] = frozenset()
         self.listed = True
         if not exists:
             return
         try:
             with os.scandir(real) as listing:
-                for entry in listing:
-                    self.entries[entry.name] = entry
+                self.entries = {entry.name: entry for entry in listing}
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing in it exists
         except OSError:  # not listable (a folder without read permission): ask per file
@@ -264,12 +269,18 @@ def _folder(folders: dict[str, _Folder], folder: str, root: Path, root_real: str
     parent's listing says the name is no link: where it is nothing (most, before a first
     run) it is not looked at at all. os.path.realpath walks the whole path, a call per
     part, and a manifest may give every output a folder of its own."""
-    missing = [folder]  # it, and the folders above it not yet known, innermost first
-    while missing[-1] and missing[-1].rpartition("/")[0] not in folders:
-        missing.append(missing[-1].rpartition("/")[0])
-    place = folders.get(missing[-1].rpartition("/")[0]) if missing[-1] else None
-    for name_path in reversed(missing):
-        name = name_path.rpartition("/")[2]
+    chain = []  # (path, name) of it and of the folders above it not yet known, innermost first
+    path, place = folder, None
+    while True:
+        parent, _, name = path.rpartition("/")
+        chain.append((path, name))
+        if not path:
+            break  # output_dir itself
+        place = folders.get(parent)
+        if place is not None:
+            break
+        path = parent
+    for path, name in reversed(chain):
         known = None
         if place is not None and place.listed:
             entry = place.entries.get(name)
@@ -277,8 +288,8 @@ def _folder(folders: dict[str, _Folder], folder: str, root: Path, root_real: str
                 known = _Folder(place.prefix + name, root_real, root_inside, exists=False)
             elif entry is not None and _plain_folder(entry):
                 known = _Folder(place.prefix + name, root_real, root_inside)
-        place = folders[name_path] = known or _Folder(
-            os.path.realpath(os.path.join(root, name_path)), root_real, root_inside)
+        place = folders[path] = known or _Folder(
+            os.path.realpath(os.path.join(root, path)), root_real, root_inside)
     assert place is not None
     return place
 
@@ -322,9 +333,10 @@ def _file_in_place_of_folder(doc: Any, owners: dict[str, tuple[Job, str, str]]) 
     """One job's file where another needs a folder (`a.mp3` and `a.mp3/b.mp3`)."""
     problems = []
     reported: set[str] = set()
+    walked: set[str] = set()  # folders whose way up has been looked at (none is a file)
     for key, (job, file, _role) in owners.items():
         parent = key.rpartition("/")[0]
-        while parent and parent not in reported:
+        while parent and parent not in reported and parent not in walked:
             holder = owners.get(parent)
             if holder is not None:
                 reported.add(parent)
@@ -332,5 +344,6 @@ def _file_in_place_of_folder(doc: Any, owners: dict[str, tuple[Job, str, str]]) 
                                 f"needs a folder '{shown(holder[1])}', which is the file of job "
                                 f"'{holder[0].id}'", job_id=job.id))
                 break
+            walked.add(parent)
             parent = parent.rpartition("/")[0]
     return problems
