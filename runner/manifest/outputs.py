@@ -99,6 +99,9 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     owners: dict[str, tuple[Job, str, str]] = {}  # key -> (job, file, what it is)
     spoilt: set[int] = set()  # templates whose output is reported: not again per segment
     root_inside = root_real.rstrip(os.sep) + os.sep  # what a path inside it starts with
+    # Before a first build output_dir is not there: no output can meet a file, a folder
+    # or a link, and each one's real path is output_dir's and its own.
+    first_build = not os.path.lexists(root)
 
     def refuse(job: Job, message: str) -> None:
         problems.append(doc.problem(("jobs", job.template, "output"), message, job_id=job.id))
@@ -134,12 +137,15 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
                 refuse(job, f"output '{shown(normal)}' is inside the build's state folder "
                        f"({STATE_DIR}/), where the runner keeps its journal and cache")
                 continue
-        place = folders.get(folder)
-        if place is None:
-            place = _folder(folders, folder, root, root_real, root_inside)
-        real = place.prefix + name
-        inside = place.inside  # the output's real path is inside when its folder's is
-        mode = place.mode(name, real) if place.entries or not place.listed else 0
+        if first_build:
+            real, inside, mode = root_inside + normal.replace("/", os.sep), True, 0
+        else:
+            place = folders.get(folder)
+            if place is None:
+                place = _folder(folders, folder, root, root_real, root_inside)
+            real = place.prefix + name
+            inside = place.inside  # the output's real path is inside when its folder's is
+            mode = place.mode(name, real) if place.entries or not place.listed else 0
         if stat.S_ISLNK(mode):
             real = os.path.realpath(real)
             mode = stat.S_IFDIR if os.path.isdir(real) else 0

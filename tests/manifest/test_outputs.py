@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,3 +84,35 @@ def test_a_folder_is_where_realpath_says_whatever_order_it_is_met_in(folders: li
             assert place.inside == (real == root_real or real.startswith(root_real + os.sep))
             listing = sorted(os.listdir(real)) if os.path.isdir(real) else []
             assert sorted(place.entries) == listing, folder
+
+
+def test_outputs_meet_what_is_on_disk_and_nothing_before_a_first_build(tmp_path: Path) -> None:
+    """Before a first build output_dir is not there and nothing is looked at; once it is,
+    an output that is an existing folder, or that a link leads out of it, is refused."""
+    from runner.errors import ManifestInvalid
+    from runner.manifest.load import load_pipeline
+
+    manifest = tmp_path / "game.yaml"
+    jobs = "".join(f"  - id: {name}\n    model: elevenlabs/sound-effect-v2\n"
+                   f"    input: {{text: steps}}\n    output: {out}\n"
+                   for name, out in [("a", "sfx/a.mp3"), ("b", "away/b.mp3"), ("c", "vo/c.mp3"),
+                                     ("d", "game.yaml")])
+    manifest.write_text(f"version: 1\nname: game\noutput_dir: .\njobs:\n{jobs}")
+    with pytest.raises(ManifestInvalid) as raised:  # output_dir is the manifest's folder
+        load_pipeline(manifest)
+    assert [p.job_id for p in raised.value.problems] == ["d"]
+    assert "would replace the manifest itself" in raised.value.problems[0].message
+
+    manifest.write_text(manifest.read_text().replace("output_dir: .", "output_dir: build")
+                        .replace("output: game.yaml", "output: d.mp3"))
+    assert len(load_pipeline(manifest).jobs) == 4  # build/ is not there: nothing to meet
+    (tmp_path / "build" / "sfx" / "a.mp3").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "build" / "away").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "build" / "vo").mkdir()
+    with pytest.raises(ManifestInvalid) as raised:
+        load_pipeline(manifest)
+    found = {p.job_id: p.message for p in raised.value.problems}
+    assert set(found) == {"a", "b"}, found
+    assert "is an existing folder" in found["a"]
+    assert "leaves output_dir through a symbolic link" in found["b"]
