@@ -268,9 +268,17 @@ def _expand_template(ctx: ExpansionContext, index: int, t: dict[str, Any]) -> It
 
 
 def _format(model: ModelInfo, request: dict[str, Any]) -> str:
-    if model.format_field and isinstance(request.get(model.format_field), str):
-        return str(request[model.format_field])
-    return model.default_format
+    """The provider format the request asks for, or the model's default. One the runner
+    cannot name a file for is the input check's to report (every model lists its
+    formats); until then the output is named as if by the default."""
+    given = request.get(model.format_field) if model.format_field else None
+    if not isinstance(given, str):
+        return model.default_format
+    try:
+        extension_for(given)
+    except ValueError:
+        return model.default_format
+    return given
 
 
 def _output(ctx: ExpansionContext, t: dict[str, Any], sub: Any, base: DocPath, job_id: str,
@@ -283,6 +291,8 @@ def _output(ctx: ExpansionContext, t: dict[str, Any], sub: Any, base: DocPath, j
             ctx.problem((*base, "output"), f"the job has {variants} variants but its output has "
                         "no {variant} placeholder: every take would overwrite the others", job_id)
         return None
+    if "{" not in template and "}" not in template:
+        return template  # a path as it is (substitute would return it unchanged)
     ext = post.extension(extension_for(fmt)) if post else extension_for(fmt)
     if template == "{id}.{ext}":  # the default: what substitute makes of it, made directly
         return f"{job_id}.{ext}"
