@@ -589,6 +589,7 @@ class _Reader:
         items = frame.value
         inline = self._inline
         plain_value = self._plain_value
+        known = self.known  # (every text in it is a whole plain scalar: see _plain_value)
         string_start = _STRING_START
         room = MAX_DEPTH - len(self.stack)
         lines = 0
@@ -611,6 +612,10 @@ class _Reader:
                 if flow is None and item[0] in string_start and ": " not in item \
                         and " #" not in item and item[-1] not in ": ":
                     values.append(item)  # a plain string, as _inline reads it, in fewer steps
+                    continue
+                value = known.get(item, _UNSET)  # a plain scalar read before (`2.5`, `true`)
+                if value is not _UNSET:
+                    values.append(value)
                     continue
                 value = flow.read(item.rstrip(" "), plain_value) if flow is not None else None
                 if value is None:

@@ -337,12 +337,20 @@ def _claim(owners: dict[str, tuple[Job, str, str]], job: Job, file: str,
 
 def _file_in_place_of_folder(doc: Any, owners: dict[str, tuple[Job, str, str]]) -> list[Problem]:
     """One job's file where another needs a folder (`a.mp3` and `a.mp3/b.mp3`)."""
+    # Every folder any file needs, found a level at a time over sets: most manifests
+    # have no file among them, and then nothing is looked at file by file.
+    level = {key.rpartition("/")[0] for key in owners} - {""}
+    folders = set(level)
+    while level:
+        level = {folder.rpartition("/")[0] for folder in level} - folders - {""}
+        folders |= level
+    if folders.isdisjoint(owners):
+        return []
     problems = []
     reported: set[str] = set()
-    walked: set[str] = set()  # folders whose way up has been looked at (none is a file)
     for key, (job, file, _role) in owners.items():
         parent = key.rpartition("/")[0]
-        while parent and parent not in reported and parent not in walked:
+        while parent and parent not in reported:
             holder = owners.get(parent)
             if holder is not None:
                 reported.add(parent)
@@ -350,6 +358,5 @@ def _file_in_place_of_folder(doc: Any, owners: dict[str, tuple[Job, str, str]]) 
                                 f"needs a folder '{shown(holder[1])}', which is the file of job "
                                 f"'{holder[0].id}'", job_id=job.id))
                 break
-            walked.add(parent)
             parent = parent.rpartition("/")[0]
     return problems
