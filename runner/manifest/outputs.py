@@ -14,6 +14,7 @@ import posixpath
 import re
 import stat
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -112,6 +113,10 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
     # Plain outputs (most are) need no normalising, hold no name starting with '.' (so
     # none in the state folder), and their keys are their lower case (ASCII).
     plain = _all_plain([job.output for job in ordered])
+    # Outputs per folder (as written): a folder of a few is asked about each output
+    # (one lstat) rather than listed (three calls, and an entry per file in it).
+    per_folder = Counter(job.output.rpartition("/")[0] for job in ordered) \
+        if not first_build else Counter()
     for job in ordered:
         generated = job.segment is not None or job.verifies is not None
         if generated and job.template in spoilt:
@@ -142,7 +147,8 @@ def check_outputs(pipeline: Pipeline, jobs: list[Job]) -> list[Problem]:
         else:
             place = folders.get(folder)
             if place is None:
-                place = _folder(folders, folder, root, root_real, root_inside)
+                place = _folder(folders, folder, root, root_real, root_inside,
+                                per_folder[folder] > FEW_OUTPUTS)
             real = place.prefix + name
             inside = place.inside  # the output's real path is inside when its folder's is
             mode = place.mode(name, real) if place.entries or not place.listed else 0
@@ -218,6 +224,7 @@ def _all_plain(outputs: list[str]) -> bool:
 
 
 _NOTHING: Mapping[str, os.DirEntry[str]] = MappingProxyType({})  # a folder that is not there
+FEW_OUTPUTS = 4  # a folder of this many outputs or fewer is not listed (see check_outputs)
 
 
 class _Folder:
@@ -227,15 +234,16 @@ class _Folder:
 
     __slots__ = ("entries", "inside", "keys", "listed", "prefix", "real")
 
-    def __init__(self, real: str, root_real: str, root_inside: str, exists: bool = True) -> None:
+    def __init__(self, real: str, root_real: str, root_inside: str, exists: bool = True,
+                 listed: bool = True) -> None:
         self.real = real
         self.prefix = real if real.endswith(os.sep) else real + os.sep  # + a name: a file in it
         # Whether it is output_dir or inside it (then so is any file in it but a link).
         self.inside = real == root_real or real.startswith(root_inside)
         self.entries: Mapping[str, os.DirEntry[str]] = _NOTHING
         self.keys: AbstractSet[str] = frozenset()
-        self.listed = True
-        if not exists:
+        self.listed = listed  # False: each file is asked about (see mode)
+        if not exists or not listed:
             return
         try:
             with os.scandir(real) as listing:
@@ -269,12 +277,13 @@ class _Folder:
 
 
 def _folder(folders: dict[str, _Folder], folder: str, root: Path, root_real: str,
-            root_inside: str) -> _Folder:
+            root_inside: str, many: bool) -> _Folder:
     """The `_Folder` of `folder` (relative to output_dir), and of each folder above it,
     kept in `folders`. A folder's real path is its parent's and its name wherever the
     parent's listing says the name is no link: where it is nothing (most, before a first
     run) it is not looked at at all. os.path.realpath walks the whole path, a call per
-    part, and a manifest may give every output a folder of its own."""
+    part, and a manifest may give every output a folder of its own. `many`: `folder`
+    holds enough outputs to be listed; otherwise each output in it is asked about."""
     chain = []  # (path, name) of it and of the folders above it not yet known, innermost first
     path, place = folder, None
     while True:
@@ -293,7 +302,9 @@ def _folder(folders: dict[str, _Folder], folder: str, root: Path, root_real: str
             if entry is None and (not place.keys or collision_key(name) not in place.keys):
                 known = _Folder(place.prefix + name, root_real, root_inside, exists=False)
             elif entry is not None and _plain_folder(entry):
-                known = _Folder(place.prefix + name, root_real, root_inside)
+                # (a folder above the output's is listed: its listing finds the next one)
+                known = _Folder(place.prefix + name, root_real, root_inside,
+                                listed=many or path != folder)
         place = folders[path] = known or _Folder(
             os.path.realpath(os.path.join(root, path)), root_real, root_inside)
     assert place is not None

@@ -62,12 +62,14 @@ FOLDER_NAMES = st.sampled_from(["sfx", "kind_1", "kind_2", "vo", "take.mp3", "in
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(st.lists(st.lists(FOLDER_NAMES, min_size=0, max_size=4).map("/".join), min_size=1,
-                max_size=6))
-def test_a_folder_is_where_realpath_says_whatever_order_it_is_met_in(folders: list[str]) -> None:
+@given(st.lists(st.tuples(st.lists(FOLDER_NAMES, min_size=0, max_size=4).map("/".join),
+                          st.booleans()), min_size=1, max_size=6))
+def test_a_folder_is_where_realpath_says_whatever_order_it_is_met_in(
+        folders: list[tuple[str, bool]]) -> None:
     """`_folder` takes a folder's real path from its parent's listing where it can; it must
     be what os.path.realpath says, with the same listing, in any order of outputs."""
     import os
+    import stat
     import tempfile
 
     from runner.manifest.outputs import _folder
@@ -77,13 +79,20 @@ def test_a_folder_is_where_realpath_says_whatever_order_it_is_met_in(folders: li
         root = Path(tmp) / "out"
         root_real = os.path.realpath(root)
         known: dict[str, Any] = {}
-        for folder in folders:
-            place = _folder(known, folder, root, root_real, root_real + os.sep)
+        for folder, many in folders:
+            place = _folder(known, folder, root, root_real, root_real + os.sep, many)
             real = os.path.realpath(os.path.join(root, folder))
             assert place.real == real, folder
             assert place.inside == (real == root_real or real.startswith(root_real + os.sep))
-            listing = sorted(os.listdir(real)) if os.path.isdir(real) else []
-            assert sorted(place.entries) == listing, folder
+            for name in ["take.mp3", "kind_1", "back", "nothing", "TAKE.MP3"]:
+                mode = os.lstat(os.path.join(real, name)).st_mode \
+                    if os.path.lexists(os.path.join(real, name)) else 0
+                asked = place.mode(name, os.path.join(real, name)) \
+                    if place.entries or not place.listed else 0
+                assert stat.S_IFMT(asked) == stat.S_IFMT(mode), (folder, name)
+            if place.listed:
+                listing = sorted(os.listdir(real)) if os.path.isdir(real) else []
+                assert sorted(place.entries) == listing, folder
 
 
 def test_outputs_meet_what_is_on_disk_and_nothing_before_a_first_build(tmp_path: Path) -> None:
@@ -116,3 +125,15 @@ def test_outputs_meet_what_is_on_disk_and_nothing_before_a_first_build(tmp_path:
     assert set(found) == {"a", "b"}, found
     assert "is an existing folder" in found["a"]
     assert "leaves output_dir through a symbolic link" in found["b"]
+
+    # A folder of many outputs is listed, one of a few is asked about per output: the
+    # same problems either way.
+    crowd = "".join(f"  - id: m{i}\n    model: elevenlabs/sound-effect-v2\n"
+                    f"    input: {{text: steps}}\n    output: sfx/m{i}.mp3\n" for i in range(8))
+    manifest.write_text(manifest.read_text() + crowd)
+    (tmp_path / "build" / "sfx" / "m3.mp3").mkdir()
+    with pytest.raises(ManifestInvalid) as raised:
+        load_pipeline(manifest)
+    found = {p.job_id: p.message for p in raised.value.problems}
+    assert set(found) == {"a", "b", "m3"}, found
+    assert "is an existing folder" in found["m3"]
