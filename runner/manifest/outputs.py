@@ -232,7 +232,7 @@ class _Folder:
     thousands of outputs costs one listing, not one lstat each; a folder that does not
     exist yet, the common case before a first run, costs nothing more)."""
 
-    __slots__ = ("entries", "inside", "keys", "listed", "prefix", "real")
+    __slots__ = ("_keys", "entries", "inside", "listed", "prefix", "real")
 
     def __init__(self, real: str, root_real: str, root_inside: str, exists: bool = True,
                  listed: bool = True) -> None:
@@ -241,7 +241,7 @@ class _Folder:
         # Whether it is output_dir or inside it (then so is any file in it but a link).
         self.inside = real == root_real or real.startswith(root_inside)
         self.entries: Mapping[str, os.DirEntry[str]] = _NOTHING
-        self.keys: AbstractSet[str] = frozenset()
+        self._keys: AbstractSet[str] | None = None  # see holds_key
         self.listed = listed  # False: each file is asked about (see mode)
         if not exists or not listed:
             return
@@ -253,14 +253,23 @@ class _Folder:
         except OSError:  # not listable (a folder without read permission): ask per file
             self.listed = False
             return
-        self.keys = {collision_key(name) for name in self.entries}
+
+    def holds_key(self, name: str) -> bool:
+        """Whether a name in the listing has `name`'s key (the same name where case or
+        Unicode form is ignored). The keys are made the first time they are asked for:
+        a folder that holds every output named in it never needs them."""
+        if not self.entries:
+            return False
+        if self._keys is None:
+            self._keys = {collision_key(entry) for entry in self.entries}
+        return collision_key(name) in self._keys
 
     def mode(self, name: str, real: str) -> int:
         """What `os.lstat(real).st_mode` says of a link or a folder (any other file is
         S_IFREG here), or 0 where nothing is."""
         entry = self.entries.get(name)
         if entry is None:
-            if self.listed and (not self.keys or collision_key(name) not in self.keys):
+            if self.listed and not self.holds_key(name):
                 return 0
             # Another name with this key: the same file where case or Unicode form
             # is ignored (macOS, Windows). The file system says.
@@ -299,7 +308,7 @@ def _folder(folders: dict[str, _Folder], folder: str, root: Path, root_real: str
         known = None
         if place is not None and place.listed:
             entry = place.entries.get(name)
-            if entry is None and (not place.keys or collision_key(name) not in place.keys):
+            if entry is None and not place.holds_key(name):
                 known = _Folder(place.prefix + name, root_real, root_inside, exists=False)
             elif entry is not None and _plain_folder(entry):
                 # (a folder above the output's is listed: its listing finds the next one)
