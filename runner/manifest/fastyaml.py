@@ -66,13 +66,15 @@ class Declined(Exception):
     """The text has YAML this reader leaves to libyaml."""
 
 
-# Characters libyaml reads as plain text. Tabs, carriage returns, other line breaks
-# (NEL, LS, PS), a byte-order mark inside the text and control characters are
-# declined (libyaml refuses some and reads others in ways not mirrored here).
-_ASCII_TEXT = bytes(range(0x20, 0x7F)) + b"\n"
+# Characters libyaml reads as plain text. Carriage returns, other line breaks (NEL,
+# LS, PS), a byte-order mark inside the text and control characters are declined
+# (libyaml refuses some and reads others in ways not mirrored here). A tab is read
+# in a comment line only, and declined anywhere else (see _line): an editor's tab in
+# a comment of a large manifest would otherwise send it all to libyaml.
+_ASCII_TEXT = bytes(range(0x20, 0x7F)) + b"\t\n"
 # Characters libyaml refuses or reads its own way (the complement of what this reader
 # takes: a class of a few ranges compiles in a fraction of a millisecond).
-_OTHER = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+_OTHER = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 _ANCHOR = re.compile(r"[0-9A-Za-z_-]+")
 _HEX = re.compile(r"[0-9A-Fa-f]+\Z")
 _ESCAPES = {
@@ -151,7 +153,7 @@ def _display(spec: Spec) -> str:
 
 
 # What a plain value inside a flat flow mapping may not hold (see _FlowShape.read).
-_FLOW_PLAIN_BREAKS = frozenset(",[]{}#'\":")
+_FLOW_PLAIN_BREAKS = frozenset(",[]{}#'\":\t")
 _SINGLE, _DOUBLE, _PLAIN = 2, 3, 4  # a value's group in a pair of _flat_pattern
 
 
@@ -187,10 +189,10 @@ class _FlowShape:
                 return None
             value: Any = text[start:end]
             if kind == _SINGLE:
-                if "'" in value:
+                if "'" in value or "\t" in value:
                     return None
             elif kind == _DOUBLE:
-                if '"' in value or "\\" in value:
+                if '"' in value or "\\" in value or "\t" in value:
                     return None
             elif not value or value[0] not in _COMMON_START or value[-1] == " " \
                     or not _FLOW_PLAIN_BREAKS.isdisjoint(value):
@@ -363,7 +365,7 @@ class _Reader:
         self.known: dict[str, Any] = {}  # see _plain_value
         if "\r" in text:
             text = text.replace("\r\n", "\n")  # a break either way; columns are unchanged
-        if "\t" in text or "\r" in text or not usable(text):
+        if "\r" in text or not usable(text):
             raise Declined
         self.text = text
         self.max_items = max_items
@@ -610,7 +612,7 @@ class _Reader:
             size = shape.entries
             for item, flow in zip(raw, shape.flows):  # (raw's last: blank lines)
                 if flow is None and item[0] in string_start and ": " not in item \
-                        and " #" not in item and item[-1] not in ": ":
+                        and " #" not in item and item[-1] not in ": " and "\t" not in item:
                     values.append(item)  # a plain string, as _inline reads it, in fewer steps
                     continue
                 value = known.get(item, _UNSET)  # a plain scalar read before (`2.5`, `true`)
@@ -671,6 +673,8 @@ class _Reader:
         break) when `_value` would read it so: a plain or quoted scalar, or a flat flow
         mapping. _UNSET: anything else, left to `_value` (which reads it, declines it
         or reports it)."""
+        if "\t" in item:
+            return _UNSET  # (_line declines it)
         first = item[0]
         if first in _STRING_START:
             if ": " in item or " #" in item or item[-1] == ":":
@@ -816,6 +820,8 @@ class _Reader:
         body = line.lstrip(" ")
         if not body or body[0] == "#":
             return
+        if "\t" in line:
+            raise Declined  # a tab anywhere but in a comment line
         if self.window >= 0:
             if self.window == 0:
                 raise _Stop
@@ -1420,6 +1426,8 @@ class _Reader:
             chunks.append(leading_break)
         if chomp == 1:
             chunks.append("\n" * trailing)
+        if src.find("\t", self.pos, pos) >= 0:
+            raise Declined  # a tab in its lines (text, not a comment)
         self.pos = pos
         self.lineno = lineno
         return "".join(chunks)

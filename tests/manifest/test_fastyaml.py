@@ -136,6 +136,9 @@ def test_manifests_that_are_plain_block_yaml_are_read_without_libyaml() -> None:
 # Explicit cases ------------------------------------------------------------------
 
 READ = [
+    # tabs in comment lines (the only place the reader takes one)
+    "# a\tcomment\na: 1\n", "a:\n  #\tx\n  b: 1\n", "- a: 1\n#\t\n- b: 2\n",
+    "jobs:\n  - id: a\n    # take\tone\n    model: m\n  - id: b\n    model: m\n",
     # empty values: null at the end of the ':' or the '-'
     "a:\nb: 1\n", "- \n-\n- a: 1\n  b:\n", "a:\n  -\n  - x\n",
     # indentless lists, compact mappings, nesting
@@ -283,13 +286,24 @@ def test_the_common_lines_of_a_large_manifest_are_read_without_libyaml() -> None
 
 
 @pytest.mark.parametrize("text", [
-    "a: x\n\tb: y\n", "a: !!python/object:os.system x\n", "a: [1,\n 2]\n", "a: 'x\n y'\n",
+    "a: x\n\tb: y\n", "a: x\t\n", "a: 'x\ty'\n", "a: {b: x\ty}\n", "\t# c\na: 1\n",
+    "a: |\n  x\n  # not\ta comment\n", "a: x # c\td\n", "a: !!python/object:os.system x\n", "a: [1,\n 2]\n", "a: 'x\n y'\n",
     "a: b\n  c\n", "a: 1\n---\na: 2\n", "a: *undefined\n", "{a: 1}\n", "plain\n",
     "a: \"\\'\"\n", "a: |1\n x\n", "? a\n: b\n", "[a]: b\n", "&x a: b\n",
 ])
 def test_what_the_reader_leaves_to_libyaml(text: str) -> None:
     with pytest.raises(fastyaml.Declined):
         fastyaml.read(text)
+
+
+def test_a_tab_in_a_comment_line_is_read_without_libyaml() -> None:
+    """An editor's tab in a comment of a large manifest must not send all of it to
+    libyaml, which reads it twice as slowly."""
+    head = "version: 1\nname: big\n# made by\tthe exporter\njobs:\n"
+    job = "  - id: line_N\n    model: m\n    input: {voice: Brian, text: 'Line N.'}\n"
+    text = head + "".join(job.replace("N", str(i)) for i in range(50)) + "#\tend\n"
+    assert compare(text) == "ok"
+    assert len(fastyaml.read(text).data["jobs"]) == 50
 
 
 def test_an_alias_bomb_is_left_to_the_builder_which_words_it() -> None:
