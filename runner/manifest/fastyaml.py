@@ -115,10 +115,11 @@ def _flat_pattern(pairs: int) -> re.Pattern[str]:
 # A line of an item the common lines read (see _Shape): its indentation, maybe a dash,
 # a simple key, and a value or nothing (a mapping one level in follows).
 _SHAPE_LINE = re.compile(r"( *)(- +)?([A-Za-z_][A-Za-z0-9_]{0,99}):( +[^ \n][^\n]*)?\n")
-# Shapes a reader keeps (the most recent first), and learns at most, per document: a
-# list whose items all differ costs a few patterns, not one per item.
+# Shapes a reader keeps (the most recent first), and the items it tries to learn one
+# from at most, per document: a list whose items all differ, or that no shape reads,
+# costs a few attempts, not one per item.
 KEPT_SHAPES = 8
-MAX_SHAPES_LEARNT = 32
+MAX_SHAPE_TRIALS = 64
 Spec = tuple[tuple[str, "int | Spec"], ...]  # per key: its value's index, or a mapping's spec
 
 
@@ -131,11 +132,12 @@ class _Shape:
     captures is read as the common line would read it (`_Reader._inline`); where one
     is not, the item is left to the lines."""
 
-    __slots__ = ("build", "depth", "entries", "flows", "match")
+    __slots__ = ("build", "depth", "entries", "flows", "folds", "match")
 
     def __init__(self, pattern: str, spec: Spec, depth: int, entries: int,
-                 flows: tuple[_FlowShape | None, ...]) -> None:
+                 flows: tuple[_FlowShape | None, ...], folds: bool) -> None:
         self.match = re.compile(pattern).match
+        self.folds = folds  # a value may go on over the lines below (see _going_on)
         # The item from its values, as one expression: `lambda v: {'id': v[0], 'input':
         # {'text': v[1]}}` builds it three times faster than a walk over `spec`. The
         # keys are simple ones (_SHAPE_LINE), written with repr.
@@ -235,9 +237,11 @@ def _shape_of(span: str, list_col: int) -> _Shape | None:
     open_maps: list[tuple[int, list[Any]]] = []  # column of its keys, its entries
     waiting: list[Any] | None = None  # a `key:` alone: its mapping's entries
     flows: list[_FlowShape | None] = []
+    folds = False
     values = depth = pos = 0
-    for match in _SHAPE_LINE.finditer(span):
-        if match.start() != pos:
+    while pos < len(span):
+        match = _SHAPE_LINE.match(span, pos)
+        if match is None:
             return None
         pos = match.end()
         lead, dash, key, value = match.groups()
@@ -270,19 +274,56 @@ def _shape_of(span: str, list_col: int) -> _Shape | None:
         else:
             entries.append((key, values))
             values += 1
-            parts.append(head + " +([^ \n].*)\n")  # `.` runs faster than [^\n]
+            # The value (`.` runs faster than [^\n]), and where the item's went on over
+            # the lines below, theirs (a pattern for them costs at every value).
+            going_on = _going_on(open_maps[-1][0])
+            found = going_on.match(span, pos - 1)
+            if found is not None and found.group():
+                pos += len(found.group())
+                folds = True
+                parts.append(head + " +([^ \n].*" + going_on.pattern + ")\n")
+            else:
+                parts.append(head + " +([^ \n].*)\n")
             item = value.strip(" ")
             flows.append(_flow_shape_of(item) if item[0] == "{" else None)
-    if not open_maps or pos != len(span) or waiting is not None:
+    if not open_maps or waiting is not None:
         return None
     # Then blank lines, and the next item's dash or the end of the text.
     parts.append(f"((?: *\n)*)(?= {{{list_col}}}- |\\Z)")
-    return _Shape("".join(parts), _frozen(root), depth, len(parts) - 1, tuple(flows))
+    return _Shape("".join(parts), _frozen(root), depth, len(parts) - 1, tuple(flows), folds)
 
 
 def _frozen(entries: list[Any]) -> Spec:
     return tuple((key, slot if isinstance(slot, int) else _frozen(slot))
                  for key, slot in entries)
+
+
+@functools.cache
+def _going_on(col: int) -> re.Pattern[str]:
+    """From the break that ends a plain scalar's first line: the lines that go on with
+    it in a block at `col`, each indented past `col` and not a comment, maybe after
+    empty lines (see _Reader._folded)."""
+    return re.compile(rf"(?:\n(?: *\n)* {{{col + 1}}}(?! *#).*)*")
+
+
+def _fold(first: str, block: str) -> str | None:
+    """The plain scalar of `first` (its first line, without trailing spaces) and `block`
+    (the lines that go on with it, each after its line break: see _going_on), folded
+    as libyaml folds it: one line break is a space, n + 1 of them are n line breaks.
+    None: a line of it is not plain text (`key: `, a comment after text, a tab)."""
+    if "\t" in block or ": " in block or ":\n" in block or " #" in block or block[-1] == ":":
+        return None
+    texts = [line.strip(" ") for line in block[1:].split("\n")]
+    if "" not in texts:
+        return first + " " + " ".join(texts)
+    parts, empty = [first], 0  # empty lines between: each is a line break
+    for text in texts:
+        if not text:
+            empty += 1
+            continue
+        parts += ["\n" * empty if empty else " ", text]
+        empty = 0
+    return "".join(parts)
 
 
 # Plain values that start so are strings under the core schema whatever follows
@@ -388,7 +429,7 @@ class _Reader:
         self.started = False  # a line with text (or `---`) has been read
         self.kept = 0  # the problems up to the list over the cap
         self.shapes: list[_Shape] = []  # see _Shape; the last one used first
-        self.learnt = 0
+        self.tried = 0  # items a shape was sought in
         self.shaped = 0  # items read by their shape
 
     # The main loop ------------------------------------------------------------
@@ -427,6 +468,7 @@ class _Reader:
         stack = self.stack
         common = _COMMON_LINE.match
         inline = self._inline
+        plain_value = self._plain_value
         max_items = self.max_items
         fast = self.window < 0 and not self.track
         pos = self.pos
@@ -493,7 +535,7 @@ class _Reader:
                     if match is not None and dash is not None and not opening:
                         # The next item of the list on top: the items from here that
                         # have the shape of an earlier one are read whole.
-                        if item_start >= 0 and self.learnt < MAX_SHAPES_LEARNT:
+                        if item_start >= 0 and self.tried < MAX_SHAPE_TRIALS:
                             self._learn(text[item_start:pos].rstrip(" \n") + "\n", indent)
                         if self.shapes:
                             pos, read = self._shaped(stack[-1], pos)
@@ -503,7 +545,7 @@ class _Reader:
                                 item_start = -1
                                 continue
                 if match is not None:
-                    extra = 0
+                    extra = folded = 0
                     if spaces is None:  # `key:` alone: its value is the block below
                         value = _UNSET
                         end = match.end() - 1
@@ -521,6 +563,20 @@ class _Reader:
                             match = None  # _value reads it, declines it or reports it
                         elif value.__class__ is dict:
                             extra = len(value)
+                        else:
+                            # A plain scalar may go on over the lines below, indented past
+                            # its key (PyYAML's dump folds long texts so).
+                            below = end + 2 + indent + (len(dash) if dash else 0)
+                            if below < size and text[below - 1] == " " and item[0] not in "'\"" \
+                                    and text.startswith(" " * (below - end - 1), end + 1):
+                                raw, after, more = self._folded(item.rstrip(" "), below - end - 2,
+                                                                end + 1)
+                                value = raw if raw[0] in _STRING_START else plain_value(raw)
+                                if value is _UNSET:
+                                    match = None  # _value reports it
+                                else:
+                                    end = after - 1
+                                    folded = more
                     if match is not None:
                         assert current is not None
                         lineno += 1
@@ -554,6 +610,7 @@ class _Reader:
                                 if extra:
                                     current.extra += extra
                             pos = end + 1
+                            lineno += folded
                             continue
                     else:
                         current = None
@@ -576,10 +633,10 @@ class _Reader:
 
     def _learn(self, span: str, list_col: int) -> None:
         """Keep the shape of the item `span` (read by common lines), if it has one."""
+        self.tried += 1
         shape = _shape_of(span, list_col)
         if shape is None or any(known.match == shape.match for known in self.shapes):
             return
-        self.learnt += 1
         self.shapes.insert(0, shape)
         del self.shapes[KEPT_SHAPES:]
 
@@ -610,7 +667,22 @@ class _Reader:
             raw = match.groups()
             values = []
             size = shape.entries
+            more = 0  # lines that went on with a value
+            folds = shape.folds
             for item, flow in zip(raw, shape.flows):  # (raw's last: blank lines)
+                if folds and "\n" in item:  # a plain scalar that goes on over lines below
+                    first, _, rest = item.partition("\n")
+                    first = first.rstrip(" ")
+                    folded = _fold(first, "\n" + rest) \
+                        if first[0] not in "'\"{" and inline(first) is not _UNSET else None
+                    if folded is None:
+                        return pos, lines
+                    value = folded if folded[0] in string_start else plain_value(folded)
+                    if value is _UNSET:
+                        return pos, lines
+                    values.append(value)
+                    more += item.count("\n")
+                    continue
                 if flow is None and item[0] in string_start and ": " not in item \
                         and " #" not in item and item[-1] not in ": " and "\t" not in item:
                     values.append(item)  # a plain string, as _inline reads it, in fewer steps
@@ -629,7 +701,7 @@ class _Reader:
                 values.append(value)
             items.append(shape.build(values))
             frame.extra += size
-            lines += shape.entries + raw[-1].count("\n")
+            lines += shape.entries + raw[-1].count("\n") + more
             pos = match.end()
             self.shaped += 1
         if shape is not shapes[0]:
@@ -1038,10 +1110,31 @@ class _Reader:
         raw = raw.rstrip(" ")
         if ": " in raw or raw.endswith(":"):
             raise Declined  # a mapping inside a value: libyaml refuses it
+        if cut < 0:
+            raw, self.pos, more = self._folded(raw, frame.col, self.pos)
+            self.lineno += more
         value = self._scalar(raw, loc)
         if anchor is not None:
             self.anchors[anchor[0]] = (value, 1)
         self._place(frame, value, 1, loc, loc)
+
+    def _folded(self, first: str, col: int, at: int) -> tuple[str, int, int]:
+        """A plain scalar whose first line is `first`, with the lines from `at` on that
+        go on with it (indented past `col`, its block's column), folded as libyaml
+        folds them: one line break is a space, n + 1 of them are n line breaks. PyYAML's
+        dump writes a long text so, at 80 columns. A line below that is not plain text
+        (`key: `, a comment after text, a tab) is declined. Returns the text, where the
+        line after it starts, and how many lines it took past the first."""
+        if self.window >= 0 or at > len(self.text):
+            return first, at, 0  # past a list over the cap, _line decides; or the end
+        going_on = _going_on(col).match(self.text, at - 1)  # (it matches, if only "")
+        block = going_on.group() if going_on is not None else ""
+        if not block:
+            return first, at, 0
+        folded = _fold(first, block)
+        if folded is None:
+            raise Declined
+        return folded, at + len(block), block.count("\n")
 
     def _scalar(self, raw: str, loc: Loc) -> Any:
         """A plain scalar's value under the core schema; problems as the builder's."""

@@ -136,6 +136,12 @@ def test_manifests_that_are_plain_block_yaml_are_read_without_libyaml() -> None:
 # Explicit cases ------------------------------------------------------------------
 
 READ = [
+    # plain scalars that go on over the lines below (PyYAML's dump folds at 80 columns)
+    "a: b\n  c\n", "a: b\n\n  c\n\n\n   d\ne: 1\n", "- a\n  b\n- c\n", "a:\n- b\n c\n",
+    "a: b\n  - c\n  ? d\n  [e] {f} 'g' &h *i !j |k >l\n", "a: 1\n  2\n", "a: .nan\n  x\n",
+    "a:\n  b: c\n   d\n  e: f\n", "- a: b\n   c\n  d: e\n", "a: &x b\n  c\nd: *x\n",
+    "a: b\n  c # d\n", "a: b\n  c: d\n", "a: b\n  c:\n", "a: b\n  #c\n", "a: b\n #c\n  d\n",
+    "a: b\n  c\t\n", "a: 'b'\n  c\n", "a: b # c\n  d\n", "a: b\n  ---\n", "a: b\n...\n",
     # tabs in comment lines (the only place the reader takes one)
     "# a\tcomment\na: 1\n", "a:\n  #\tx\n  b: 1\n", "- a: 1\n#\t\n- b: 2\n",
     "jobs:\n  - id: a\n    # take\tone\n    model: m\n  - id: b\n    model: m\n",
@@ -288,7 +294,7 @@ def test_the_common_lines_of_a_large_manifest_are_read_without_libyaml() -> None
 @pytest.mark.parametrize("text", [
     "a: x\n\tb: y\n", "a: x\t\n", "a: 'x\ty'\n", "a: {b: x\ty}\n", "\t# c\na: 1\n",
     "a: |\n  x\n  # not\ta comment\n", "a: x # c\td\n", "a: !!python/object:os.system x\n", "a: [1,\n 2]\n", "a: 'x\n y'\n",
-    "a: b\n  c\n", "a: 1\n---\na: 2\n", "a: *undefined\n", "{a: 1}\n", "plain\n",
+"a: 1\n---\na: 2\n", "a: *undefined\n", "{a: 1}\n", "plain\n",
     "a: \"\\'\"\n", "a: |1\n x\n", "? a\n: b\n", "[a]: b\n", "&x a: b\n",
 ])
 def test_what_the_reader_leaves_to_libyaml(text: str) -> None:
@@ -323,8 +329,8 @@ def test_past_a_list_over_the_cap_what_libyaml_had_read_is_checked() -> None:
     text = 'a:\n  b:\n    - 1\n    - "x"\n  c:*>\n  d: 1\n'  # "x" is over a cap of 1
     assert by_libyaml(text, 1)[0] == "syntax"
     assert compare(text, 1) == "declined"
-    text = "- .nan\n -\n    - on\n"  # the third item is a plain scalar over 3 lines
-    assert compare(text, 2) == "declined"
+    text = "- .nan\n -\n    - on\n"  # one item: a plain scalar over three lines
+    assert compare(text, 2) == "ok"
 
 
 def test_problems_are_worded_as_the_builder_words_them() -> None:
@@ -719,6 +725,39 @@ def test_alike_flat_flow_mappings_read_as_libyaml_reads_them(seed: int) -> None:
         outcome = compare(alike_flow_mappings(rng), None, rng)
         seen[outcome] = seen.get(outcome, 0) + 1
     assert seen.get("ok", 0) > 50, seen
+
+
+# Words for texts that PyYAML's dump folds over lines (and quotes where it must).
+DUMPED_WORDS = ["keeper", "stair", "lamp", "-", "?", "#x", "a:b", "&x", "*y", "!t", "|", ">", "[",
+                "{", "'", '"', "%", "@", "1", "2.5", "true", "null", "~", "x,", "é", "---", ":"]
+
+
+def dumped_jobs(rng: random.Random) -> str:
+    """Jobs of one shape as PyYAML's safe_dump writes them: long texts folded at its
+    width (plain where it can, quoted where it must), indentless lists."""
+    plainness = rng.choice([1.0, 0.98, 0.9])
+    jobs = []
+    for i in range(rng.randint(3, 8)):
+        words = [rng.choice(DUMPED_WORDS) if rng.random() > plainness else "word"
+                 for _ in range(rng.randint(1, 40))]
+        jobs.append({"id": f"line_{i}", "model": "m", "input": {
+            "voice": "Brian", "text": " ".join(words)}, "notes": " ".join(words[:5])})
+    return yaml.safe_dump({"version": 1, "jobs": jobs}, width=rng.randint(20, 100),
+                          indent=rng.choice([2, 4]), sort_keys=False, allow_unicode=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_manifests_dumped_by_pyyaml_read_as_libyaml_reads_them(seed: int) -> None:
+    rng = random.Random(seed)
+    shaped = 0
+    for _ in range(150):
+        text = dumped_jobs(rng)
+        compare(text, rng.choice([None, None, 3]), rng)
+        with contextlib.suppress(fastyaml.Declined):
+            reader = fastyaml._Reader(text, None, ys.MAX_ALIASED_VALUES)
+            reader.run()
+            shaped += reader.shaped
+    assert shaped > 100, shaped  # texts over several lines were read by shapes too
 
 
 def test_a_large_list_of_alike_jobs_is_read_an_item_at_a_time() -> None:
