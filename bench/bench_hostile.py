@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 HEAD = "version: 1\nname: big\njobs:\n"
 SFX = "elevenlabs/sound-effect-v2"
 TTS = "elevenlabs/text-to-speech-turbo-2-5"
@@ -68,6 +70,11 @@ def make(folder: Path, scale: float) -> list[tuple[str, Path]]:
                       "    notes: take N of the gravel steps\n", CAP)
     size = path.stat().st_size / 1e6
     made.append((f"{size:.0f} MB, {count:,} SFX jobs, a folder each (valid)", path))
+    path = folder / "valid_pyyaml.yaml"  # as yaml.safe_dump writes it: texts over lines
+    job = yaml.safe_dump([{"id": "line_N", "model": TTS,
+                           "input": {"voice": "Brian", "text": f"{sentence} N"}}], sort_keys=False)
+    count = jobs_file(path, mb, job)
+    made.append((f"{mb / 1e6:.0f} MB, {count:,} TTS jobs, written by PyYAML (valid)", path))
     path = folder / "over_cap.yaml"
     count = jobs_file(path, mb, f"  - id: sfx_N\n    model: {SFX}\n    input: {{text: 'Steps on "
                                 "gravel N', duration_seconds: 2.5}\n    output: sfx/N.mp3\n")
