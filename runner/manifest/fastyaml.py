@@ -4,16 +4,17 @@ PyYAML hands Python one object per libyaml parse event, with two position
 marks each: 1.3 s for a 50 MB manifest before a single value is built, 2.6 s
 with the building. This reader builds the same values from the text itself,
 line by line with `str` methods, for the YAML that manifests are made of:
-block mappings and lists, plain and quoted one-line scalars, one-line flow
+block mappings and lists, plain scalars (on one line or going on over several,
+as PyYAML's dump writes long texts), quoted one-line scalars, one-line flow
 collections, literal and folded block scalars, anchors, aliases and `<<`
 merges, comments, a leading `---`. The jobs of a large manifest are alike: once
 one has been read line by line, the next ones with the same keys at the same
 columns are read an item at a time (`_Shape`).
 
 It is exact or it declines. Whatever it is not certain libyaml reads the same
-way (a tag, a tab, a multi-line flow or quoted scalar, a plain scalar that may
-go on over the next line, an odd indentation, a second document, a character
-libyaml refuses, ...) raises `Declined`, and `yaml_source` parses the text with
+way (a tag, a tab outside a comment, a multi-line flow or quoted scalar, a line
+of a plain scalar that is not plain text, an odd indentation, a second document,
+a character libyaml refuses, ...) raises `Declined`, and `yaml_source` parses the text with
 libyaml as before: every syntax error and every message is libyaml's and the
 builder's. What it accepts, it builds as `yaml_source._Builder` would (same
 values, same objects shared by aliases, same merges), and it reports the
