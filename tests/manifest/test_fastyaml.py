@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -614,6 +615,33 @@ def job_documents(draw: st.DrawFn) -> str:
                        draw(st.booleans()), jobs, mutation)
 
 
+def read_both_ways(make: Callable[[random.Random], str], seed: int, documents: int,
+                   caps: list[int | None]) -> tuple[dict[str, int], int]:
+    """`documents` documents made by `make`, each read both ways (see compare) under a
+    cap drawn from `caps`: how many ended each way, and how many items the fast reader
+    read whole by a shape (fastyaml._Shape)."""
+    rng = random.Random(seed)
+    seen: dict[str, int] = {}
+    shaped = 0
+    for _ in range(documents):
+        text = make(rng)
+        outcome = compare(text, rng.choice(caps), rng)
+        seen[outcome] = seen.get(outcome, 0) + 1
+        with contextlib.suppress(fastyaml.Declined):
+            reader = fastyaml._Reader(text, None, ys.MAX_ALIASED_VALUES)
+            reader.run()
+            shaped += reader.shaped
+    return seen, shaped
+
+
+def rendered(rng: random.Random, jobs: list[list[Entry]]) -> str:
+    """`jobs` in a layout drawn with `rng`, half the time with one mutation."""
+    mutation = (rng.choice(MUTATIONS), rng.randrange(10_000), rng.choice(JOB_ODD_VALUES)) \
+        if rng.random() < 0.5 else None
+    return render_jobs(rng.choice([2, 4]), rng.choice(["- ", "-   "]), rng.random() < 0.5, jobs,
+                       mutation)
+
+
 def job_document(rng: random.Random) -> str:
     """A job list drawn with `rng` from the grammar of `job_documents`."""
     jobs = []
@@ -632,19 +660,12 @@ def job_document(rng: random.Random) -> str:
                 job.append((kind, key, (pairs, rng.choice([", ", ",", " , "]),
                                         rng.choice(["", ",", " "]))))
         jobs.append(job)
-    mutation = (rng.choice(MUTATIONS), rng.randrange(10_000), rng.choice(JOB_ODD_VALUES)) \
-        if rng.random() < 0.5 else None
-    return render_jobs(rng.choice([2, 4]), rng.choice(["- ", "-   "]), rng.random() < 0.5, jobs,
-                       mutation)
+    return rendered(rng, jobs)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_lists_of_jobs_read_as_libyaml_reads_them(seed: int) -> None:
-    rng = random.Random(seed)
-    seen: dict[str, int] = {}
-    for _ in range(300):
-        outcome = compare(job_document(rng), rng.choice([None, None, 2, 4]), rng)
-        seen[outcome] = seen.get(outcome, 0) + 1
+    seen, _ = read_both_ways(job_document, seed, 300, [None, None, 2, 4])
     assert set(seen) == {"ok", "problems", "declined"}, seen
     assert seen["ok"] > seen["declined"], seen  # the common path is what is tested
 
@@ -670,25 +691,12 @@ def alike_jobs(rng: random.Random) -> str:
         if rng.random() < 0.1:
             job = job[:-1] if len(job) > 1 else [*job, ("scalar", "extra_key", "x")]
         jobs.append(job)
-    mutation = (rng.choice(MUTATIONS), rng.randrange(10_000), rng.choice(JOB_ODD_VALUES)) \
-        if rng.random() < 0.5 else None
-    return render_jobs(rng.choice([2, 4]), rng.choice(["- ", "-   "]), rng.random() < 0.5, jobs,
-                       mutation)
+    return rendered(rng, jobs)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_lists_of_alike_jobs_read_as_libyaml_reads_them(seed: int) -> None:
-    rng = random.Random(seed)
-    seen: dict[str, int] = {}
-    shaped = 0
-    for _ in range(300):
-        text = alike_jobs(rng)
-        outcome = compare(text, rng.choice([None, None, 2, 5]), rng)
-        seen[outcome] = seen.get(outcome, 0) + 1
-        with contextlib.suppress(fastyaml.Declined):
-            reader = fastyaml._Reader(text, None, ys.MAX_ALIASED_VALUES)
-            reader.run()
-            shaped += reader.shaped
+    seen, shaped = read_both_ways(alike_jobs, seed, 300, [None, None, 2, 5])
     assert set(seen) == {"ok", "problems", "declined"}, seen
     assert shaped > 100, shaped  # items were read whole, by their shape
 
@@ -748,15 +756,7 @@ def dumped_jobs(rng: random.Random) -> str:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_manifests_dumped_by_pyyaml_read_as_libyaml_reads_them(seed: int) -> None:
-    rng = random.Random(seed)
-    shaped = 0
-    for _ in range(150):
-        text = dumped_jobs(rng)
-        compare(text, rng.choice([None, None, 3]), rng)
-        with contextlib.suppress(fastyaml.Declined):
-            reader = fastyaml._Reader(text, None, ys.MAX_ALIASED_VALUES)
-            reader.run()
-            shaped += reader.shaped
+    _, shaped = read_both_ways(dumped_jobs, seed, 150, [None, None, 3])
     assert shaped > 100, shaped  # texts over several lines were read by shapes too
 
 
