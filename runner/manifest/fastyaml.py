@@ -1207,9 +1207,10 @@ class _Reader:
         return value, size
 
     def _close(self) -> None:
-        frame = self.stack.pop()
+        frame = self.stack[-1]
         if frame.pend:
-            self._place_empty(frame)
+            self._place_empty(frame)  # (while it is on top: a problem's path runs through it)
+        self.stack.pop()
         if frame.is_map and frame.merges:
             self._merge(frame)
         size = len(frame.value) + 1 + frame.extra

@@ -332,6 +332,9 @@ def test_past_a_list_over_the_cap_what_libyaml_had_read_is_checked() -> None:
     assert compare(text, 1) == "declined"
     text = "- .nan\n -\n    - on\n"  # one item: a plain scalar over three lines
     assert compare(text, 2) == "ok"
+    # An empty item over the cap, at the end of the text: its index is in the path.
+    assert compare("- a\n-\n", 1) == "problems"
+    assert compare("jobs:\n-   id: a\n-   id: b\n-   id: c\n-", 3) == "problems"
 
 
 def test_problems_are_worded_as_the_builder_words_them() -> None:
