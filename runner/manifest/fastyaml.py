@@ -155,7 +155,7 @@ def _display(spec: Spec) -> str:
                                             else _display(slot)) for key, slot in spec) + "}"
 
 
-# What a plain value inside a flat flow mapping may not hold (see _FlowShape.read).
+# What a plain value inside a flat flow mapping may not hold (_flat_pairs, _FlowShape).
 _FLOW_PLAIN_BREAKS = frozenset(",[]{}#'\":\t")
 _SINGLE, _DOUBLE, _PLAIN = 2, 3, 4  # a value's group in a pair of _flat_pattern
 
@@ -572,7 +572,7 @@ class _Reader:
                                     and text.startswith(" " * (below - end - 1), end + 1):
                                 raw, after, more = self._folded(item.rstrip(" "), below - end - 2,
                                                                 end + 1)
-                                value = raw if raw[0] in _STRING_START else plain_value(raw)
+                                value = plain_value(raw)
                                 if value is _UNSET:
                                     match = None  # _value reports it
                                 else:
@@ -678,7 +678,7 @@ class _Reader:
                         if first[0] not in "'\"{" and inline(first) is not _UNSET else None
                     if folded is None:
                         return pos, lines
-                    value = folded if folded[0] in string_start else plain_value(folded)
+                    value = plain_value(folded)
                     if value is _UNSET:
                         return pos, lines
                     values.append(value)
@@ -848,8 +848,7 @@ class _Reader:
                 if end < 0:
                     return None
                 plain = text[i:end].rstrip(" ")
-                if ":" in plain or "#" in plain or "[" in plain or "]" in plain \
-                        or "{" in plain or "'" in plain or '"' in plain:
+                if not _FLOW_PLAIN_BREAKS.isdisjoint(plain):
                     return None
                 if plain[0] in _STRING_START:
                     value[key] = plain
@@ -872,8 +871,11 @@ class _Reader:
 
     def _plain_value(self, raw: str) -> Any:
         """The value of a plain scalar that the common path may take: _UNSET for one
-        that _value reports (a number too long, NaN or an infinity). Values repeat from
-        job to job (`2.5`, `true`): each text is resolved once."""
+        that _value reports (a number too long, NaN or an infinity). A text that starts
+        as no number, boolean or null can is a string as it is; the others repeat from
+        job to job (`2.5`, `true`), and each is resolved once."""
+        if raw[0] in _STRING_START:
+            return raw
         known = self.known.get(raw, _UNSET)
         if known is not _UNSET:
             return known
